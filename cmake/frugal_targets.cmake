@@ -26,3 +26,18 @@ function(frugal_add_executable name)
     endif()
   endforeach()
 endfunction()
+
+# Optional third-party pieces used by the vocab component, its tests and the examples (Debian packages):
+#   frugal_pcre2  — PCRE2 8-bit with JIT (libpcre2-dev), for GPT-2's exact pre-tokenisation regex.
+#   nlohmann_json::nlohmann_json — (nlohmann-json3-dev) for tokenizer.json / safetensors headers.
+if(NOT TARGET frugal_pcre2)
+  find_path(FRUGAL_PCRE2_INCLUDE pcre2.h)
+  find_library(FRUGAL_PCRE2_LIB NAMES pcre2-8)
+  if(FRUGAL_PCRE2_INCLUDE AND FRUGAL_PCRE2_LIB)
+    add_library(frugal_pcre2 INTERFACE)
+    target_include_directories(frugal_pcre2 INTERFACE ${FRUGAL_PCRE2_INCLUDE})
+    target_link_libraries(frugal_pcre2 INTERFACE ${FRUGAL_PCRE2_LIB})
+    target_compile_definitions(frugal_pcre2 INTERFACE PCRE2_CODE_UNIT_WIDTH=8)
+  endif()
+endif()
+find_package(nlohmann_json 3 QUIET)
