@@ -1,0 +1,535 @@
+// frugal/kv/detail/decode_attention_cuda.cuh — CUDA kernels of decode/prefill attention over paged or contiguous KV
+// (nvcc only). See decode_attention.hpp for the algorithm; the configuration arithmetic is in attn_cfg.
+#pragma once
+
+#if !defined(__CUDACC__)
+#error "frugal/kv/detail/decode_attention_cuda.cuh is CUDA code: include it only from a translation unit compiled by nvcc."
+#endif
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "../../core/detail/cuda_common.cuh"
+#include "../../core/view.hpp"
+#include "../../core/workspace.hpp"
+#include "decode_attention_cpu.hpp"
+#include "kv_common.hpp"
+
+FRUGAL_NAMESPACE_BEGIN
+
+namespace detail {
+
+constexpr int attn_pow2ceil(int x) {
+  int p = 1;
+  while (p < x) p *= 2;
+  return p;
+}
+
+//! Compile-time shape of one attention CTA for element type T, head_dim D and up to GMAX query heads per CTA.
+template <class T, int D, int GMAX>
+struct attn_cfg {
+  static constexpr int NT = 128;                           // threads
+  static constexpr int NW = NT / 32;                       // warps
+  static constexpr int EPC = 16 / static_cast<int>(sizeof(T));  // elements per 16-byte chunk
+  static constexpr int NCHUNK = D / EPC;                   // chunks per key row (one head)
+  static constexpr int VEC = GMAX <= 4 ? 16 : 8;           // elements per lane (registers: q and acc are GMAX*VEC)
+  static constexpr int CPL = VEC / EPC;                    // chunks per lane
+  static constexpr int ACTIVE = NCHUNK / CPL;              // lanes of a row group that hold data
+  static constexpr int LPR = attn_pow2ceil(ACTIVE);        // lanes per row group (power of two)
+  static constexpr int RGW = 32 / LPR;                     // row groups per warp
+  static constexpr int NRG = NW * RGW;                     // row groups per CTA
+  static constexpr int TILE_RAW = 16384 / (2 * D * static_cast<int>(sizeof(T)));
+  static constexpr int TILE = TILE_RAW / NRG * NRG < NRG ? NRG : TILE_RAW / NRG * NRG;  // keys per tile
+  static constexpr int R = TILE / NRG;                     // rows per row group per tile
+  static constexpr int STAGES = 3;
+  static constexpr int STAGE_ELEMS = 2 * TILE * D;         // K tile then V tile
+  static constexpr int SMEM = STAGES * STAGE_ELEMS * static_cast<int>(sizeof(T));
+  static constexpr int LOADS = (TILE * NCHUNK + NT - 1) / NT;  // 16-byte copies per thread per tile, for K (and V)
+  static constexpr int MERGE_BYTES = (NW * GMAX * D + 2 * NW * GMAX) * 4;
+  static_assert(NCHUNK % CPL == 0 && LPR <= 32 && R >= 1 && NCHUNK * EPC == D);
+  static_assert(SMEM <= 48 * 1024 && MERGE_BYTES <= SMEM, "attention tile does not fit 48 KB");
+};
+
+template <class T, class Source>
+struct attn_args {
+  const T* q;  // [rows, q_ld]
+  std::int64_t q_ld;
+  T* out;  // [rows, out_ld]
+  std::int64_t out_ld;
+  Source src;
+  const std::int32_t* lens;      // [batch]
+  const std::int32_t* q_indptr;  // [batch + 1] or null (decode)
+  std::int32_t batch;
+  std::int32_t rows;
+  std::int32_t q_heads;
+  std::int32_t group;    // q_heads / kv_heads
+  std::int32_t hchunks;  // ceil(group / GMAX)
+  float scale_log2;      // scale * log2(e)
+  std::int32_t num_splits;
+  std::int32_t chunk;  // keys per split
+  bool causal;
+  float* part_o;    // [num_splits, rows, q_heads, D] (num_splits > 1)
+  float* part_lse;  // [num_splits, rows, q_heads] log2-sum-exp2 of the scaled scores
+};
+
+__device__ __forceinline__ void attn_cp_async16(void* smem, const void* gmem, int src_bytes) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void attn_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void attn_cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+//! 16 bytes of T -> 16 / sizeof(T) floats.
+template <class CT>
+__device__ __forceinline__ void attn_chunk_to_float(const uint4& raw, float* f) {
+  if constexpr (std::is_same_v<CT, float>) {
+    f[0] = __uint_as_float(raw.x);
+    f[1] = __uint_as_float(raw.y);
+    f[2] = __uint_as_float(raw.z);
+    f[3] = __uint_as_float(raw.w);
+  } else {
+    const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      if constexpr (std::is_same_v<CT, __half>) {
+        __half2 h;
+        std::memcpy(&h, &w[i], 4);
+        const float2 v = __half22float2(h);
+        f[2 * i] = v.x;
+        f[2 * i + 1] = v.y;
+      } else {
+        __nv_bfloat162 h;
+        std::memcpy(&h, &w[i], 4);
+        const float2 v = __bfloat1622float2(h);
+        f[2 * i] = v.x;
+        f[2 * i + 1] = v.y;
+      }
+    }
+  }
+}
+
+template <class CT, int D, int GMAX, class Source>
+__global__ void __launch_bounds__(128) attention_kernel(const attn_args<CT, Source> a) {
+  using C = attn_cfg<CT, D, GMAX>;
+  constexpr int EPC = C::EPC, VEC = C::VEC, CPL = C::CPL, ACTIVE = C::ACTIVE, LPR = C::LPR, NRG = C::NRG;
+  constexpr int TILE = C::TILE, R = C::R, STAGES = C::STAGES, NT = C::NT;
+  constexpr float NEG_INF = -__builtin_huge_valf();
+  extern __shared__ __align__(16) unsigned char attn_smem[];
+  CT* smem = reinterpret_cast<CT*>(attn_smem);
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // let the merge kernel get scheduled early
+#endif
+
+  const std::int32_t row = static_cast<std::int32_t>(blockIdx.x);
+  const std::int32_t h = static_cast<std::int32_t>(blockIdx.y) / a.hchunks;
+  const std::int32_t g0 = (static_cast<std::int32_t>(blockIdx.y) % a.hchunks) * GMAX;
+  const std::int32_t ng = min(GMAX, a.group - g0);
+  const std::int32_t qh0 = h * a.group + g0;
+  const std::int32_t split = static_cast<std::int32_t>(blockIdx.z);
+
+  std::int32_t seq = 0, len = 0;
+  attn_row_info(row, a.q_indptr, a.batch, a.lens, a.causal, seq, len);
+  len = max(0, min(len, a.src.capacity()));
+  const std::int32_t start = split * a.chunk;
+  const std::int32_t end = split == a.num_splits - 1 ? len : min(len, start + a.chunk);
+  const std::int32_t ntiles = end > start ? (end - start + TILE - 1) / TILE : 0;
+
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  const int li = lane & (LPR - 1);
+  const int rg = warp * C::RGW + lane / LPR;
+  const bool act = li < ACTIVE;
+  const std::int64_t head_off = static_cast<std::int64_t>(h) * D;
+
+  // q (scaled by scale * log2 e) -> registers
+  float q[GMAX][VEC];
+#pragma unroll
+  for (int g = 0; g < GMAX; ++g)
+#pragma unroll
+    for (int j = 0; j < CPL; ++j)
+#pragma unroll
+      for (int e = 0; e < EPC; ++e) {
+        float v = 0.f;
+        if (act && g < ng)
+          v = load_f(a.q[static_cast<std::int64_t>(row) * a.q_ld + static_cast<std::int64_t>(qh0 + g) * D +
+                         (li + j * ACTIVE) * EPC + e]) *
+              a.scale_log2;
+        q[g][j * EPC + e] = v;
+      }
+
+  float m[GMAX], l[GMAX], acc[GMAX][VEC];
+#pragma unroll
+  for (int g = 0; g < GMAX; ++g) {
+    m[g] = NEG_INF;
+    l[g] = 0.f;
+#pragma unroll
+    for (int x = 0; x < VEC; ++x) acc[g][x] = 0.f;
+  }
+
+  // Tile loader: TILE key rows (K and V, head h) of positions t0.. into stage `st`; rows >= end are zero-filled.
+  auto issue = [&](std::int32_t tile, int st) {
+    const std::int32_t t0 = start + tile * TILE;
+    CT* sk = smem + st * C::STAGE_ELEMS;
+    CT* sv = sk + TILE * D;
+    std::int64_t off[C::LOADS];
+#pragma unroll
+    for (int i = 0; i < C::LOADS; ++i) {  // block-table loads first, all in flight together
+      const int idx = tid + i * NT;
+      const int r = idx / C::NCHUNK;
+      off[i] = -1;
+      if (idx < TILE * C::NCHUNK && t0 + r < end) off[i] = a.src.offset(seq, t0 + r);
+    }
+#pragma unroll
+    for (int i = 0; i < C::LOADS; ++i) {
+      const int idx = tid + i * NT;
+      if (idx < TILE * C::NCHUNK) {
+        const int r = idx / C::NCHUNK, ch = idx % C::NCHUNK;
+        const bool ok = off[i] >= 0;
+        const std::int64_t o = ok ? off[i] + head_off + ch * EPC : 0;
+        attn_cp_async16(sk + r * D + ch * EPC, a.src.k + o, ok ? 16 : 0);
+        attn_cp_async16(sv + r * D + ch * EPC, a.src.v + o, ok ? 16 : 0);
+      }
+    }
+  };
+
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < ntiles) issue(s, s);
+    attn_cp_async_commit();
+  }
+
+  for (std::int32_t it = 0; it < ntiles; ++it) {
+    attn_cp_async_wait<STAGES - 2>();
+    __syncthreads();  // tile `it` visible to all; stage (it-1) % STAGES free for reuse
+    if (it + STAGES - 1 < ntiles) issue(it + STAGES - 1, (it + STAGES - 1) % STAGES);
+    attn_cp_async_commit();
+
+    const CT* sk = smem + (it % STAGES) * C::STAGE_ELEMS;
+    const CT* sv = sk + TILE * D;
+    const std::int32_t t0 = start + it * TILE;
+
+    float s[GMAX][R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const int rr = rg + r * NRG;
+      float kf[VEC];
+#pragma unroll
+      for (int j = 0; j < CPL; ++j) {
+        uint4 raw = make_uint4(0, 0, 0, 0);
+        if (act) raw = *reinterpret_cast<const uint4*>(sk + rr * D + (li + j * ACTIVE) * EPC);
+        attn_chunk_to_float<CT>(raw, kf + j * EPC);
+      }
+#pragma unroll
+      for (int g = 0; g < GMAX; ++g) {
+        float d = 0.f;
+#pragma unroll
+        for (int x = 0; x < VEC; ++x) d = fmaf(q[g][x], kf[x], d);
+        s[g][r] = d;
+      }
+    }
+#pragma unroll
+    for (int off = LPR / 2; off >= 1; off /= 2)
+#pragma unroll
+      for (int g = 0; g < GMAX; ++g)
+#pragma unroll
+        for (int r = 0; r < R; ++r) s[g][r] += __shfl_xor_sync(0xffffffffu, s[g][r], off);
+
+    bool valid[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) valid[r] = t0 + rg + r * NRG < end;
+#pragma unroll
+    for (int g = 0; g < GMAX; ++g) {
+      float mt = NEG_INF;
+#pragma unroll
+      for (int r = 0; r < R; ++r) mt = valid[r] ? fmaxf(mt, s[g][r]) : mt;
+      const float mn = fmaxf(m[g], mt);
+      const bool any = mn != NEG_INF;
+      const float corr = any ? exp2f(m[g] - mn) : 1.f;
+      l[g] *= corr;
+#pragma unroll
+      for (int x = 0; x < VEC; ++x) acc[g][x] *= corr;
+      m[g] = mn;
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const float p = (valid[r] && any) ? exp2f(s[g][r] - mn) : 0.f;
+        s[g][r] = p;
+        l[g] += p;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const int rr = rg + r * NRG;
+      float vf[VEC];
+#pragma unroll
+      for (int j = 0; j < CPL; ++j) {
+        uint4 raw = make_uint4(0, 0, 0, 0);
+        if (act) raw = *reinterpret_cast<const uint4*>(sv + rr * D + (li + j * ACTIVE) * EPC);
+        attn_chunk_to_float<CT>(raw, vf + j * EPC);
+      }
+#pragma unroll
+      for (int g = 0; g < GMAX; ++g)
+#pragma unroll
+        for (int x = 0; x < VEC; ++x) acc[g][x] = fmaf(s[g][r], vf[x], acc[g][x]);
+    }
+  }
+
+  // Combine the row groups of a warp (shuffles), then the warps (shared memory).
+#pragma unroll
+  for (int off = LPR; off < 32; off *= 2) {
+#pragma unroll
+    for (int g = 0; g < GMAX; ++g) {
+      const float mo = __shfl_xor_sync(0xffffffffu, m[g], off);
+      const float lo = __shfl_xor_sync(0xffffffffu, l[g], off);
+      const float mn = fmaxf(m[g], mo);
+      const bool any = mn != NEG_INF;
+      const float ca = any ? exp2f(m[g] - mn) : 0.f, cb = any ? exp2f(mo - mn) : 0.f;
+      l[g] = l[g] * ca + lo * cb;
+#pragma unroll
+      for (int x = 0; x < VEC; ++x) {
+        const float ao = __shfl_xor_sync(0xffffffffu, acc[g][x], off);
+        acc[g][x] = acc[g][x] * ca + ao * cb;
+      }
+      m[g] = mn;
+    }
+  }
+  attn_cp_async_wait<0>();
+  __syncthreads();  // all tiles consumed: the stage buffers become merge scratch
+  float* s_acc = reinterpret_cast<float*>(attn_smem);  // [NW][GMAX][D]
+  float* s_m = s_acc + C::NW * GMAX * D;               // [NW][GMAX]
+  float* s_l = s_m + C::NW * GMAX;                     // [NW][GMAX]
+  if (lane < LPR && act) {
+#pragma unroll
+    for (int g = 0; g < GMAX; ++g)
+#pragma unroll
+      for (int j = 0; j < CPL; ++j)
+#pragma unroll
+        for (int e = 0; e < EPC; ++e) s_acc[(warp * GMAX + g) * D + (li + j * ACTIVE) * EPC + e] = acc[g][j * EPC + e];
+  }
+  if (lane == 0) {
+#pragma unroll
+    for (int g = 0; g < GMAX; ++g) {
+      s_m[warp * GMAX + g] = m[g];
+      s_l[warp * GMAX + g] = l[g];
+    }
+  }
+  __syncthreads();
+  for (int idx = tid; idx < ng * D; idx += NT) {
+    const int g = idx / D, d = idx % D;
+    float mx = NEG_INF;
+#pragma unroll
+    for (int w = 0; w < C::NW; ++w) mx = fmaxf(mx, s_m[w * GMAX + g]);
+    float L = 0.f, O = 0.f;
+    if (mx != NEG_INF) {
+#pragma unroll
+      for (int w = 0; w < C::NW; ++w) {
+        const float c = exp2f(s_m[w * GMAX + g] - mx);
+        L += s_l[w * GMAX + g] * c;
+        O += s_acc[(w * GMAX + g) * D + d] * c;
+      }
+    }
+    const float o = L > 0.f ? O / L : 0.f;
+    const std::int32_t qh = qh0 + g;
+    if (a.num_splits == 1) {
+      a.out[static_cast<std::int64_t>(row) * a.out_ld + static_cast<std::int64_t>(qh) * D + d] = store_f<CT>(o);
+    } else {
+      const std::int64_t pr = (static_cast<std::int64_t>(split) * a.rows + row) * a.q_heads + qh;
+      a.part_o[pr * D + d] = o;
+      if (d == 0) a.part_lse[pr] = L > 0.f ? mx + log2f(L) : NEG_INF;
+    }
+  }
+}
+
+//! out[row, qh, :] = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M): one warp per (row, query head).
+template <class CT>
+__global__ void __launch_bounds__(128)
+    attention_merge_kernel(const float* __restrict__ part_o, const float* __restrict__ part_lse, CT* out,
+                           std::int64_t out_ld, std::int32_t rows, std::int32_t q_heads, std::int32_t head_dim,
+                           std::int32_t splits) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");  // the partials of the attention kernel are complete
+#endif
+  constexpr float NEG_INF = -__builtin_huge_valf();
+  const std::int64_t w = static_cast<std::int64_t>(blockIdx.x) * 4 + threadIdx.x / 32;
+  const int lane = static_cast<int>(threadIdx.x) & 31;
+  if (w >= static_cast<std::int64_t>(rows) * q_heads) return;
+  const std::int32_t row = static_cast<std::int32_t>(w / q_heads), qh = static_cast<std::int32_t>(w % q_heads);
+  const std::int64_t stride = static_cast<std::int64_t>(rows) * q_heads;  // between splits
+  float mx = NEG_INF;
+  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, part_lse[s * stride + w]);
+  float o[4] = {0.f, 0.f, 0.f, 0.f}, L = 0.f;
+  if (mx != NEG_INF) {
+    for (int s = 0; s < splits; ++s) {
+      const float lse = part_lse[s * stride + w];
+      if (lse == NEG_INF) continue;
+      const float c = exp2f(lse - mx);
+      L += c;
+      const float* po = part_o + (s * stride + w) * head_dim;
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+        if (lane + 32 * k < head_dim) o[k] += c * po[lane + 32 * k];
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < 4; ++k)
+    if (lane + 32 * k < head_dim)
+      out[static_cast<std::int64_t>(row) * out_ld + static_cast<std::int64_t>(qh) * head_dim + lane + 32 * k] =
+          store_f<CT>(L > 0.f ? o[k] / L : 0.f);
+}
+
+struct attn_plan {
+  std::int32_t splits = 1;
+  std::int32_t chunk = 1;  // keys per split
+};
+
+//! Split-K plan: enough CTAs for ~4 per SM, chunks of >= 128 keys in multiples of 64 (auto); `requested` > 0 forces
+//! ceil(max_len / ceil(max_len / requested)) splits. Deterministic in its arguments.
+inline attn_plan attn_make_plan(std::int32_t rows, std::int32_t kv_heads, std::int32_t group, std::int32_t max_len,
+                                std::int32_t sms, std::int32_t requested) {
+  attn_plan p;
+  if (max_len <= 0 || rows <= 0) return p;
+  const std::int64_t hchunks = (group + 7) / 8;
+  const std::int64_t base = static_cast<std::int64_t>(rows) * kv_heads * hchunks;
+  std::int64_t s;
+  if (requested > 0) {
+    s = requested;
+  } else {
+    s = std::max<std::int64_t>(1, 4ll * sms / base);
+    s = std::min<std::int64_t>(s, (max_len + 127) / 128);
+  }
+  s = std::max<std::int64_t>(1, std::min<std::int64_t>({s, 1024, max_len}));
+  std::int64_t chunk = (max_len + s - 1) / s;
+  if (requested <= 0) chunk = (chunk + 63) / 64 * 64;
+  p.chunk = static_cast<std::int32_t>(chunk);
+  p.splits = static_cast<std::int32_t>((max_len + chunk - 1) / chunk);
+  return p;
+}
+
+inline attn_plan attn_plan_cuda(std::int32_t rows, std::int32_t kv_heads, std::int32_t group, std::int32_t max_len,
+                                std::int32_t requested) {
+  int dev = 0, sms = 1;
+  FRUGAL_CUDA_CHECK(cudaGetDevice(&dev), "decode_attention");
+  FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "decode_attention");
+  return attn_make_plan(rows, kv_heads, group, max_len, sms, requested);
+}
+
+inline std::size_t attn_workspace_bytes(const attn_plan& p, std::int32_t rows, std::int32_t q_heads,
+                                        std::int32_t head_dim) {
+  if (p.splits <= 1) return 0;
+  workspace_carver c;
+  c.take<float>(static_cast<std::size_t>(p.splits) * rows * q_heads * head_dim);
+  c.take<float>(static_cast<std::size_t>(p.splits) * rows * q_heads);
+  return c.bytes();
+}
+
+template <class CT, int D, int GMAX, class Source>
+void attn_launch(const char* op, const attn_args<CT, Source>& a, std::int32_t kv_heads, cudaStream_t stream) {
+  using C = attn_cfg<CT, D, GMAX>;
+  const dim3 grid(static_cast<unsigned>(a.rows), static_cast<unsigned>(kv_heads * a.hchunks),
+                  static_cast<unsigned>(a.num_splits));
+  attention_kernel<CT, D, GMAX, Source><<<grid, C::NT, C::SMEM, stream>>>(a);
+  check_launch(op, "attention_kernel");
+}
+
+template <class CT, int D, class Source>
+void attn_dispatch_group(const char* op, attn_args<CT, Source>& a, std::int32_t kv_heads, cudaStream_t stream) {
+  if (a.group == 1) {
+    a.hchunks = 1;
+    attn_launch<CT, D, 1>(op, a, kv_heads, stream);
+  } else if (a.group == 2) {
+    a.hchunks = 1;
+    attn_launch<CT, D, 2>(op, a, kv_heads, stream);
+  } else if (a.group <= 4) {
+    a.hchunks = 1;
+    attn_launch<CT, D, 4>(op, a, kv_heads, stream);
+  } else {
+    a.hchunks = (a.group + 7) / 8;
+    attn_launch<CT, D, 8>(op, a, kv_heads, stream);
+  }
+}
+
+template <class T, class Source>
+void attention_cuda(cuda_t tag, const char* op, matrix_view<const T> q, matrix_view<T> out, const Source& src,
+                    const std::int32_t* lens, const std::int32_t* q_indptr, std::int32_t batch,
+                    const attention_params& p, std::int32_t kv_heads, std::int32_t head_dim, std::int32_t max_len,
+                    std::int32_t num_splits, workspace ws) {
+  using CT = cuda_type_t<T>;
+  const std::int32_t rows = static_cast<std::int32_t>(q.rows);
+  if (rows == 0) return;
+  FRUGAL_CHECK(lens != nullptr, op, "seq_lens is null");
+  FRUGAL_CHECK(src.k != nullptr && src.v != nullptr, op, "cache data is null");
+  FRUGAL_CHECK(reinterpret_cast<std::uintptr_t>(src.k) % 16 == 0 && reinterpret_cast<std::uintptr_t>(src.v) % 16 == 0,
+               op, "cache data must be 16-byte aligned");
+  if constexpr (!Source::paged)
+    FRUGAL_CHECK(src.seq_stride % (16 / static_cast<std::int64_t>(sizeof(T))) == 0, op,
+                 "seq_stride must be a multiple of 16 bytes");
+  const std::int32_t group = p.q_heads / kv_heads;
+  FRUGAL_CHECK(static_cast<std::int64_t>(kv_heads) * ((group + 7) / 8) <= 65535, op, "too many heads");
+  const attn_plan plan = attn_plan_cuda(rows, kv_heads, group, max_len, num_splits);
+
+  using SCT = std::conditional_t<Source::paged, kv_paged_source<CT>, kv_contiguous_source<CT>>;
+  attn_args<CT, SCT> a{};
+  a.q = as_cuda(q.data);
+  a.q_ld = q.ld;
+  a.out = as_cuda(out.data);
+  a.out_ld = out.ld;
+  // the kernel reads K/V as the CUDA element type: same fields, reinterpreted pointers
+  static_assert(sizeof(SCT) == sizeof(Source));
+  std::memcpy(static_cast<void*>(&a.src), static_cast<const void*>(&src), sizeof(SCT));
+  a.lens = lens;
+  a.q_indptr = q_indptr;
+  a.batch = batch;
+  a.rows = rows;
+  a.q_heads = p.q_heads;
+  a.group = group;
+  a.scale_log2 = attn_scale(p, head_dim) * 1.4426950408889634f;
+  a.num_splits = plan.splits;
+  a.chunk = plan.chunk;
+  a.causal = p.causal;
+  a.part_o = nullptr;
+  a.part_lse = nullptr;
+  if (plan.splits > 1) {
+    workspace_carver c(ws);
+    a.part_o = c.take<float>(static_cast<std::size_t>(plan.splits) * rows * p.q_heads * head_dim);
+    a.part_lse = c.take<float>(static_cast<std::size_t>(plan.splits) * rows * p.q_heads);
+    c.check(op);
+  }
+
+  switch (head_dim) {
+    case 64: attn_dispatch_group<CT, 64>(op, a, kv_heads, tag.stream); break;
+    case 80: attn_dispatch_group<CT, 80>(op, a, kv_heads, tag.stream); break;
+    case 96: attn_dispatch_group<CT, 96>(op, a, kv_heads, tag.stream); break;
+    case 128: attn_dispatch_group<CT, 128>(op, a, kv_heads, tag.stream); break;
+    default: fail(op, "head_dim (=", head_dim, ") is not supported on CUDA; supported: 64, 80, 96, 128");
+  }
+
+  if (plan.splits > 1) {
+    int dev = 0, major = 0;
+    FRUGAL_CUDA_CHECK(cudaGetDevice(&dev), op);
+    FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), op);
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(static_cast<unsigned>((static_cast<std::int64_t>(rows) * p.q_heads + 3) / 4));
+    cfg.blockDim = dim3(128);
+    cfg.dynamicSmemBytes = 0;
+    cfg.stream = tag.stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = major >= 9 ? 1 : 0;
+    FRUGAL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, attention_merge_kernel<CT>, static_cast<const float*>(a.part_o),
+                                         static_cast<const float*>(a.part_lse), a.out, a.out_ld, rows, p.q_heads,
+                                         head_dim, plan.splits),
+                      op);
+  }
+}
+
+}  // namespace detail
+FRUGAL_NAMESPACE_END
