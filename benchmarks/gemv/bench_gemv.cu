@@ -1,0 +1,307 @@
+// Sparse GEMV on CUDA: frugal's dense / input-sparse / fused forms against cuBLAS dense GEMV, in the same run.
+//
+// Names: gemv/cuda/<dtype>/<N>x<K>/<variant>[_b<b>]   (b = 1 unless suffixed)
+//   cublas        cublasGemmEx, W channel-major [K, N] read as column-major N x K (CUBLAS_OP_N) — the layout frugal
+//                 uses; f32 accumulation (CUBLAS_COMPUTE_32F)
+//   cublas_t      cublasGemmEx on a row-major [N, K] copy (nn.Linear layout, CUBLAS_OP_T); the baseline used for
+//                 speedups is the faster of the two
+//   dense         frugal::gemv
+//   list_s<S>     frugal::sparse_gemv, per-row index lists (ascending) of the (1 - S%) largest |x|
+//   thresh_s<S>   frugal::sparse_gemv_threshold, per-row thresholds (device) at the S% quantile of |x|
+//   topk_s<S>     frugal::sparse_gemv_topk with k = (1 - S%) K: topk_select + threshold GEMV (two kernels, both timed)
+//   shared_s<S>   (batches) thresh with the same kept channels in every row (correlated masks)
+//   dense_sp<P> / thresh_s50_sp<P>   tuning: gemv_options::splits = P
+// x ~ N(0, 1) per row (independent rows), weights ~ N(0, 1) / sqrt(K), no bias.
+// Timing: CUDA events around one call (UseManualTime), L2 flushed before every call (weights come from HBM),
+// 3 repetitions x 200 iterations, aggregates reported. GB/s counts the bytes the call must touch: the kept weight
+// rows (union over the batch), x (twice for topk: select + GEMV), index lists, y written.
+#include <benchmark/benchmark.h>
+#include <cublas_v2.h>
+
+#include <frugal/gemv/gemv.hpp>
+#include <frugal/sparsify/topk.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/bench_cuda.cuh"
+
+namespace {
+
+using frugal::matrix_view;
+using frugal_bench::check;
+
+void cublas_check(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS) {
+    std::fprintf(stderr, "cuBLAS error in %s: %d\n", what, static_cast<int>(s));
+    std::exit(1);
+  }
+}
+
+template <class T>
+cudaDataType_t cuda_dtype() {
+  if constexpr (std::is_same_v<T, float>) return CUDA_R_32F;
+  if constexpr (std::is_same_v<T, frugal::half>) return CUDA_R_16F;
+  return CUDA_R_16BF;
+}
+
+template <class C>
+__global__ void fill_kernel(C* p, std::int64_t n, std::uint64_t seed, float scale) {
+  const std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  std::uint64_t z = (static_cast<std::uint64_t>(i) + seed) * 0x9E3779B97F4A7C15ull;  // splitmix64
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  const float u = (static_cast<float>(z >> 40) + 0.5f) * (1.f / 16777216.f) * 2.f - 1.f;  // uniform (-1, 1)
+  p[i] = frugal::detail::store_f<C>(u * scale * 1.7320508f);  // variance scale^2
+}
+
+template <class T>
+__global__ void transpose_kernel(const T* in, std::int64_t rows, std::int64_t cols, T* out) {
+  const std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= rows * cols) return;
+  const std::int64_t r = i / cols, c = i % cols;
+  out[c * rows + r] = in[i];
+}
+
+template <class T>
+struct dev {
+  T* p = nullptr;
+  std::size_t n = 0;
+  explicit dev(std::size_t count) : n(count) { check(cudaMalloc(&p, std::max<std::size_t>(1, n) * sizeof(T)), "malloc"); }
+  ~dev() { cudaFree(p); }
+  dev(const dev&) = delete;
+  dev& operator=(const dev&) = delete;
+  void upload(const std::vector<T>& h) { check(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice), "upload"); }
+};
+
+//! Weights of one shape/dtype, kept while consecutive benchmarks use them.
+struct weights_cache {
+  std::string key;
+  std::shared_ptr<void> w, wt;  // channel-major [K, N], row-major [N, K]
+};
+weights_cache g_cache;
+
+template <class T>
+std::pair<const T*, const T*> get_weights(std::int64_t N, std::int64_t K) {
+  const std::string key = std::string(frugal::dtype_traits<T>::name) + std::to_string(N) + "x" + std::to_string(K);
+  if (g_cache.key != key) {
+    g_cache = {};
+    auto w = std::make_shared<dev<T>>(static_cast<std::size_t>(N * K));
+    auto wt = std::make_shared<dev<T>>(static_cast<std::size_t>(N * K));
+    const std::int64_t n = N * K;
+    fill_kernel<<<static_cast<unsigned>((n + 255) / 256), 256>>>(frugal::detail::as_cuda(w->p), n, 1234, 1.f / std::sqrt(float(K)));
+    transpose_kernel<T><<<static_cast<unsigned>((n + 255) / 256), 256>>>(w->p, K, N, wt->p);
+    check(cudaDeviceSynchronize(), "init weights");
+    g_cache = {key, w, wt};
+  }
+  return {static_cast<dev<T>*>(g_cache.w.get())->p, static_cast<dev<T>*>(g_cache.wt.get())->p};
+}
+
+enum class variant { cublas, cublas_t, dense, list, thresh, topk, shared };
+
+struct config {
+  variant v;
+  std::int64_t N, K, b;
+  int s_pct;    // sparsity in percent
+  int splits;   // 0 = auto
+};
+
+template <class T>
+void run(benchmark::State& state, config cfg) {
+  const std::int64_t N = cfg.N, K = cfg.K, b = cfg.b;
+  auto [w, wt] = get_weights<T>(N, K);
+  const double s = cfg.s_pct / 100.0;
+  const std::int64_t keep = std::max<std::int64_t>(1, std::llround((1.0 - s) * static_cast<double>(K)));
+
+  // Host x, per-row thresholds and lists.
+  std::mt19937_64 rng(77);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<T> hx(static_cast<std::size_t>(b * K));
+  for (std::int64_t r = 0; r < b; ++r)
+    for (std::int64_t k = 0; k < K; ++k) {
+      const float v = cfg.v == variant::shared && r > 0 ? frugal::to_float(hx[k]) * (1.f + 0.01f * r) : nd(rng);
+      hx[r * K + k] = frugal::from_float<T>(v);
+    }
+  std::vector<float> thr(static_cast<std::size_t>(b));
+  std::vector<std::int32_t> idx(static_cast<std::size_t>(b * K)), nnz(static_cast<std::size_t>(b));
+  std::vector<T> val(static_cast<std::size_t>(b * K));
+  std::vector<char> uni(static_cast<std::size_t>(K), 0);
+  for (std::int64_t r = 0; r < b; ++r) {
+    std::vector<float> a(static_cast<std::size_t>(K));
+    for (std::int64_t k = 0; k < K; ++k) a[k] = std::fabs(frugal::to_float(hx[r * K + k]));
+    std::vector<float> sorted = a;
+    std::nth_element(sorted.begin(), sorted.begin() + (K - keep), sorted.end());
+    thr[r] = cfg.s_pct == 0 ? 0.f : sorted[K - keep];
+    std::int32_t n = 0;
+    for (std::int64_t k = 0; k < K; ++k)
+      if (a[k] >= thr[r]) {
+        idx[r * K + n] = static_cast<std::int32_t>(k);
+        val[r * K + n] = hx[r * K + k];
+        uni[k] = 1;
+        ++n;
+      }
+    nnz[r] = n;
+  }
+  const auto kept_union = static_cast<double>(std::count(uni.begin(), uni.end(), 1));
+  std::int64_t total_nnz = 0;
+  for (auto n : nnz) total_nnz += n;
+
+  dev<T> dx(hx.size()), dy(static_cast<std::size_t>(b * N)), dval(val.size());
+  dev<std::int32_t> didx(idx.size()), dnnz(nnz.size());
+  dev<float> dthr(thr.size());
+  dx.upload(hx);
+  dval.upload(val);
+  didx.upload(idx);
+  dnnz.upload(nnz);
+  dthr.upload(thr);
+  const std::size_t wsb = frugal::gemv_workspace_bytes<T>(frugal::cuda, b, K, N, static_cast<int>(keep));
+  dev<std::byte> ws(wsb);
+
+  cublasHandle_t h = nullptr;
+  if (cfg.v == variant::cublas || cfg.v == variant::cublas_t) {
+    cublas_check(cublasCreate(&h), "create");
+    cublas_check(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "math mode");
+  }
+  const float one = 1.f, zero = 0.f;
+  frugal::gemv_options opt;
+  opt.splits = cfg.splits;
+  const matrix_view<const T> xv(dx.p, b, K), wv(w, K, N);
+  const matrix_view<T> yv(dy.p, b, N);
+  auto call = [&] {
+    switch (cfg.v) {
+      case variant::cublas:
+        cublas_check(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(b),
+                                  static_cast<int>(K), &one, w, cuda_dtype<T>(), static_cast<int>(N), dx.p,
+                                  cuda_dtype<T>(), static_cast<int>(K), &zero, dy.p, cuda_dtype<T>(),
+                                  static_cast<int>(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                     "gemm");
+        break;
+      case variant::cublas_t:
+        cublas_check(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(b),
+                                  static_cast<int>(K), &one, wt, cuda_dtype<T>(), static_cast<int>(K), dx.p,
+                                  cuda_dtype<T>(), static_cast<int>(K), &zero, dy.p, cuda_dtype<T>(),
+                                  static_cast<int>(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                     "gemm_t");
+        break;
+      case variant::dense: frugal::gemv(frugal::cuda, xv, wv, nullptr, yv, opt); break;
+      case variant::list:
+        frugal::sparse_gemv(frugal::cuda, frugal::sparse_rows<T>{didx.p, dval.p, dnnz.p, b, K, K}, wv, nullptr, yv,
+                            opt);
+        break;
+      case variant::thresh:
+      case variant::shared:
+        frugal::sparse_gemv_threshold(frugal::cuda, xv, frugal::threshold{dthr.p, 0.f}, wv, nullptr, yv, opt);
+        break;
+      case variant::topk:
+        frugal::sparse_gemv_topk(frugal::cuda, xv, static_cast<int>(keep), wv, nullptr, yv, opt,
+                                 frugal::workspace{ws.p, wsb});
+        break;
+    }
+  };
+  frugal_bench::l2_flusher flush;
+  for (int i = 0; i < 3; ++i) call();  // warm-up
+  check(cudaDeviceSynchronize(), "warm-up");
+  for (auto _ : state) {
+    flush.flush();
+    frugal_bench::cuda_timer t;
+    call();
+    state.SetIterationTime(t.seconds());
+  }
+  const double es = sizeof(T);
+  const bool dense_like = cfg.v == variant::cublas || cfg.v == variant::cublas_t || cfg.v == variant::dense;
+  double bytes = (dense_like ? static_cast<double>(K) : kept_union) * N * es + b * K * es + b * N * es;
+  if (cfg.v == variant::list) bytes += total_nnz * (4 + es) - b * K * es;  // lists instead of x
+  if (cfg.v == variant::topk) bytes += b * K * es;                         // select reads x too
+  frugal_bench::set_bytes(state, bytes);
+  state.counters["kept"] = dense_like ? 1.0 : kept_union / static_cast<double>(K);
+  if (h) cublasDestroy(h);
+}
+
+std::string vname(const config& c) {
+  std::string n;
+  switch (c.v) {
+    case variant::cublas: n = "cublas"; break;
+    case variant::cublas_t: n = "cublas_t"; break;
+    case variant::dense: n = "dense"; break;
+    case variant::list: n = "list_s" + std::to_string(c.s_pct); break;
+    case variant::thresh: n = "thresh_s" + std::to_string(c.s_pct); break;
+    case variant::topk: n = "topk_s" + std::to_string(c.s_pct); break;
+    case variant::shared: n = "shared_s" + std::to_string(c.s_pct); break;
+  }
+  if (c.splits) n += "_sp" + std::to_string(c.splits);
+  if (c.b != 1) n += "_b" + std::to_string(c.b);
+  return n;
+}
+
+template <class T>
+void add(const config& c) {
+  const std::string name = "gemv/cuda/" + std::string(frugal::dtype_traits<T>::name) + "/" + std::to_string(c.N) +
+                           "x" + std::to_string(c.K) + "/" + vname(c);
+  benchmark::RegisterBenchmark(name.c_str(), [c](benchmark::State& st) { run<T>(st, c); })
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond)
+      ->Iterations(200)
+      ->Repetitions(3)
+      ->ReportAggregatesOnly(true);
+}
+
+template <class T>
+void register_dtype() {
+  const std::int64_t shapes[][2] = {{4096, 4096},  {11008, 4096}, {4096, 11008}, {12288, 4096},
+                                    {14336, 4096}, {4800, 1600},  {6400, 1600},  {1600, 6400}};
+  const int sparsities[] = {25, 40, 50, 75, 90};
+  for (auto& sh : shapes) {
+    const std::int64_t N = sh[0], K = sh[1];
+    add<T>({variant::cublas, N, K, 1, 0, 0});
+    add<T>({variant::cublas_t, N, K, 1, 0, 0});
+    add<T>({variant::dense, N, K, 1, 0, 0});
+    add<T>({variant::thresh, N, K, 1, 0, 0});
+    add<T>({variant::topk, N, K, 1, 0, 0});
+    for (int s : sparsities) {
+      add<T>({variant::list, N, K, 1, s, 0});
+      add<T>({variant::thresh, N, K, 1, s, 0});
+      add<T>({variant::topk, N, K, 1, s, 0});
+    }
+  }
+  // Batches: union of independent masks vs shared masks.
+  for (auto& sh : {std::pair<std::int64_t, std::int64_t>{4096, 4096}, {14336, 4096}})
+    for (std::int64_t b : {2, 4, 8, 16}) {
+      add<T>({variant::cublas, sh.first, sh.second, b, 0, 0});
+      add<T>({variant::cublas_t, sh.first, sh.second, b, 0, 0});
+      add<T>({variant::dense, sh.first, sh.second, b, 0, 0});
+      add<T>({variant::thresh, sh.first, sh.second, b, 50, 0});
+      add<T>({variant::shared, sh.first, sh.second, b, 50, 0});
+      add<T>({variant::list, sh.first, sh.second, b, 50, 0});
+    }
+  // Split tuning.
+  for (auto& sh : {std::pair<std::int64_t, std::int64_t>{4096, 4096}, {14336, 4096}, {1600, 6400}, {4096, 11008}})
+    for (int p : {1, 2, 4, 6, 8}) {
+      add<T>({variant::dense, sh.first, sh.second, 1, 0, p});
+      add<T>({variant::thresh, sh.first, sh.second, 1, 50, p});
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (!frugal_bench::have_gpu()) {
+    std::fprintf(stderr, "bench_gemv: no CUDA device, nothing to measure\n");
+    return 0;
+  }
+  register_dtype<frugal::bfloat16>();
+  register_dtype<frugal::half>();
+  for (auto v : {variant::cublas, variant::cublas_t, variant::dense}) add<float>({v, 4096, 4096, 1, 0, 0});
+  add<float>({variant::thresh, 4096, 4096, 1, 50, 0});
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,427 @@
+// frugal/gemv/gemv.hpp — dense and input-sparse GEMV over channel-major weights, with selection fused in.
+//
+// Computes   y[b, N] = x[b, K] · W[K, N] + bias[N]        (gemv_options::accumulate: y += x · W + bias)
+// for decode-time batches b (1 is the fast path). At batch 1 a GEMV is bound by reading W, so an input x with
+// zeros needs only the weights of its kept channels: with W stored channel-major (each input channel's N weights
+// contiguous), skipping channel k skips one contiguous row of W ("selective weight loading", Deja Vu / TEAL /
+// LaRoSA). Time then falls in proportion to the kept fraction 1 - s, up to the bound 1/(1 - s).
+//
+// Layout. `w` is a row-major matrix_view with rows = K (input channels) and cols = N (outputs): element (k, n) is
+// w.data[k * w.ld + n]. This is HF GPT-2's Conv1D layout [in, out]; nn.Linear / llm.c weights [N, K] are
+// converted once with to_channel_major. Several projections that share one input (q/k/v, gate/up) are one
+// launch: lay their weights side by side as [K, N_q + N_k + N_v] (to_channel_major into column slices of one
+// buffer), concatenate the biases, and read the outputs as column slices of y (a view with ld).
+//
+// Input forms (each gives y exactly as a dense GEMV on the input with the dropped entries set to zero):
+//   gemv                    dense x.
+//   sparse_gemv             per row an explicit list: indices[r, 0..nnz[r]) with values (sparse_rows).
+//   sparse_gemv_masked      dense x whose zeros are skipped.
+//   sparse_gemv_threshold   dense x; keeps isnan(x) || |x[r, k]| >= t (one t, or one per row: TEAL's rule).
+//   sparse_gemv_topk        dense x; keeps per row the k largest |x| (LaRoSA's rule): the k-th magnitude comes
+//                           from frugal::topk_select (sparsify/topk.hpp), then the threshold kernel runs with
+//                           it (keep isnan(x) || |x| >= kth_abs[r]; ties at the k-th magnitude are all kept, so
+//                           a row keeps >= k channels; k = 0 keeps none).
+// Batches (b > 1): the result is always per row (row r uses only its own kept channels). What is read differs:
+//   the dense-x forms load the UNION of the rows' kept channels once per tile of up to 8 rows (values of rows
+//   that dropped a channel count as 0), so correlated masks cost little and independent masks at b = 16 read
+//   almost all of W; the explicit-list form loads each row's channels separately (traffic = sum of nnz).
+//
+// Algorithm (CUDA, sm_90): a grid of (batch tiles of 8 rows) x (splits of K) x (tiles of N columns, 64 for
+// 16-bit and 32 for f32). A block stages up to 1024 candidate channels of its K slice: reads x, evaluates the
+// keep rule, and compacts the kept channel ids and their values into shared memory (block prefix scan). Each warp
+// then streams the kept weight rows with 16-byte loads (8 threads cover a 128-byte row segment, 4 rows per warp,
+// 8 independent loads in flight per thread), accumulating in f32 registers. The K splits of one column tile form
+// a thread-block cluster; their f32 partials are summed through distributed shared memory in a fixed order
+// (deterministic, no atomics), and bias / accumulate are applied in f32 before one rounding to the output type.
+// Without clusters (pre-sm_90) the partials go through the workspace and a second small kernel sums them.
+// CPU: threads over column ranges of N; per 512-column block, kept channels are staged 256 at a time and
+// accumulated 4 weight rows per pass (axpy, auto-vectorised f32/f64 loops; f16/bf16 rows converted in blocks).
+//
+// Precision: products and sums in f32 (f64 for double), output rounded once to T. Summation order differs between
+// CPU and CUDA, so results agree to a few units of T's rounding (plus f32 summation error over K).
+//
+// Checks (frugal::error, before anything is written): shapes (x [b, K], w [K, N], y [b, N], sparse rows/cap),
+// y overlapping x or w, CUDA vector path: w.data 16-byte aligned and w.ld * sizeof(T) a multiple of 16 bytes.
+// Explicit lists: on the CPU, nnz in [0, min(cap, K)] and indices in [0, K) are always checked (O(sum nnz));
+// duplicate indices only with gemv_options::checked (one bitmap of K bits per call). On CUDA nnz lives in device
+// memory: unchecked calls clamp nnz to [0, cap] and skip indices outside [0, K) (memory-safe, no error);
+// `checked` runs a validation kernel first and synchronises the stream to read its verdict (one extra kernel and
+// a host round trip, a few tens of microseconds; not allowed inside CUDA Graph capture).
+//
+// Workspace: gemv_workspace_bytes covers every form and both reductions. On sm_90 the unchecked, non-top-k forms
+// take none (workspace{} is fine); top-k takes b floats plus topk_workspace_bytes; `checked` takes 16 bytes.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "../core/device.hpp"
+#include "../core/dtype.hpp"
+#include "../core/error.hpp"
+#include "../core/view.hpp"
+#include "../core/workspace.hpp"
+#include "../sparsify/topk.hpp"
+#include "gemv_types.hpp"
+
+FRUGAL_NAMESPACE_BEGIN
+
+namespace detail {
+
+template <class A, class B>
+bool gemv_overlaps(const matrix_view<A>& a, const B* p, std::int64_t rows, std::int64_t cols, std::int64_t ld) {
+  if (a.empty() || rows == 0 || cols == 0 || p == nullptr) return false;
+  const auto a0 = reinterpret_cast<std::uintptr_t>(a.data);
+  const auto a1 = a0 + static_cast<std::uintptr_t>(((a.rows - 1) * a.ld + a.cols) * sizeof(A));
+  const auto b0 = reinterpret_cast<std::uintptr_t>(p);
+  const auto b1 = b0 + static_cast<std::uintptr_t>(((rows - 1) * ld + cols) * sizeof(B));
+  return a0 < b1 && b0 < a1;
+}
+
+//! Shape and aliasing checks shared by every form; `b_in`/`K_in` are the input's extents.
+template <class T>
+void gemv_check_common(const char* op, std::int64_t b_in, std::int64_t K_in, const matrix_view<const T>& w,
+                       const T* bias, const matrix_view<T>& y) {
+  check_matrix(op, "w", w);
+  check_matrix(op, "y", y);
+  FRUGAL_CHECK(K_in == w.rows, op, "x has K=", K_in, " input channels but w has ", w.rows,
+               " rows (w must be channel-major [K, N]; convert [N, K] weights with to_channel_major)");
+  FRUGAL_CHECK(y.rows == b_in, op, "y has ", y.rows, " rows but the input has b=", b_in);
+  FRUGAL_CHECK(y.cols == w.cols, op, "y has ", y.cols, " columns but w has N=", w.cols);
+  FRUGAL_CHECK(!gemv_overlaps(y, w.data, w.rows, w.cols, w.ld), op, "y overlaps w");
+  FRUGAL_CHECK(!gemv_overlaps(y, bias, 1, w.cols, w.cols), op, "y overlaps bias");
+}
+
+template <class T>
+gemv_problem<T> gemv_dense_problem(const char* op, gemv_input mode, const matrix_view<const T>& x,
+                                   const matrix_view<const T>& w, const T* bias, const matrix_view<T>& y,
+                                   gemv_options opt) {
+  check_matrix(op, "x", x);
+  gemv_check_common(op, x.rows, x.cols, w, bias, y);
+  FRUGAL_CHECK(!gemv_overlaps(y, x.data, x.rows, x.cols, x.ld), op, "y overlaps x");
+  gemv_problem<T> p;
+  p.mode = mode;
+  p.x = x;
+  p.w = w;
+  p.bias = bias;
+  p.y = y;
+  p.opt = opt;
+  p.b = x.rows;
+  p.K = x.cols;
+  p.N = w.cols;
+  return p;
+}
+
+template <class T>
+gemv_problem<T> gemv_list_problem(const char* op, const sparse_rows<T>& x, const matrix_view<const T>& w,
+                                  const T* bias, const matrix_view<T>& y, gemv_options opt) {
+  FRUGAL_CHECK(x.rows >= 0 && x.cap >= 0, op, "sparse x has negative extents [rows=", x.rows, ", cap=", x.cap, "]");
+  FRUGAL_CHECK(x.ld >= x.cap, op, "sparse x row stride (=", x.ld, ") must be >= cap (=", x.cap, ")");
+  FRUGAL_CHECK(x.rows == 0 || x.nnz != nullptr, op, "sparse x has ", x.rows, " rows but nnz is null");
+  FRUGAL_CHECK(x.rows == 0 || x.cap == 0 || (x.indices != nullptr && x.values != nullptr), op,
+               "sparse x has shape [", x.rows, ", cap=", x.cap, "] but indices or values is null");
+  gemv_check_common(op, x.rows, w.rows, w, bias, y);
+  FRUGAL_CHECK(!gemv_overlaps(y, x.values, x.rows, x.cap, x.ld), op, "y overlaps the sparse values");
+  gemv_problem<T> p;
+  p.mode = gemv_input::list;
+  p.list = x;
+  p.w = w;
+  p.bias = bias;
+  p.y = y;
+  p.opt = opt;
+  p.b = x.rows;
+  p.K = w.rows;
+  p.N = w.cols;
+  return p;
+}
+
+template <class T>
+void gemv_check_topk(const char* op, int k, std::int64_t K) {
+  FRUGAL_CHECK(k >= 0 && k <= K, op, "k (=", k, ") must be in [0, K=", K, "]");
+}
+
+//! The same call with no input channels at all (top-k with k = 0): y = bias, or y + bias.
+template <class T>
+gemv_problem<T> gemv_keep_nothing(gemv_problem<T> p) {
+  p.mode = gemv_input::dense;
+  p.x = matrix_view<const T>(p.x.data, p.b, 0, p.x.ld);
+  p.w = matrix_view<const T>(p.w.data, 0, p.N, p.w.ld);
+  p.K = 0;
+  return p;
+}
+
+//! Host-side threshold checks (device per-row thresholds cannot be read without a synchronisation).
+inline void gemv_check_threshold(const char* op, const float* per_row, float all, std::int64_t b, bool host) {
+  if (!per_row) {
+    FRUGAL_CHECK(!(all != all), op, "threshold.all (=", all, ") must not be NaN");
+  } else if (host) {
+    for (std::int64_t r = 0; r < b; ++r)
+      FRUGAL_CHECK(!(per_row[r] != per_row[r]), op, "threshold.per_row[", r, "] (=", per_row[r],
+                   ") must not be NaN");
+  }
+}
+
+}  // namespace detail
+
+FRUGAL_NAMESPACE_END
+
+#include "detail/gemv_cpu.hpp"
+#if defined(__CUDACC__)
+#include "detail/gemv_cuda.cuh"
+#endif
+
+FRUGAL_NAMESPACE_BEGIN
+
+// ----------------------------------------------------------------------------------------------------------------
+// Workspace
+// ----------------------------------------------------------------------------------------------------------------
+
+//! Bytes of scratch any gemv form needs for b rows, K inputs, N outputs (k_or_0 > 0: the top-k form with that k).
+template <class T>
+std::size_t gemv_workspace_bytes(cpu_t tag, std::int64_t b, std::int64_t K, std::int64_t N, int k_or_0 = 0) {
+  (void)N;
+  detail::workspace_carver c;
+  if (k_or_0 > 0) {
+    c.take<float>(static_cast<std::size_t>(b));  // kth_abs
+    c.take<std::byte>(topk_workspace_bytes<T>(tag, b, K, k_or_0));
+  }
+  return c.bytes();
+}
+
+template <class T>
+std::size_t gemv_workspace_bytes(cuda_t tag, std::int64_t b, std::int64_t K, std::int64_t N, int k_or_0 = 0) {
+  detail::workspace_carver c;
+  if (k_or_0 > 0) {
+    c.take<float>(static_cast<std::size_t>(b));
+    c.take<std::byte>(topk_workspace_bytes<T>(tag, b, K, k_or_0));
+  }
+  c.take<unsigned long long>(4);  // checked-mode verdict
+  c.take<float>(static_cast<std::size_t>(8 * std::max<std::int64_t>(b, 0) * std::max<std::int64_t>(N, 0)));  // pre-sm_90 partials
+  return c.bytes();
+}
+
+// ----------------------------------------------------------------------------------------------------------------
+// Dense
+// ----------------------------------------------------------------------------------------------------------------
+
+//! y = x · w + bias (dense).
+template <class T>
+void gemv(cpu_t tag, std::type_identity_t<matrix_view<const T>> x,  // [b, K]
+          std::type_identity_t<matrix_view<const T>> w,              // [K, N] channel-major
+          std::type_identity_t<const T*> bias,                       // [N] or null
+          matrix_view<T> y,                                          // [b, N]
+          gemv_options opt = {}, workspace ws = {}) {
+  (void)ws;
+  detail::gemv_cpu(tag, detail::gemv_dense_problem("gemv", detail::gemv_input::dense, x, w, bias, y, opt));
+}
+
+template <class T>
+void gemv(cuda_t tag, std::type_identity_t<matrix_view<const T>> x,  // [b, K]
+          std::type_identity_t<matrix_view<const T>> w,               // [K, N] channel-major
+          std::type_identity_t<const T*> bias,                        // [N] or null
+          matrix_view<T> y,                                           // [b, N]
+          gemv_options opt = {}, workspace ws = {}) {
+  FRUGAL_REQUIRE_NVCC(T, "gemv");
+#if defined(__CUDACC__)
+  detail::gemv_cuda(tag, "gemv", detail::gemv_dense_problem("gemv", detail::gemv_input::dense, x, w, bias, y, opt),
+                    ws);
+#else
+  (void)tag, (void)x, (void)w, (void)bias, (void)y, (void)opt, (void)ws;
+#endif
+}
+
+// ----------------------------------------------------------------------------------------------------------------
+// Explicit sparse rows
+// ----------------------------------------------------------------------------------------------------------------
+
+//! y = sparse(x) · w + bias, with per-row (index, value) lists.
+template <class T>
+void sparse_gemv(cpu_t tag, sparse_rows<T> x,                    // [b, cap] entries
+                 std::type_identity_t<matrix_view<const T>> w,   // [K, N] channel-major
+                 std::type_identity_t<const T*> bias,            // [N] or null
+                 matrix_view<T> y,                               // [b, N]
+                 gemv_options opt = {}, workspace ws = {}) {
+  (void)ws;
+  auto p = detail::gemv_list_problem("sparse_gemv", x, w, bias, y, opt);
+  detail::gemv_cpu_check_list("sparse_gemv", p);
+  detail::gemv_cpu(tag, p);
+}
+
+template <class T>
+void sparse_gemv(cuda_t tag, sparse_rows<T> x,                   // [b, cap] entries (device memory)
+                 std::type_identity_t<matrix_view<const T>> w,   // [K, N] channel-major
+                 std::type_identity_t<const T*> bias,            // [N] or null
+                 matrix_view<T> y,                               // [b, N]
+                 gemv_options opt = {}, workspace ws = {}) {
+  FRUGAL_REQUIRE_NVCC(T, "sparse_gemv");
+#if defined(__CUDACC__)
+  detail::gemv_cuda(tag, "sparse_gemv", detail::gemv_list_problem("sparse_gemv", x, w, bias, y, opt), ws);
+#else
+  (void)tag, (void)x, (void)w, (void)bias, (void)y, (void)opt, (void)ws;
+#endif
+}
+
+// ----------------------------------------------------------------------------------------------------------------
+// Dense x with zeros
+// ----------------------------------------------------------------------------------------------------------------
+
+//! y = x · w + bias, reading only the weight rows of channels where some row of x is non-zero.
+template <class T>
+void sparse_gemv_masked(cpu_t tag, std::type_identity_t<matrix_view<const T>> x,  // [b, K] with zeros
+                        std::type_identity_t<matrix_view<const T>> w,              // [K, N] channel-major
+                        std::type_identity_t<const T*> bias,                       // [N] or null
+                        matrix_view<T> y,                                          // [b, N]
+                        gemv_options opt = {}, workspace ws = {}) {
+  (void)ws;
+  detail::gemv_cpu(tag,
+                   detail::gemv_dense_problem("sparse_gemv_masked", detail::gemv_input::masked, x, w, bias, y, opt));
+}
+
+template <class T>
+void sparse_gemv_masked(cuda_t tag, std::type_identity_t<matrix_view<const T>> x,  // [b, K] with zeros
+                        std::type_identity_t<matrix_view<const T>> w,               // [K, N] channel-major
+                        std::type_identity_t<const T*> bias,                        // [N] or null
+                        matrix_view<T> y,                                           // [b, N]
+                        gemv_options opt = {}, workspace ws = {}) {
+  FRUGAL_REQUIRE_NVCC(T, "sparse_gemv_masked");
+#if defined(__CUDACC__)
+  detail::gemv_cuda(tag, "sparse_gemv_masked",
+                    detail::gemv_dense_problem("sparse_gemv_masked", detail::gemv_input::masked, x, w, bias, y, opt),
+                    ws);
+#else
+  (void)tag, (void)x, (void)w, (void)bias, (void)y, (void)opt, (void)ws;
+#endif
+}
+
+// ----------------------------------------------------------------------------------------------------------------
+// Threshold (TEAL)
+// ----------------------------------------------------------------------------------------------------------------
+
+//! y = (x with |x[r, k]| < t_r set to 0) · w + bias; t_r = t.per_row[r] (memory on the tag's device) or t.all.
+//! Keep rule (as frugal::threshold_mask): isnan(x) || |x| >= t, compared in f32 (f64 for double). A NaN threshold
+//! is an error where the host can see it (t.all; per_row on the CPU); a NaN device threshold keeps only NaNs.
+template <class T>
+void sparse_gemv_threshold(cpu_t tag, std::type_identity_t<matrix_view<const T>> x,  // [b, K]
+                           threshold t,                                               // per_row: [b] or null
+                           std::type_identity_t<matrix_view<const T>> w,              // [K, N] channel-major
+                           std::type_identity_t<const T*> bias,                       // [N] or null
+                           matrix_view<T> y,                                          // [b, N]
+                           gemv_options opt = {}, workspace ws = {}) {
+  (void)ws;
+  auto p = detail::gemv_dense_problem("sparse_gemv_threshold", detail::gemv_input::threshold, x, w, bias, y, opt);
+  detail::gemv_check_threshold("sparse_gemv_threshold", t.per_row, t.all, p.b, true);
+  p.t_rows = t.per_row;
+  p.t_all = t.all;
+  detail::gemv_cpu(tag, p);
+}
+
+template <class T>
+void sparse_gemv_threshold(cuda_t tag, std::type_identity_t<matrix_view<const T>> x,  // [b, K]
+                           threshold t,                                                // per_row: [b] or null
+                           std::type_identity_t<matrix_view<const T>> w,               // [K, N] channel-major
+                           std::type_identity_t<const T*> bias,                        // [N] or null
+                           matrix_view<T> y,                                           // [b, N]
+                           gemv_options opt = {}, workspace ws = {}) {
+  FRUGAL_REQUIRE_NVCC(T, "sparse_gemv_threshold");
+#if defined(__CUDACC__)
+  auto p = detail::gemv_dense_problem("sparse_gemv_threshold", detail::gemv_input::threshold, x, w, bias, y, opt);
+  detail::gemv_check_threshold("sparse_gemv_threshold", t.per_row, t.all, p.b, false);
+  p.t_rows = t.per_row;
+  p.t_all = t.all;
+  detail::gemv_cuda(tag, "sparse_gemv_threshold", p, ws);
+#else
+  (void)tag, (void)x, (void)t, (void)w, (void)bias, (void)y, (void)opt, (void)ws;
+#endif
+}
+
+// ----------------------------------------------------------------------------------------------------------------
+// Fused top-k (LaRoSA)
+// ----------------------------------------------------------------------------------------------------------------
+
+//! y = topk_k(x) · w + bias: per row keeps the k largest |x| (ties at the k-th magnitude all kept). k in [0, K].
+template <class T>
+void sparse_gemv_topk(cpu_t tag, std::type_identity_t<matrix_view<const T>> x,  // [b, K]
+                      int k,
+                      std::type_identity_t<matrix_view<const T>> w,              // [K, N] channel-major
+                      std::type_identity_t<const T*> bias,                       // [N] or null
+                      matrix_view<T> y,                                          // [b, N]
+                      gemv_options opt = {}, workspace ws = {}) {
+  auto p = detail::gemv_dense_problem("sparse_gemv_topk", detail::gemv_input::threshold, x, w, bias, y, opt);
+  detail::gemv_check_topk<T>("sparse_gemv_topk", k, p.K);
+  if (k == 0 || p.b == 0) {  // keeps nothing: y = bias (+ y)
+    detail::gemv_cpu(tag, detail::gemv_keep_nothing(p));
+    return;
+  }
+  detail::workspace_carver c(ws);
+  float* kth = c.take<float>(static_cast<std::size_t>(p.b));  // [b]
+  const std::size_t tb = topk_workspace_bytes<T>(tag, p.b, p.K, k);
+  void* tws = c.take<std::byte>(tb);
+  c.check("sparse_gemv_topk");
+  topk_select(tag, x, k, kth, workspace{tws, tb});
+  p.t_rows = kth;
+  detail::gemv_cpu(tag, p);
+}
+
+template <class T>
+void sparse_gemv_topk(cuda_t tag, std::type_identity_t<matrix_view<const T>> x,  // [b, K]
+                      int k,
+                      std::type_identity_t<matrix_view<const T>> w,               // [K, N] channel-major
+                      std::type_identity_t<const T*> bias,                        // [N] or null
+                      matrix_view<T> y,                                           // [b, N]
+                      gemv_options opt = {}, workspace ws = {}) {
+  FRUGAL_REQUIRE_NVCC(T, "sparse_gemv_topk");
+#if defined(__CUDACC__)
+  auto p = detail::gemv_dense_problem("sparse_gemv_topk", detail::gemv_input::threshold, x, w, bias, y, opt);
+  detail::gemv_check_topk<T>("sparse_gemv_topk", k, p.K);
+  detail::workspace_carver c(ws);
+  float* kth = nullptr;
+  void* tws = nullptr;
+  std::size_t tb = 0;
+  if (k == 0 || p.b == 0) {
+    p = detail::gemv_keep_nothing(p);  // y = bias (+ y)
+  } else {
+    kth = c.take<float>(static_cast<std::size_t>(p.b));  // [b]
+    tb = topk_workspace_bytes<T>(tag, p.b, p.K, k);
+    tws = c.take<std::byte>(tb);
+    p.t_rows = kth;
+  }
+  c.check("sparse_gemv_topk");
+  const std::size_t used = c.bytes();
+  const workspace rest{ws.data && ws.bytes > used ? static_cast<std::byte*>(ws.data) + used : nullptr,
+                       ws.bytes > used ? ws.bytes - used : 0};
+  const auto plan = detail::gemv_cuda_prepare("sparse_gemv_topk", p, rest);  // all checks before any launch
+  if (kth) topk_select(tag, x, k, kth, workspace{tws, tb});
+  detail::gemv_cuda_launch(tag, "sparse_gemv_topk", p, plan);
+#else
+  (void)tag, (void)x, (void)k, (void)w, (void)bias, (void)y, (void)opt, (void)ws;
+#endif
+}
+
+// ----------------------------------------------------------------------------------------------------------------
+// Layout conversion
+// ----------------------------------------------------------------------------------------------------------------
+
+//! out[k, n] = w[n, k]: converts row-major nn.Linear / llm.c weights [N, K] into channel-major [K, N] (host memory).
+//! `out` may be a column slice of a wider buffer (ld > N), to lay several projections side by side.
+template <class T>
+void to_channel_major(std::type_identity_t<matrix_view<const T>> w_row_major,  // [N, K]
+                      matrix_view<T> out) {                                     // [K, N]
+  detail::check_matrix("to_channel_major", "w_row_major", w_row_major);
+  detail::check_matrix("to_channel_major", "out", out);
+  FRUGAL_CHECK(out.rows == w_row_major.cols && out.cols == w_row_major.rows, "to_channel_major",
+               "out has shape [", out.rows, ", ", out.cols, "] but w_row_major [N, K] = [", w_row_major.rows, ", ",
+               w_row_major.cols, "] needs [K, N] = [", w_row_major.cols, ", ", w_row_major.rows, "]");
+  FRUGAL_CHECK(!detail::gemv_overlaps(out, w_row_major.data, w_row_major.rows, w_row_major.cols, w_row_major.ld),
+               "to_channel_major", "out overlaps w_row_major (the conversion is not in place)");
+  constexpr std::int64_t tile = 32;
+  for (std::int64_t n0 = 0; n0 < w_row_major.rows; n0 += tile)
+    for (std::int64_t k0 = 0; k0 < w_row_major.cols; k0 += tile) {
+      const std::int64_t n1 = std::min(n0 + tile, w_row_major.rows), k1 = std::min(k0 + tile, w_row_major.cols);
+      for (std::int64_t k = k0; k < k1; ++k)
+        for (std::int64_t n = n0; n < n1; ++n) out(k, n) = w_row_major(n, k);
+    }
+}
+
+FRUGAL_NAMESPACE_END

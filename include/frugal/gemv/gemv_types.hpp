@@ -1,0 +1,49 @@
+// frugal/gemv/gemv_types.hpp — the option and sparse-input types of frugal/gemv/gemv.hpp (see there for the docs).
+#pragma once
+
+#include <cstdint>
+
+#include "../core/config.hpp"
+#include "../core/view.hpp"
+
+FRUGAL_NAMESPACE_BEGIN
+
+struct gemv_options {
+  bool accumulate = false;  //!< y += x·W (+ bias) instead of y = x·W (+ bias)
+  bool checked = false;     //!< explicit lists: also reject duplicate indices (CPU); validate on the GPU (syncs)
+  int splits = 0;           //!< CUDA tuning: K splits per column tile (1..8, the cluster size); 0 = automatic
+};
+
+//! Per row r: entries indices[r * ld + j], values[r * ld + j] for j < nnz[r] (nnz in device memory for CUDA).
+template <class T>
+struct sparse_rows {
+  const std::int32_t* indices = nullptr;  // [rows, ld] kept channel ids in [0, K), any order
+  const T* values = nullptr;              // [rows, ld]
+  const std::int32_t* nnz = nullptr;      // [rows] entries used per row, <= cap
+  std::int64_t rows = 0;
+  std::int64_t cap = 0;  // entries allocated per row
+  std::int64_t ld = 0;   // row stride of indices/values in elements (>= cap)
+};
+
+namespace detail {
+
+enum class gemv_input { dense, masked, threshold, list };
+
+//! One validated call, as the CPU and CUDA implementations receive it.
+template <class T>
+struct gemv_problem {
+  gemv_input mode = gemv_input::dense;
+  matrix_view<const T> x;     // [b, K] (dense, masked, threshold)
+  sparse_rows<T> list;        // (list)
+  const float* t_rows = nullptr;  // [b] per-row thresholds (threshold), host or device memory like x
+  float t_all = 0.f;
+  matrix_view<const T> w;     // [K, N]
+  const T* bias = nullptr;    // [N] or null
+  matrix_view<T> y;           // [b, N]
+  gemv_options opt;
+  std::int64_t b = 0, K = 0, N = 0;
+};
+
+}  // namespace detail
+
+FRUGAL_NAMESPACE_END

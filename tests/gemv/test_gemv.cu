@@ -1,0 +1,298 @@
+// gemv on CUDA against the dense reference on the masked input (and the CPU implementation): every form, f32/f16/
+// bf16, edge shapes, batch 1..17, bias, accumulate; every split count, the pre-sm_90 reduction path, fused top-k vs
+// explicit top-k + sparse_gemv, determinism, CUDA Graph capture, and every documented error. Skips without a GPU.
+#include <cstring>
+
+#include <frugal/gemv/gemv.hpp>
+
+#include "common/cuda_test_util.cuh"
+#include "common/test_util.hpp"
+#include "gemv/gemv_cases.hpp"
+
+using frugal::bfloat16;
+using frugal_test::device_buffer;
+using namespace gemv_test;
+
+namespace {
+
+template <class T>
+struct device_case {
+  device_buffer<T> x, w, bias, y, val;
+  device_buffer<std::int32_t> idx, nnz;
+  device_buffer<float> t_rows;
+  explicit device_case(const host_case<T>& c)
+      : x(c.x), w(c.w), bias(c.bias), y(c.y0), val(c.val), idx(c.idx), nnz(c.nnz), t_rows(c.t_rows) {}
+};
+
+template <class T>
+std::vector<T> run_cuda(const host_case<T>& c, frugal::gemv_options opt = {}, frugal::cuda_t tag = frugal::cuda) {
+  device_case<T> d(c);
+  const std::size_t wsb = frugal::gemv_workspace_bytes<T>(tag, c.s.b, c.s.K, c.s.N);
+  device_buffer<std::byte> ws(wsb);
+  run_form<frugal::cuda_t, T>(tag, c, d.x.data(), d.w.data(), d.bias.data(), d.y.data(), d.idx.data(), d.val.data(),
+                              d.nnz.data(), d.t_rows.data(), opt, frugal::workspace{ws.data(), wsb});
+  FRUGAL_CUDA_CHECK(cudaDeviceSynchronize(), "test");
+  return d.y.download();
+}
+
+template <class T>
+std::vector<T> run_cpu(const host_case<T>& c) {
+  std::vector<T> y = c.y0;
+  run_form<frugal::cpu_t, T>(frugal::cpu, c, c.x.data(), c.w.data(), c.bias.data(), y.data(), c.idx.data(),
+                             c.val.data(), c.nnz.data(), c.t_rows.data());
+  return y;
+}
+
+template <class T>
+void grid_test(bool integer) {
+  int bad = 0;
+  for (const spec& s : shape_grid(integer)) {
+    const auto c = make_case<T>(s);
+    const auto y = run_cuda(c);
+    bad += compare(c, y, "cuda");
+    if (integer && std::memcmp(y.data(), run_cpu(c).data(), y.size() * sizeof(T)) != 0) {
+      ++bad;
+      FAIL_CHECK("cuda != cpu bitwise on integer data: ", describe(s));
+    }
+  }
+  CHECK(bad == 0);
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("gemv cuda: every form, exact on integer data, equal to the CPU", T, float, frugal::half, bfloat16) {
+  FRUGAL_REQUIRE_GPU();
+  grid_test<T>(true);
+}
+
+TEST_CASE_TEMPLATE("gemv cuda: every form, continuous data within the error bound", T, float, frugal::half, bfloat16) {
+  FRUGAL_REQUIRE_GPU();
+  grid_test<T>(false);
+}
+
+TEST_CASE_TEMPLATE("gemv cuda: every split count 1..8 is exact and bitwise deterministic", T, float, bfloat16) {
+  FRUGAL_REQUIRE_GPU();
+  for (form f : all_forms)
+    for (std::int64_t b : {1, 3, 8, 11}) {
+      spec s{.b = b, .K = 2500, .N = 300, .f = f, .bias = true, .accumulate = b == 3, .integer = true,
+             .keep = 0.4, .seed = 9};
+      const auto c = make_case<T>(s);
+      for (int splits = 1; splits <= 8; ++splits) {
+        frugal::gemv_options o;
+        o.splits = splits;
+        const auto y1 = run_cuda(c, o), y2 = run_cuda(c, o);
+        INFO("splits=", splits);
+        CHECK(compare(c, y1, "cuda splits") == 0);
+        CHECK(std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(T)) == 0);
+      }
+    }
+}
+
+TEST_CASE_TEMPLATE("gemv cuda: LLaMA-sized shapes, exact on integer data", T, frugal::half, bfloat16) {
+  FRUGAL_REQUIRE_GPU();
+  for (form f : {form::dense, form::threshold_rows, form::list_shuffled})
+    for (std::int64_t b : {1, 8}) {
+      spec s{.b = b, .K = 11008, .N = 4096, .f = f, .bias = true, .integer = true, .keep = 0.5, .seed = 3};
+      const auto c = make_case<T>(s);
+      CHECK(compare(c, run_cuda(c), "cuda large") == 0);
+    }
+}
+
+TEST_CASE_TEMPLATE("gemv cuda: the pre-sm_90 path (workspace partials + reduce kernel)", T, float, frugal::half) {
+  FRUGAL_REQUIRE_GPU();
+  for (form f : all_forms) {
+    spec s{.b = 5, .K = 1500, .N = 257, .f = f, .bias = true, .accumulate = true, .integer = true, .seed = 4};
+    const auto c = make_case<T>(s);
+    device_case<T> d(c);
+    const std::size_t wsb = frugal::gemv_workspace_bytes<T>(frugal::cuda, s.b, s.K, s.N);
+    device_buffer<std::byte> ws(wsb);
+    frugal::gemv_options o;
+    o.splits = 5;
+    o.accumulate = true;
+    // Build the problem as the public API does, then force the cluster-free reduction.
+    frugal::matrix_view<const T> xv(d.x.data(), s.b, s.K, c.ldx), wv(d.w.data(), s.K, s.N, c.ldw);
+    frugal::matrix_view<T> yv(d.y.data(), s.b, s.N, c.ldy);
+    frugal::detail::gemv_problem<T> p;
+    if (f == form::list_sorted || f == form::list_shuffled) {
+      p = frugal::detail::gemv_list_problem(
+          "test", frugal::sparse_rows<T>{d.idx.data(), d.val.data(), d.nnz.data(), s.b, c.cap, c.cap}, wv,
+          static_cast<const T*>(d.bias.data()), yv, o);
+    } else {
+      const auto mode = f == form::dense    ? frugal::detail::gemv_input::dense
+                        : f == form::masked ? frugal::detail::gemv_input::masked
+                                            : frugal::detail::gemv_input::threshold;
+      p = frugal::detail::gemv_dense_problem("test", mode, xv, wv, static_cast<const T*>(d.bias.data()), yv, o);
+      p.t_all = c.t_all;
+      if (f == form::threshold_rows) p.t_rows = d.t_rows.data();
+    }
+    auto plan = frugal::detail::gemv_cuda_prepare("test", p, frugal::workspace{ws.data(), wsb});
+    plan.args.cluster = false;
+    device_buffer<float> partials(static_cast<std::size_t>(5 * s.b * s.N));
+    plan.args.partials = partials.data();
+    frugal::detail::gemv_cuda_launch(frugal::cuda, "test", p, plan);
+    FRUGAL_CUDA_CHECK(cudaDeviceSynchronize(), "test");
+    CHECK(compare(c, d.y.download(), "cuda no-cluster") == 0);
+  }
+}
+
+TEST_CASE_TEMPLATE("gemv cuda: fused top-k equals explicit top-k + sparse_gemv and the CPU", T, float, frugal::half,
+                   bfloat16) {
+  FRUGAL_REQUIRE_GPU();
+  for (std::int64_t b : {1, 2, 7, 16}) {
+    for (int k : {0, 1, 100, 700, 1500}) {
+      const std::int64_t K = 1500, N = 333;
+      spec s{.b = b, .K = K, .N = N, .f = form::dense, .bias = true, .accumulate = b == 2, .integer = false,
+             .seed = 6};
+      auto c = make_case<T>(s);
+      std::mt19937_64 rng(21 + b);
+      for (std::int64_t r = 0; r < b; ++r) {  // distinct magnitudes (no ties) in every dtype
+        std::vector<int> order(K);
+        std::iota(order.begin(), order.end(), 0);
+        std::shuffle(order.begin(), order.end(), rng);
+        for (std::int64_t j = 0; j < K; ++j) {
+          const float mag = static_cast<float>(bfloat16::from_bits(static_cast<std::uint16_t>(0x3a00 + j)));
+          c.x[r * c.ldx + order[j]] = frugal::from_float<T>((rng() & 1) ? mag : -mag);
+        }
+      }
+      // Explicit top-k (host): the k largest |x| per row, shuffled order.
+      std::vector<std::int32_t> idx(b * K, 0), nnz(b, k);
+      std::vector<T> val(b * K);
+      for (std::int64_t r = 0; r < b; ++r) {
+        std::vector<std::int32_t> ord(K);
+        std::iota(ord.begin(), ord.end(), 0);
+        auto mag = [&](std::int32_t i) { return std::fabs(static_cast<float>(as_double(c.x[r * c.ldx + i]))); };
+        std::sort(ord.begin(), ord.end(), [&](auto p, auto q) { return mag(p) > mag(q); });
+        for (int j = 0; j < k; ++j) {
+          idx[r * K + j] = ord[j];
+          val[r * K + j] = c.x[r * c.ldx + ord[j]];
+        }
+      }
+      device_case<T> d(c);
+      device_buffer<T> y2(c.y0);
+      device_buffer<std::int32_t> didx(idx), dnnz(nnz);
+      device_buffer<T> dval(val);
+      const std::size_t wsb = frugal::gemv_workspace_bytes<T>(frugal::cuda, b, K, N, k);
+      device_buffer<std::byte> ws(wsb);
+      frugal::gemv_options o;
+      o.accumulate = s.accumulate;
+      frugal::matrix_view<const T> xv(d.x.data(), b, K, c.ldx), wv(d.w.data(), K, N, c.ldw);
+      frugal::sparse_gemv_topk(frugal::cuda, xv, k, wv, d.bias.data(), frugal::matrix_view<T>(d.y.data(), b, N, c.ldy),
+                               o, frugal::workspace{ws.data(), wsb});
+      frugal::sparse_gemv(frugal::cuda, frugal::sparse_rows<T>{didx.data(), dval.data(), dnnz.data(), b, K, K}, wv,
+                          d.bias.data(), frugal::matrix_view<T>(y2.data(), b, N, c.ldy), o);
+      FRUGAL_CUDA_CHECK(cudaDeviceSynchronize(), "test");
+      const auto a = d.y.download(), e = y2.download();
+      // CPU fused top-k on the same data.
+      std::vector<T> yc = c.y0;
+      std::vector<std::byte> wsc(frugal::gemv_workspace_bytes<T>(frugal::cpu, b, K, N, k));
+      frugal::sparse_gemv_topk(frugal::cpu, frugal::matrix_view<const T>(c.x.data(), b, K, c.ldx), k,
+                               frugal::matrix_view<const T>(c.w.data(), K, N, c.ldw), c.bias.data(),
+                               frugal::matrix_view<T>(yc.data(), b, N, c.ldy), o,
+                               frugal::workspace{wsc.data(), wsc.size()});
+      const double uT = frugal_test::unit_roundoff<T>();
+      int bad = 0;
+      for (std::int64_t r = 0; r < b; ++r)
+        for (std::int64_t n = 0; n < N; ++n) {
+          const double va = as_double(a[r * c.ldy + n]), ve = as_double(e[r * c.ldy + n]);
+          const double vc = as_double(yc[r * c.ldy + n]);
+          const double tol = 2.02 * uT * std::fabs(ve) + 1e-4;
+          if (std::fabs(va - ve) > tol || std::fabs(va - vc) > tol) ++bad;
+        }
+      INFO("b=", b, " k=", k);
+      CHECK(bad == 0);
+    }
+  }
+}
+
+TEST_CASE("gemv cuda: works inside CUDA Graph capture (fused top-k, then replay)") {
+  FRUGAL_REQUIRE_GPU();
+  spec s{.b = 1, .K = 2048, .N = 1024, .f = form::dense, .bias = true, .integer = false, .seed = 8};
+  const auto c = make_case<bfloat16>(s);
+  device_case<bfloat16> d(c);
+  const int k = 1024;
+  const std::size_t wsb = frugal::gemv_workspace_bytes<bfloat16>(frugal::cuda, 1, 2048, 1024, k);
+  device_buffer<std::byte> ws(wsb);
+  cudaStream_t st;
+  FRUGAL_CUDA_CHECK(cudaStreamCreate(&st), "test");
+  frugal::matrix_view<const bfloat16> xv(d.x.data(), 1, 2048, c.ldx), wv(d.w.data(), 2048, 1024, c.ldw);
+  frugal::matrix_view<bfloat16> yv(d.y.data(), 1, 1024, c.ldy);
+  auto call = [&] {
+    frugal::sparse_gemv_topk(frugal::cuda.on(st), xv, k, wv, d.bias.data(), yv, {}, frugal::workspace{ws.data(), wsb});
+  };
+  call();
+  FRUGAL_CUDA_CHECK(cudaStreamSynchronize(st), "test");
+  const auto direct = d.y.download();
+  d.y.zero();
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  FRUGAL_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal), "test");
+  call();
+  FRUGAL_CUDA_CHECK(cudaStreamEndCapture(st, &graph), "test");
+  FRUGAL_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0), "test");
+  FRUGAL_CUDA_CHECK(cudaGraphLaunch(exec, st), "test");
+  FRUGAL_CUDA_CHECK(cudaStreamSynchronize(st), "test");
+  const auto replay = d.y.download();
+  CHECK(std::memcmp(direct.data(), replay.data(), direct.size() * 2) == 0);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(st);
+}
+
+TEST_CASE("gemv cuda: bad input throws frugal::error before anything is written") {
+  FRUGAL_REQUIRE_GPU();
+  const std::int64_t b = 2, K = 8, N = 16;
+  device_buffer<frugal::half> x(b * K), w(K * N + 8), y(b * N), val(b * 3);
+  const std::vector<frugal::half> sentinel(b * N, frugal::half(5.f));
+  y.upload(sentinel);
+  x.upload(std::vector<frugal::half>(b * K, frugal::half(1.f)));
+  w.upload(std::vector<frugal::half>(K * N + 8, frugal::half(1.f)));
+  val.upload(std::vector<frugal::half>(b * 3, frugal::half(1.f)));
+  using frugal::matrix_view;
+  const matrix_view<const frugal::half> xv(x.data(), b, K), wv(w.data(), K, N);
+  const matrix_view<frugal::half> yv(y.data(), b, N);
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::gemv(frugal::cuda, xv, matrix_view<const frugal::half>(w.data() + 1, K, N), nullptr, yv),
+      "frugal::gemv: the CUDA path reads weights in 16-byte vectors");
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::gemv(frugal::cuda, xv, matrix_view<const frugal::half>(w.data(), K, N - 1, N - 1), nullptr,
+                   matrix_view<frugal::half>(y.data(), b, N - 1)),
+      "w.ld (=15) a multiple of 8 elements");
+  FRUGAL_CHECK_THROWS_WITH(frugal::gemv(frugal::cuda, xv, wv, nullptr, yv, {.splits = 9}),
+                           "frugal::gemv: options.splits (=9) must be in [0, 8]");
+  FRUGAL_CHECK_THROWS_WITH(frugal::gemv(frugal::cuda, matrix_view<const frugal::half>(x.data(), b, K - 1), wv, nullptr, yv),
+                           "frugal::gemv: x has K=7 input channels but w has 8 rows");
+
+  // Checked mode on device lists: out of range, duplicate, nnz > K, nnz > cap.
+  auto lists = [&](std::vector<std::int32_t> idx, std::vector<std::int32_t> nnz, bool checked) {
+    device_buffer<std::int32_t> di(idx), dn(nnz);
+    const std::size_t wsb = frugal::gemv_workspace_bytes<frugal::half>(frugal::cuda, b, K, N);
+    device_buffer<std::byte> ws(wsb);
+    frugal::gemv_options o;
+    o.checked = checked;
+    frugal::sparse_gemv(frugal::cuda, frugal::sparse_rows<frugal::half>{di.data(), val.data(), dn.data(), b, 3, 3}, wv,
+                        nullptr, yv, o, frugal::workspace{ws.data(), wsb});
+    FRUGAL_CUDA_CHECK(cudaDeviceSynchronize(), "test");
+  };
+  FRUGAL_CHECK_THROWS_WITH(lists({0, 1, 2, 3, 9, 5}, {3, 3}, true),
+                           "frugal::sparse_gemv: index 9 at row 1, entry 1 is outside [0, K=8)");
+  FRUGAL_CHECK_THROWS_WITH(lists({0, 1, 2, 3, -4, 5}, {3, 3}, true),
+                           "frugal::sparse_gemv: index -4 at row 1, entry 1 is outside [0, K=8)");
+  FRUGAL_CHECK_THROWS_WITH(lists({0, 1, 2, 3, 3, 5}, {3, 3}, true), "frugal::sparse_gemv: index 3 appears twice in row 1");
+  FRUGAL_CHECK_THROWS_WITH(lists({0, 1, 2, 3, 4, 5}, {4, 3}, true),
+                           "frugal::sparse_gemv: nnz[0] (=4) must be in [0, min(cap=3, K=8)]");
+  FRUGAL_CHECK_THROWS_WITH(lists({0, 1, 2, 3, 4, 5}, {3, -1}, true),
+                           "frugal::sparse_gemv: nnz[1] (=-1) must be in [0, min(cap=3, K=8)]");
+  const auto after = y.download();
+  CHECK(std::memcmp(after.data(), sentinel.data(), sentinel.size() * 2) == 0);  // nothing written
+  // Unchecked: out-of-range entries are skipped (memory-safe), nnz clamped to cap.
+  lists({0, 1, 2, 3, 9, 5}, {3, 7}, false);
+  const auto got = y.download();
+  for (std::int64_t n = 0; n < N; ++n) {
+    CHECK(static_cast<float>(got[n]) == 3.f);
+    CHECK(static_cast<float>(got[N + n]) == 2.f);
+  }
+  lists({0, 1, 2, 3, 4, 5}, {3, 2}, true);  // valid: checked mode passes and computes
+  const auto ok = y.download();
+  CHECK(static_cast<float>(ok[0]) == 3.f);
+  CHECK(static_cast<float>(ok[N]) == 2.f);
+}
