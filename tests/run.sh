@@ -8,12 +8,13 @@
 #               run, CUDA test cases skip without a GPU and run on a GPU machine; benchmarks and examples compile.
 #   build/cpu   -DFRUGAL_ENABLE_CUDA=OFF: proves the CPU path needs no CUDA Toolkit.
 #   build/asan  CPU tests again under AddressSanitizer + UndefinedBehaviorSanitizer (halt on first error).
+#   build/fuzz  every libFuzzer target (clang, ASan+UBSan) for FUZZ_SECONDS (default 30) each.
 # FRUGAL_TEST_CONFIGS="cpu asan" limits the set; JOBS sets build parallelism.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 jobs=${JOBS:-$(nproc)}
-configs=${FRUGAL_TEST_CONFIGS:-"cuda cpu asan"}
+configs=${FRUGAL_TEST_CONFIGS:-"cuda cpu asan fuzz"}
 
 bash "$root/cmake/install-deps.sh"
 
@@ -41,7 +42,8 @@ for c in $configs; do
     asan) ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
           run_config asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFRUGAL_ENABLE_CUDA=OFF -DFRUGAL_SANITIZE=ON \
           -DFRUGAL_INSTALL=OFF -DFRUGAL_BUILD_EXAMPLES=OFF ;;
-    *) echo "unknown configuration '$c' (known: cuda cpu asan)" >&2; exit 2 ;;
+    fuzz) echo "=== frugal tests: fuzz ==="; bash "$root/tests/fuzz/run.sh" "${FUZZ_SECONDS:-30}" ;;
+    *) echo "unknown configuration '$c' (known: cuda cpu asan fuzz)" >&2; exit 2 ;;
   esac
 done
 echo "=== frugal tests: all configurations passed ($configs) ==="
