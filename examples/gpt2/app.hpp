@@ -1,0 +1,338 @@
+// examples/gpt2/app.hpp — the gpt2 program for one device: builds the model variants (dense, LaRoSA-folded, patch
+// vocabulary), runs the decoding modes, and prints / writes what it measured (--demo table, --bench JSON).
+//
+// Modes (speed always measured on greedy decode after an untimed warm-up step, which also captures the CUDA Graph):
+//   nocache   recompute the whole prefix every step (batched prefill of all tokens, no cache kept)
+//   kv        contiguous KV cache                      paged     paged KV cache (block allocator, page 16)
+//   teal      TEAL-style top-k at p on the unrotated model (all four block inputs)
+//   larosa    LaRoSA: rotations calibrated on the corpus, folded into the weights, top-k at p
+//   patch     AdaptiVocab patch vocabulary (same texts, fewer tokens), contiguous KV
+//   combined  patch vocabulary + paged KV + LaRoSA at p
+#pragma once
+
+#include <frugal/vocab/bpe.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli.hpp"
+#include "engine.hpp"
+#include "larosa.hpp"
+#include "patch.hpp"
+#include "texts.hpp"
+
+namespace gpt2 {
+
+inline std::string today() {
+  std::time_t t = std::time(nullptr);
+  char b[32];
+  std::strftime(b, sizeof b, "%Y-%m-%d", std::gmtime(&t));
+  return b;
+}
+
+inline std::string cpu_name() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "cpu";
+}
+
+//! One timed run of a mode.
+struct measurement {
+  std::string mode;
+  float p = 0.f;
+  int batch = 1;
+  int prompt_tokens = 0;  // per sequence (mean)
+  int new_tokens = 0;
+  double prefill_s = 0, decode_s = 0;
+  int timed_steps = 0;
+  double tok_s = 0;  // decode tokens per second over all sequences
+  double weight_bytes = 0;  // weights read per decode token at batch 1
+  std::size_t kv_allocated = 0, kv_in_use = 0, kv_needed = 0;
+  std::vector<std::vector<std::int32_t>> tokens;
+  nlohmann::json json() const {
+    return {{"mode", mode}, {"p", p}, {"batch", batch}, {"prompt_tokens", prompt_tokens}, {"new_tokens", new_tokens},
+            {"prefill_s", prefill_s}, {"decode_s", decode_s}, {"timed_steps", timed_steps}, {"tok_s", tok_s},
+            {"ms_per_step", timed_steps ? 1e3 * decode_s / timed_steps : 0.0}, {"weight_bytes_per_token", weight_bytes},
+            {"kv_bytes_allocated", kv_allocated}, {"kv_bytes_in_use", kv_in_use}, {"kv_bytes_needed", kv_needed}};
+  }
+};
+
+template <class Tag, class T>
+class runner {
+  using be = backend<Tag>;
+  using model_t = device_model<Tag, T>;
+  using prompts_t = std::vector<std::vector<std::int32_t>>;
+
+ public:
+  explicit runner(const cli& a) : a_(a) {
+    if constexpr (!be::is_cuda) ctx_.tag = frugal::cpu_t{a.threads};
+    cfg_ = config::from_name(a.model);
+    const std::string dir = a.tokenizer_dir.empty() ? frugal::gpt2_tokenizer::default_dir() : a.tokenizer_dir;
+    tok_ = frugal::gpt2_tokenizer::from_dir(dir);
+    texts_ = load_texts(a.corpus_dir.empty() ? default_corpus_dir() : a.corpus_dir);
+  }
+
+  int run() {
+    if (!a_.bench_out.empty()) return bench();
+    return generate(a_.demo);
+  }
+
+ private:
+  static std::string default_corpus_dir() {
+#if defined(FRUGAL_GPT2_REPO)
+    return std::string(FRUGAL_GPT2_REPO) + "/.cache/corpus";
+#else
+    return ".cache/corpus";
+#endif
+  }
+
+  std::string device_desc() {
+    if constexpr (be::is_cuda) return be::device_name(ctx_);
+    else return cpu_name() + ", " + std::to_string(ctx_.tag.num_threads()) + " threads";
+  }
+
+  // ---- models ------------------------------------------------------------------------------------------------------
+  weights host_weights() {
+    if (!a_.weights.empty()) {
+      auto w = load_weights(a_.weights);
+      cfg_ = w.cfg;
+      return w;
+    }
+    return random_weights(cfg_, a_.seed);
+  }
+  std::string model_desc() const {
+    return a_.weights.empty() ? "random-init " + cfg_.name + " (seed " + std::to_string(a_.seed) + ")" : a_.weights;
+  }
+
+  //! Calibration tokens: the first calib_tokens of the training split (patch-tokenized when given).
+  std::vector<std::int32_t> calibration_tokens(const patch_bundle* pb) {
+    std::vector<std::int32_t> t;
+    for (const auto& d : texts_.train) {
+      auto ids = pb ? pb->encode(d) : tok_.encode(d);
+      t.insert(t.end(), ids.begin(), ids.end());
+      if (static_cast<int>(t.size()) >= a_.calib_tokens) break;
+    }
+    t.resize(std::min<std::size_t>(t.size(), static_cast<std::size_t>(std::min(a_.calib_tokens, cfg_.n_ctx))));
+    return t;
+  }
+
+  larosa_options lopt() const {
+    larosa_options o;
+    o.layerwise = a_.rotation == "layer";
+    return o;
+  }
+
+  // ---- measurement -------------------------------------------------------------------------------------------------
+  measurement measure(const model_t& m, const std::string& name, attn_kind attn, float p, const prompts_t& prompts,
+                      int n_new, const sampling& s = {}, int max_seq = 0) {
+    session_options o;
+    o.attn = attn;
+    o.max_batch = static_cast<int>(prompts.size());
+    int longest = 0;
+    for (const auto& q : prompts) longest = std::max<int>(longest, static_cast<int>(q.size()));
+    o.max_seq = max_seq ? max_seq : std::min(m.cfg.n_ctx, longest + n_new + 1);
+    o.page_size = a_.page_size;
+    o.p = p;
+    o.sample = s;
+    session<Tag, T> sess(ctx_, m, o);
+    measurement r;
+    r.mode = name, r.p = p, r.batch = o.max_batch, r.new_tokens = n_new;
+    for (const auto& q : prompts) r.prompt_tokens += static_cast<int>(q.size());
+    r.prompt_tokens /= o.max_batch;
+    const double t0 = be::now(ctx_);
+    sess.start(prompts);
+    const double t1 = be::now(ctx_);
+    sess.decode(1);  // warm-up step (captures the CUDA Graph)
+    const double t2 = be::now(ctx_);
+    sess.decode(n_new - 2);
+    const double t3 = be::now(ctx_);
+    r.prefill_s = t1 - t0, r.decode_s = t3 - t2, r.timed_steps = n_new - 2;
+    r.tok_s = r.timed_steps > 0 ? double(r.timed_steps) * o.max_batch / r.decode_s : 0.0;
+    r.weight_bytes = m.weight_bytes_per_token(p);
+    r.kv_allocated = attn == attn_kind::nocache ? 0 : sess.kv().bytes_allocated();
+    r.kv_in_use = attn == attn_kind::nocache ? 0 : sess.kv().bytes_in_use(o.max_batch);
+    std::vector<int> lens;
+    for (const auto& q : prompts) lens.push_back(static_cast<int>(q.size()) + n_new - 1);
+    r.kv_needed = sess.kv().bytes_needed(lens);
+    r.tokens = sess.generated();
+    return r;
+  }
+
+  //! Teacher-forced logits of model m at sparsity p: for each text, prefill prompt_len tokens, then feed the next
+  //! `steps` tokens one decode step at a time; the logits after each step. [texts][steps][V]
+  std::vector<std::vector<std::vector<float>>> forced_logits(const model_t& m, float p,
+                                                             const std::vector<std::vector<std::int32_t>>& texts,
+                                                             int prompt_len, int steps) {
+    std::vector<std::vector<std::vector<float>>> out;
+    for (const auto& t : texts) {
+      if (static_cast<int>(t.size()) < prompt_len + steps + 1) fail("forced_logits", "text too short");
+      const prompts_t pr = {std::vector<std::int32_t>(t.begin(), t.begin() + prompt_len)};
+      const prompts_t forced = {std::vector<std::int32_t>(t.begin() + prompt_len, t.begin() + prompt_len + steps + 1)};
+      session_options o;
+      o.max_seq = prompt_len + steps + 2;
+      o.p = p;
+      session<Tag, T> s(ctx_, m, o);
+      s.start(pr, &forced);
+      out.emplace_back();
+      for (int i = 0; i < steps; ++i) {
+        s.decode(1);
+        out.back().push_back(s.logits());
+      }
+    }
+    return out;
+  }
+  //! Relative L2 error of the logits and top-1 agreement of a variant against the reference, over all positions.
+  static nlohmann::json quality(const std::vector<std::vector<std::vector<float>>>& ref,
+                                const std::vector<std::vector<std::vector<float>>>& var) {
+    double err = 0;
+    int agree = 0, n = 0;
+    for (std::size_t t = 0; t < ref.size(); ++t)
+      for (std::size_t i = 0; i < ref[t].size(); ++i) {
+        const auto &lr = ref[t][i], &lv = var[t][i];
+        double num = 0, den = 0;
+        for (std::size_t j = 0; j < lr.size(); ++j) num += double(lv[j] - lr[j]) * (lv[j] - lr[j]), den += double(lr[j]) * lr[j];
+        err += std::sqrt(num / std::max(den, 1e-30));
+        agree += std::max_element(lr.begin(), lr.end()) - lr.begin() == std::max_element(lv.begin(), lv.end()) - lv.begin();
+        ++n;
+      }
+    return {{"positions", n}, {"rel_err", n ? err / n : 0.0}, {"top1", n ? double(agree) / n : 0.0}};
+  }
+
+  // ---- text helpers --------------------------------------------------------------------------------------------------
+  std::string demo_prompt() const {
+    if (!a_.prompt.empty()) return a_.prompt;
+    return "The key-value cache stores the attention keys and values of every past token, so";
+  }
+  static std::string shorten(std::string s, std::size_t n) {
+    for (auto& ch : s)
+      if (ch == '\n' || ch == '\t' || ch == '\r') ch = ' ';
+    if (s.size() > n) s = s.substr(0, n) + "...";
+    return s;
+  }
+
+  // ---- the demo / a generation run -----------------------------------------------------------------------------------
+  int generate(bool demo) {
+    const int n_new = a_.new_tokens;
+    const std::string prompt = demo_prompt();
+    const auto ptoks = tok_.encode(prompt);
+    sampling s;
+    s.temperature = a_.temperature, s.top_k = a_.top_k, s.top_p = a_.top_p, s.seed = a_.sample_seed;
+    auto want = [&](const char* m) { return a_.mode == "all" || a_.mode == m; };
+    const auto t_begin = std::chrono::steady_clock::now();
+    std::printf("frugal GPT-2 %s — %s, %s %s, %s\n", demo ? "demo" : "run", model_desc().c_str(), be::name,
+                frugal::dtype_traits<T>::name, today().c_str());
+    std::printf("device: %s\n", device_desc().c_str());
+    std::printf("prompt (%zu tokens): \"%s\"\n", ptoks.size(), prompt.c_str());
+    if (a_.weights.empty()) std::printf("(random weights: the continuations are noise; the tokens and times are real)\n");
+    std::fflush(stdout);
+
+    auto dense = upload_model<Tag, T>(ctx_, host_weights());
+    const prompts_t prompts(a_.batch, ptoks);
+    std::vector<measurement> rows;
+    auto show = [&](const measurement& r, const std::string& text) {
+      rows.push_back(r);
+      std::printf("  %-18s %6.1f tok/s   %s\n", (r.mode + (r.p > 0 ? " p=" + fmt(r.p, 2) : "")).c_str(), r.tok_s,
+                  shorten(text, 60).c_str());
+      std::fflush(stdout);
+    };
+    std::printf("\ngenerating %d tokens per mode (batch %d)...\n", n_new, a_.batch);
+    if (want("nocache") && a_.batch == 1) {
+      auto r = measure(dense, "nocache", attn_kind::nocache, 0.f, prompts, n_new, s);
+      show(r, tok_.decode(r.tokens[0]));
+    }
+    if (want("kv")) {
+      auto r = measure(dense, "kv", attn_kind::contiguous, 0.f, prompts, n_new, s);
+      show(r, tok_.decode(r.tokens[0]));
+    }
+    if (want("paged")) {
+      auto r = measure(dense, "paged", attn_kind::paged, 0.f, prompts, n_new, s);
+      show(r, tok_.decode(r.tokens[0]));
+    }
+    if (want("teal")) {
+      auto r = measure(dense, "teal", attn_kind::contiguous, a_.p, prompts, n_new, s);
+      show(r, tok_.decode(r.tokens[0]));
+    }
+    std::optional<model_t> folded;
+    if (want("larosa")) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const auto rot = larosa_calibrate<Tag, T>(ctx_, dense, calibration_tokens(nullptr), lopt());
+      folded.emplace(upload_model<Tag, T>(ctx_, larosa_apply(host_weights(), rot)));
+      std::printf("  (LaRoSA: calibrated on %d corpus tokens, rotations folded in %.1f s)\n", a_.calib_tokens,
+                  secs(t0));
+      auto r = measure(*folded, "larosa", attn_kind::contiguous, a_.p, prompts, n_new, s);
+      show(r, tok_.decode(r.tokens[0]));
+    }
+    std::optional<patch_bundle> pb;
+    if (want("patch") || want("combined")) {
+      const auto t0 = std::chrono::steady_clock::now();
+      pb.emplace(build_patch(tok_, texts_.train, host_weights(), a_.patch_size ? a_.patch_size : default_patch_size(),
+                             a_.patch_vocab));
+      const auto pt = pb->encode(prompt);
+      std::printf("  (patch vocabulary: %d tokens from %s, %.1f s; the prompt takes %zu tokens instead of %zu)\n",
+                  pb->size(), texts_.source.c_str(), secs(t0), pt.size(), ptoks.size());
+      const prompts_t pp(a_.batch, pt);
+      auto pm = upload_model<Tag, T>(ctx_, pb->weights_copy());
+      if (want("patch")) {
+        auto r = measure(pm, "patch", attn_kind::contiguous, 0.f, pp, n_new, s);
+        show(r, pb->decode(r.tokens[0]));
+      }
+      if (want("combined")) {
+        const auto rot = larosa_calibrate<Tag, T>(ctx_, pm, calibration_tokens(&*pb), lopt());
+        auto fm = upload_model<Tag, T>(ctx_, larosa_apply(pb->weights_copy(), rot));
+        auto r = measure(fm, "combined", attn_kind::paged, a_.p, pp, n_new, s);
+        show(r, pb->decode(r.tokens[0]));
+      }
+    }
+
+    // The table.
+    double base = 0;
+    for (const auto& r : rows)
+      if (r.mode == "kv") base = r.tok_s;
+    std::printf("\n%-18s %10s %10s %12s %14s %12s\n", "mode", "tok/s", "vs kv", "MB read/tok", "KV MiB in use", "prompt tok");
+    for (const auto& r : rows)
+      std::printf("%-18s %10.1f %9.2fx %12.1f %14.2f %12d\n", (r.mode + (r.p > 0 ? " p=" + fmt(r.p, 2) : "")).c_str(),
+                  r.tok_s, base > 0 ? r.tok_s / base : 0.0, r.weight_bytes / 1e6, r.kv_in_use / 1048576.0,
+                  r.prompt_tokens);
+    std::printf("\n(tok/s: greedy decode of %d tokens after the prompt, batch %d, first step untimed; MB read/tok: "
+                "weight bytes one decode token reads)\n",
+                n_new, a_.batch);
+    std::printf("total time %.1f s\n", secs(t_begin));
+    return 0;
+  }
+
+  int default_patch_size() const { return texts_.source.rfind("built-in", 0) == 0 ? 300 : 10000; }
+
+  static double secs(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  static std::string fmt(double v, int prec) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.*f", prec, v);
+    return b;
+  }
+
+  // ---- the benchmark suite (bench.sh) -------------------------------------------------------------------------------
+  int bench();
+
+  const cli& a_;
+  typename be::context ctx_;
+  config cfg_;
+  frugal::gpt2_tokenizer tok_;
+  text_set texts_;
+};
+
+}  // namespace gpt2
+
+#include "bench.hpp"

@@ -1,0 +1,255 @@
+// examples/gpt2/bench.hpp — `gpt2 --bench FILE.json`: every mode measured on one model in one process.
+//
+// Sets (--bench-set):
+//   full   modes at batch 1 (prompt 50, 100 and 500 new tokens: no cache vs contiguous vs paged KV); batch 1/8/32
+//          decode with contiguous and paged KV; TEAL and LaRoSA at p = 0.25/0.4/0.5/0.75 (speed, ceiling, logits
+//          error and top-1 agreement against dense on the same teacher-forced tokens); AdaptiVocab tokens per text
+//          (100 held-out texts), time per text with and without patch tokens, all combined; KV memory.
+//   quick  the same with fewer/shorter runs (no 500-token runs, batch up to 8).
+//   xl     for big shapes on small machines: dense, TEAL and LaRoSA at p = 0.5 only, a few tokens, models loaded one
+//          after the other (peak memory about one model).
+// Every number is measured in this run; the JSON carries the command, device, dtype, model and date.
+#pragma once
+
+#include <frugal/kv/block_allocator.hpp>
+
+namespace gpt2 {
+
+template <class Tag, class T>
+int runner<Tag, T>::bench() {
+  using json = nlohmann::json;
+  const bool xl = a_.bench_set == "xl", quick = a_.bench_set == "quick";
+  if (!xl && !quick && a_.bench_set != "full") fail("bench", "--bench-set must be full, quick or xl");
+  const auto t_begin = std::chrono::steady_clock::now();
+  auto log = [&](const std::string& s) {
+    std::fprintf(stderr, "[%6.0f s] %s\n", secs(t_begin), s.c_str());
+    std::fflush(stderr);
+  };
+  json out;
+  out["meta"] = {{"command", a_.command}, {"device", be::name}, {"device_name", device_desc()},
+                 {"dtype", frugal::dtype_traits<T>::name}, {"model", cfg_.name}, {"weights", model_desc()},
+                 {"date", today()}, {"bench_set", a_.bench_set}, {"texts", texts_.source}, {"page_size", a_.page_size},
+                 {"rotation", a_.rotation}};
+  if constexpr (!be::is_cuda) out["meta"]["threads"] = ctx_.tag.num_threads();
+  log("copy bandwidth");
+  const double bw = be::copy_bandwidth(ctx_);
+  out["meta"]["copy_bandwidth_GBps"] = bw / 1e9;
+  const bool gpu = be::is_cuda;
+
+  // Prompts: the first `len` tokens of held-out texts long enough for them.
+  std::vector<std::vector<std::int32_t>> test_tokens;
+  for (const auto& d : texts_.test) test_tokens.push_back(tok_.encode(d));
+  auto prompts = [&](int n, int len) {
+    prompts_t p;
+    for (std::size_t i = 0; static_cast<int>(p.size()) < n && i < 100 * test_tokens.size(); ++i) {
+      const auto& t = test_tokens[i % test_tokens.size()];
+      if (static_cast<int>(t.size()) >= len) p.emplace_back(t.begin(), t.begin() + len);
+    }
+    if (static_cast<int>(p.size()) < n) fail("bench", "not enough held-out texts of ", len, " tokens");
+    return p;
+  };
+  const int P = 50;
+  const int n_short = xl ? (gpu ? 64 : 12) : (gpu ? 100 : (quick ? 32 : 100));
+  auto save = [&] {
+    std::ofstream f(a_.bench_out);
+    f << out.dump(1) << "\n";
+  };
+
+  std::optional<model_t> dense(upload_model<Tag, T>(ctx_, host_weights()));
+  out["meta"]["model_bytes"] = dense->bytes();
+  out["meta"]["dense_weight_bytes_per_token"] = dense->weight_bytes_per_token(0.f);
+  const double dense_bytes = dense->weight_bytes_per_token(0.f);
+  auto roof = [&](json& j) {  // achieved fraction of the copy bandwidth on weight bytes (batch 1)
+    j["achieved_GBps"] = double(j["weight_bytes_per_token"]) * double(j["tok_s"]) / double(j["batch"]) / 1e9;
+    j["roofline_fraction"] = double(j["achieved_GBps"]) * 1e9 / bw;
+  };
+  log("warm-up");
+  measure(*dense, "warmup", attn_kind::contiguous, 0.f, prompts(1, P), 8);
+
+  // ---- modes at batch 1: no cache / contiguous / paged, 100 and 500 new tokens -------------------------------------
+  json modes = json::array();
+  const std::vector<int> lengths = xl ? std::vector<int>{n_short} : quick ? std::vector<int>{n_short} : std::vector<int>{100, 500};
+  double kv_tok_s = 0;
+  for (int n : lengths)
+    for (attn_kind a : {attn_kind::nocache, attn_kind::contiguous, attn_kind::paged}) {
+      if (xl && a != attn_kind::contiguous) continue;
+      log(std::string("mode ") + attn_name(a) + " new=" + std::to_string(n));
+      auto r = measure(*dense, attn_name(a), a, 0.f, prompts(1, P), n);
+      auto j = r.json();
+      roof(j);
+      modes.push_back(j);
+      if (a == attn_kind::contiguous && n == lengths.front()) kv_tok_s = r.tok_s;
+      out["modes"] = modes;
+      save();
+    }
+
+  // ---- batch > 1 -----------------------------------------------------------------------------------------------------
+  if (!xl) {
+    json batch = json::array();
+    const std::vector<int> bs = quick ? std::vector<int>{1, 8} : std::vector<int>{1, 8, 32};
+    for (int b : bs)
+      for (attn_kind a : {attn_kind::contiguous, attn_kind::paged}) {
+        log(std::string("batch ") + std::to_string(b) + " " + attn_name(a));
+        auto r = measure(*dense, attn_name(a), a, 0.f, prompts(b, P), n_short);
+        batch.push_back(r.json());
+        out["batch"] = batch;
+        save();
+      }
+  }
+
+  // ---- TEAL and LaRoSA: speed and quality ----------------------------------------------------------------------------
+  const std::vector<float> ps = xl ? std::vector<float>{0.5f} : std::vector<float>{0.25f, 0.4f, 0.5f, 0.75f};
+  const int q_texts = xl ? 1 : (gpu ? 8 : 4), q_steps = xl ? 8 : (gpu ? 64 : 24), q_prompt = 32;
+  std::vector<std::vector<std::int32_t>> qtexts;
+  for (const auto& t : test_tokens)
+    if (static_cast<int>(qtexts.size()) < q_texts && static_cast<int>(t.size()) > q_prompt + q_steps + 1) qtexts.push_back(t);
+  log("dense reference logits");
+  const auto ref = forced_logits(*dense, 0.f, qtexts, q_prompt, q_steps);
+  json sparse = json::array();
+  auto sparse_row = [&](const std::string& method, float p, const model_t& m, bool with_speed) {
+    json j;
+    if (with_speed) {
+      log(method + " p=" + fmt(p, 2));
+      auto r = measure(m, method, attn_kind::contiguous, p, prompts(1, P), n_short);
+      j = r.json();
+      j["speedup_vs_kv"] = kv_tok_s > 0 ? r.tok_s / kv_tok_s : 0.0;
+      j["ceiling"] = dense_bytes / r.weight_bytes;
+      roof(j);
+    } else {
+      j = {{"mode", method}, {"p", p}};
+    }
+    j["quality"] = quality(ref, forced_logits(m, p, qtexts, q_prompt, q_steps));
+    sparse.push_back(j);
+    out["sparse"] = sparse;
+    save();
+  };
+  for (float p : ps) sparse_row("teal", p, *dense, true);
+  log("LaRoSA calibration");
+  const auto t_cal = std::chrono::steady_clock::now();
+  const auto rot = larosa_calibrate<Tag, T>(ctx_, *dense, calibration_tokens(nullptr), lopt());
+  out["larosa_calibration"] = {{"tokens", static_cast<int>(calibration_tokens(nullptr).size())},
+                               {"seconds", secs(t_cal)}, {"rotations", rot.q.size()}, {"rotation", a_.rotation}};
+  if (xl) dense.reset();  // one model at a time on small machines
+  {
+    const auto t_fold = std::chrono::steady_clock::now();
+    auto folded = upload_model<Tag, T>(ctx_, larosa_apply(host_weights(), rot));
+    out["larosa_calibration"]["fold_seconds"] = secs(t_fold);
+    out["larosa_calibration"]["folded_weight_bytes_per_token"] = folded.weight_bytes_per_token(0.f);
+    sparse_row("larosa", 0.f, folded, !xl);
+    for (float p : ps) sparse_row("larosa", p, folded, true);
+  }
+  if (xl) {
+    out["seconds"] = secs(t_begin);
+    save();
+    log("done");
+    return 0;
+  }
+
+  // ---- AdaptiVocab patch tokens ----------------------------------------------------------------------------------------
+  log("patch vocabulary");
+  const auto t_patch = std::chrono::steady_clock::now();
+  auto pb = build_patch(tok_, texts_.train, host_weights(), a_.patch_size ? a_.patch_size : default_patch_size(),
+                        a_.patch_vocab);
+  json patch = {{"size", pb.size()}, {"build_seconds", secs(t_patch)}};
+  json per_text = json::array();
+  std::int64_t tb = 0, tp = 0;
+  const int n_texts = std::min<int>(100, static_cast<int>(texts_.test.size()));
+  std::vector<int> base_len, patch_len;
+  for (int i = 0; i < n_texts; ++i) {
+    const int b = static_cast<int>(test_tokens[i].size()), p = static_cast<int>(pb.encode(texts_.test[i]).size());
+    per_text.push_back({{"bytes", texts_.test[i].size()}, {"base", b}, {"patch", p}});
+    tb += b, tp += p;
+    base_len.push_back(b), patch_len.push_back(p);
+  }
+  patch["texts"] = per_text;
+  patch["tokens_base"] = tb, patch["tokens_patch"] = tp;
+  patch["token_reduction"] = 1.0 - double(tp) / double(tb);
+  out["patch"] = patch;
+  save();
+
+  // KV memory of those texts (each capped at n_ctx): contiguous reservation at n_ctx vs paged blocks, base vs patch,
+  // from a real block allocator's accounting.
+  {
+    const std::size_t row = std::size_t(2) * cfg_.n_layer * cfg_.n_embd * sizeof(T);
+    auto paged_bytes = [&](const std::vector<int>& lens) {
+      std::int64_t total_blocks = 0;
+      for (int l : lens) total_blocks += (std::min(l, cfg_.n_ctx) + a_.page_size - 1) / a_.page_size;
+      frugal::block_allocator alloc(static_cast<std::int32_t>(total_blocks), a_.page_size);
+      std::int64_t tokens = 0;
+      for (int l : lens) alloc.allocate(std::min(l, cfg_.n_ctx)), tokens += std::min(l, cfg_.n_ctx);
+      return json{{"bytes", std::size_t(alloc.num_used_blocks()) * a_.page_size * row},
+                  {"tokens", tokens}, {"exact_bytes", std::size_t(tokens) * row}, {"waste", alloc.waste_fraction()}};
+    };
+    out["kv_memory"] = {{"texts", n_texts}, {"bytes_per_token", row},
+                        {"contiguous_reserved_bytes", std::size_t(n_texts) * cfg_.n_ctx * row},
+                        {"paged_base", paged_bytes(base_len)}, {"paged_patch", paged_bytes(patch_len)}};
+    save();
+  }
+
+  // Time per text: the same held-out texts decoded token by token (teacher forcing), base vs patch vs combined.
+  {
+    const int n_timed = gpu ? 16 : (quick ? 2 : 4), max_base = gpu ? 512 : 128;
+    auto pm = upload_model<Tag, T>(ctx_, pb.weights_copy());
+    log("LaRoSA calibration on the patch model");
+    const auto prot = larosa_calibrate<Tag, T>(ctx_, pm, calibration_tokens(&pb), lopt());
+    auto pf = upload_model<Tag, T>(ctx_, larosa_apply(pb.weights_copy(), prot));
+    json rows = json::array();
+    double tb_s = 0, tp_s = 0, tc_s = 0;
+    int nb = 0, np = 0;
+    for (int i = 0, done = 0; i < n_texts && done < n_timed; ++i) {
+      if (static_cast<int>(test_tokens[i].size()) < max_base) continue;
+      // the text prefix that the base tokenizer encodes in max_base tokens
+      const std::string text = tok_.decode(std::vector<std::int32_t>(test_tokens[i].begin(), test_tokens[i].begin() + max_base));
+      const auto bt = tok_.encode(text), pt = pb.encode(text);
+      auto timed = [&](const model_t& m, const std::vector<std::int32_t>& ids, attn_kind a, float p) {
+        const prompts_t pr = {{ids[0]}};
+        const prompts_t forced = {std::vector<std::int32_t>(ids.begin() + 1, ids.end())};
+        session_options o;
+        o.attn = a, o.p = p, o.max_seq = static_cast<int>(ids.size()) + 2, o.page_size = a_.page_size;
+        session<Tag, T> s(ctx_, m, o);
+        s.start(pr, &forced);
+        s.decode(1);
+        const double t0 = be::now(ctx_);
+        s.decode(static_cast<int>(ids.size()) - 2);
+        return (be::now(ctx_) - t0) * double(ids.size() - 1) / double(ids.size() - 2);  // all steps of the text
+      };
+      log("text " + std::to_string(done) + ": " + std::to_string(bt.size()) + " vs " + std::to_string(pt.size()) + " tokens");
+      const double sb = timed(*dense, bt, attn_kind::contiguous, 0.f);
+      const double sp = timed(pm, pt, attn_kind::contiguous, 0.f);
+      const double sc = timed(pf, pt, attn_kind::paged, a_.p);
+      rows.push_back({{"bytes", text.size()}, {"base_tokens", bt.size()}, {"patch_tokens", pt.size()},
+                      {"base_s", sb}, {"patch_s", sp}, {"combined_s", sc}});
+      tb_s += sb, tp_s += sp, tc_s += sc, nb += static_cast<int>(bt.size()), np += static_cast<int>(pt.size());
+      ++done;
+    }
+    out["time_per_text"] = {{"texts", rows}, {"base_s", tb_s}, {"patch_s", tp_s}, {"combined_s", tc_s},
+                            {"base_tokens", nb}, {"patch_tokens", np}, {"combined_p", a_.p},
+                            {"patch_speedup", tp_s > 0 ? tb_s / tp_s : 0.0},
+                            {"combined_speedup", tc_s > 0 ? tb_s / tc_s : 0.0}};
+    save();
+    // decode speed of the patch and combined models at batch 1 (same prompt length as the other modes)
+    auto pprompt = [&] {
+      prompts_t p;
+      for (const auto& d : texts_.test) {
+        auto ids = pb.encode(d);
+        if (static_cast<int>(ids.size()) >= P) return prompts_t{std::vector<std::int32_t>(ids.begin(), ids.begin() + P)};
+      }
+      fail("bench", "no held-out text of ", P, " patch tokens");
+    }();
+    auto r = measure(pm, "patch", attn_kind::contiguous, 0.f, pprompt, n_short);
+    auto j = r.json();
+    j["speedup_vs_kv"] = kv_tok_s > 0 ? r.tok_s / kv_tok_s : 0.0;
+    modes.push_back(j);
+    auto rc = measure(pf, "combined", attn_kind::paged, a_.p, pprompt, n_short);
+    auto jc = rc.json();
+    jc["speedup_vs_kv"] = kv_tok_s > 0 ? rc.tok_s / kv_tok_s : 0.0;
+    modes.push_back(jc);
+    out["modes"] = modes;
+  }
+  out["seconds"] = secs(t_begin);
+  save();
+  log("done");
+  return 0;
+}
+
+}  // namespace gpt2

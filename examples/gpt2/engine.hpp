@@ -1,0 +1,415 @@
+// examples/gpt2/engine.hpp — the GPT-2 forward pass, written once for frugal::cpu and frugal::cuda.
+//
+// device_model<Tag, T>   the weights in T on the device (linears channel-major [in, out] for frugal::gemv; the LM
+//                        head as its own channel-major [C, V] copy of the tied embedding).
+// session<Tag, T>        one decoding run: a batch of sequences, a KV store (none / contiguous / paged), scratch,
+//                        and the decode step. Decode reads tokens, positions and lengths from device memory and
+//                        writes the chosen token there, so on CUDA the whole step is captured once in a CUDA Graph and
+//                        replayed with no host synchronisation per token.
+//
+// Per block (pre-LayerNorm GPT-2):
+//   h = LN1(x); qkv = h·Wqkv + b; append k, v; a = attention(q, cache); x += a·Wo + b
+//   h = LN2(x); f = gelu(h·Wfc + b); x += f·Wproj + b;  [x = x·A  (layer-level LaRoSA adapter)]
+// then logits = LNf(x)·Wlm (+ b). Decode GEMVs are frugal::gemv, or frugal::sparse_gemv_topk when the session keeps
+// k < K channels of a block input (TEAL-style top-k on an unrotated model, LaRoSA on a rotation-folded one: the
+// four inputs h1 (qkv), h2 (o_proj), h3 (fc), h4 (down) are sparsified with the same rule; see larosa.hpp).
+// Prefill runs one sequence at a time, batched over its tokens (frugal::gemv's batched path on the CPU, cuBLAS on
+// CUDA), and is always dense.
+#pragma once
+
+#include <frugal/gemv/gemv.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "backend.hpp"
+#include "model.hpp"
+#include "ops_cpu.hpp"
+#if defined(__CUDACC__)
+#include "backend_cuda.cuh"
+#include "ops_cuda.cuh"
+#endif
+#include "kv.hpp"
+
+namespace gpt2 {
+
+//! How many channels of each block input the decode GEMVs keep (0 = all: dense).
+struct sparsity {
+  float p = 0.f;  //!< fraction dropped at each of the four block inputs
+  static int keep(int K, float p) {
+    if (p <= 0.f) return 0;
+    return std::clamp(static_cast<int>(std::lround((1.0 - double(p)) * K)), 1, K);
+  }
+};
+
+template <class Tag, class T>
+struct device_model {
+  using B = buffer<Tag, T>;
+  config cfg;
+  bool rms = false;   // norms without centring (rotation-folded model)
+  B wte;              // [V, C] input embedding
+  B wpe;              // [n_ctx, C]
+  B lm_w;             // [C, V] LM head, channel-major
+  B lm_b;             // [V] or empty
+  B lnf_g, lnf_b;     // [C] or empty
+  struct layer {
+    B ln1_g, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_g, ln2_b, fc_w, fc_b, fcproj_w, fcproj_b, adapter;
+  };
+  std::vector<layer> layers;
+
+  //! Bytes of weights one decode token reads at batch 1 with `keep` channels kept per block input (0 = dense).
+  double weight_bytes_per_token(float p) const {
+    const double C = cfg.n_embd, V = cfg.vocab_size, e = sizeof(T);
+    auto kept = [&](double K) { const int k = sparsity::keep(int(K), p); return k ? double(k) : K; };
+    double n = 0;
+    for (const auto& l : layers) {
+      n += kept(C) * 3 * C + 3 * C + kept(C) * C + C + kept(C) * 4 * C + 4 * C + kept(4 * C) * C + C;
+      n += double(l.ln1_g.size() + l.ln1_b.size() + l.ln2_g.size() + l.ln2_b.size() + l.adapter.size());
+    }
+    n += C * V + double(lm_b.size()) + double(lnf_g.size() + lnf_b.size()) + 2 * C;
+    return n * e;
+  }
+  std::size_t bytes() const {
+    std::size_t s = wte.bytes() + wpe.bytes() + lm_w.bytes() + lm_b.bytes() + lnf_g.bytes() + lnf_b.bytes();
+    for (const auto& l : layers)
+      for (const B* b : {&l.ln1_g, &l.ln1_b, &l.qkv_w, &l.qkv_b, &l.proj_w, &l.proj_b, &l.ln2_g, &l.ln2_b, &l.fc_w,
+                         &l.fc_b, &l.fcproj_w, &l.fcproj_b, &l.adapter})
+        s += b->bytes();
+    return s;
+  }
+};
+
+//! Moves host weights onto the device in T (the host arrays are released as they go, to keep peak memory low).
+template <class Tag, class T>
+device_model<Tag, T> upload_model(typename backend<Tag>::context& c, weights&& w) {
+  device_model<Tag, T> m;
+  m.cfg = w.cfg;
+  m.rms = w.rms_norm;
+  const std::int64_t C = w.cfg.n_embd, V = w.cfg.vocab_size;
+  if (w.lm_w.empty()) {  // tied head: channel-major copy of wte
+    w.lm_w.resize(static_cast<std::size_t>(C * V));
+    frugal::to_channel_major<float>(frugal::matrix_view<const float>(w.wte.data(), V, C),
+                                    frugal::matrix_view<float>(w.lm_w.data(), C, V));
+  }
+  m.lm_w = upload<Tag, T>(c, std::move(w.lm_w));
+  m.lm_b = upload<Tag, T>(c, std::move(w.lm_b));
+  m.wte = upload<Tag, T>(c, std::move(w.wte_in.empty() ? w.wte : w.wte_in));
+  m.wpe = upload<Tag, T>(c, std::move(w.wpe));
+  m.lnf_g = upload<Tag, T>(c, std::move(w.lnf_g));
+  m.lnf_b = upload<Tag, T>(c, std::move(w.lnf_b));
+  for (auto& l : w.layers) {
+    typename device_model<Tag, T>::layer d;
+    d.ln1_g = upload<Tag, T>(c, std::move(l.ln1_g));
+    d.ln1_b = upload<Tag, T>(c, std::move(l.ln1_b));
+    d.qkv_w = upload<Tag, T>(c, std::move(l.qkv_w));
+    d.qkv_b = upload<Tag, T>(c, std::move(l.qkv_b));
+    d.proj_w = upload<Tag, T>(c, std::move(l.proj_w));
+    d.proj_b = upload<Tag, T>(c, std::move(l.proj_b));
+    d.ln2_g = upload<Tag, T>(c, std::move(l.ln2_g));
+    d.ln2_b = upload<Tag, T>(c, std::move(l.ln2_b));
+    d.fc_w = upload<Tag, T>(c, std::move(l.fc_w));
+    d.fc_b = upload<Tag, T>(c, std::move(l.fc_b));
+    d.fcproj_w = upload<Tag, T>(c, std::move(l.fcproj_w));
+    d.fcproj_b = upload<Tag, T>(c, std::move(l.fcproj_b));
+    d.adapter = upload<Tag, T>(c, std::move(l.adapter));
+    m.layers.push_back(std::move(d));
+  }
+  w.layers.clear();
+  return m;
+}
+
+struct session_options {
+  attn_kind attn = attn_kind::contiguous;
+  int max_batch = 1;
+  int max_seq = 1024;   //!< tokens per sequence: prompt + generated
+  int page_size = 16;   //!< paged KV
+  float p = 0.f;        //!< decode sparsity at each block input (0: dense)
+  sampling sample;      //!< greedy by default
+};
+
+template <class Tag, class T>
+class session {
+  using be = backend<Tag>;
+  using ctx_t = typename be::context;
+  template <class U>
+  using mv = frugal::matrix_view<U>;
+  template <class U>
+  using cmv = frugal::matrix_view<const U>;
+
+ public:
+  session(ctx_t& c, const device_model<Tag, T>& m, session_options o)
+      : c_(c), m_(m), o_(o), kv_(c, m.cfg, o.attn, o.attn == attn_kind::nocache ? 1 : o.max_batch, o.max_seq,
+                                  o.page_size) {
+    const auto& cfg = m.cfg;
+    if (o.max_seq > cfg.n_ctx) fail("session", "max_seq (=", o.max_seq, ") exceeds the model context n_ctx=", cfg.n_ctx);
+    if (o.attn == attn_kind::nocache && o.max_batch != 1)
+      fail("session", "the no-KV-cache mode runs one sequence (batch 1), got max_batch=", o.max_batch);
+    C_ = cfg.n_embd, V_ = cfg.vocab_size;
+    const std::size_t Bn = o.max_batch, R = o.max_seq, C = C_;
+    x_ = buffer<Tag, T>(c, Bn * C), h_ = buffer<Tag, T>(c, Bn * C), t_ = buffer<Tag, T>(c, Bn * C);
+    qkv_ = buffer<Tag, T>(c, Bn * 3 * C), att_ = buffer<Tag, T>(c, Bn * C), f_ = buffer<Tag, T>(c, Bn * 4 * C);
+    logits_ = buffer<Tag, T>(c, Bn * V_);
+    X_ = buffer<Tag, T>(c, R * C), H_ = buffer<Tag, T>(c, R * C), Q_ = buffer<Tag, T>(c, R * 3 * C);
+    A_ = buffer<Tag, T>(c, R * C), F_ = buffer<Tag, T>(c, R * 4 * C);
+    ints_ = buffer<Tag, std::int32_t>(c, 3 * Bn + 1 + (R + 1) + R + Bn * (R + 1));
+    tokens_ = ints_.data(), pos_ = tokens_ + Bn, lens_ = pos_ + Bn;
+    step_ = lens_ + Bn, ptok_ = step_ + 1, ppos_ = ptok_ + R + 1, history_ = ppos_ + R;
+    hist_ld_ = o.max_seq + 1;
+    std::vector<std::int32_t> p(R);
+    for (std::size_t i = 0; i < R; ++i) p[i] = static_cast<std::int32_t>(i);
+    be::to_device(c, ppos_, p.data(), R * sizeof(std::int32_t));
+    const int k4 = sparsity::keep(4 * C_, o.p), k1 = sparsity::keep(C_, o.p);
+    std::size_t ws = 0;
+    for (auto [K, N, k] : std::initializer_list<std::tuple<int, int, int>>{
+             {C_, 3 * C_, k1}, {C_, C_, k1}, {C_, 4 * C_, k1}, {4 * C_, C_, k4}, {C_, V_, 0}, {C_, C_, 0}})
+      ws = std::max(ws, frugal::gemv_workspace_bytes<T>(c.tag, o.max_batch, K, N, k));
+    ws_ = buffer<Tag, std::byte>(c, ws);
+    be::sync(c);
+  }
+
+  const session_options& options() const { return o_; }
+
+  //! Calibration hook: called in prefill with each block's residual stream before its two norms (which = 0: before
+  //! LN1, 1: before LN2) and before the final norm (layer = n_layer, which = 0). X is [rows, C] in device memory.
+  std::function<void(int layer, int which, const T* X, int rows)> on_residual;
+  kv_store<Tag, T>& kv() { return kv_; }
+
+  //! Starts the batch: prefills every prompt (dense), selects each first new token. Prompts of any lengths >= 1.
+  //! `forced` (optional, per row): tokens to feed at the decode steps instead of the selected ones (teacher forcing).
+  void start(const std::vector<std::vector<std::int32_t>>& prompts,
+             const std::vector<std::vector<std::int32_t>>* forced = nullptr) {
+    const int b = static_cast<int>(prompts.size());
+    if (b < 1 || b > o_.max_batch) fail("session::start", "batch of ", b, " prompts; this session holds 1..", o_.max_batch);
+    b_ = b;
+    kv_.reset(c_);
+    lens_h_.assign(b, 0);
+    std::vector<std::int32_t> pos(b), lens(b);
+    for (int r = 0; r < b; ++r) {
+      const int n = static_cast<int>(prompts[r].size());
+      if (n < 1 || n >= o_.max_seq)
+        fail("session::start", "prompt ", r, " has ", n, " tokens; allowed 1..", o_.max_seq - 1, " (max_seq)");
+      for (auto t : prompts[r])
+        if (t < 0 || t >= V_) fail("session::start", "token id ", t, " out of range [0, ", V_, ")");
+      pos[r] = n, lens[r] = n + 1;
+      lens_h_[r] = n;
+    }
+    be::to_device(c_, pos_, pos.data(), b * sizeof(std::int32_t));
+    be::to_device(c_, lens_, lens.data(), b * sizeof(std::int32_t));
+    const std::int32_t minus1 = -1;
+    be::to_device(c_, step_, &minus1, sizeof minus1);
+    forced_ = false;
+    if (forced) {
+      if (static_cast<int>(forced->size()) != b) fail("session::start", "forced tokens for ", forced->size(), " rows, batch ", b);
+      forced_ = true;
+      std::vector<std::int32_t> fh(static_cast<std::size_t>(b) * hist_ld_, 0);
+      for (int r = 0; r < b; ++r)
+        for (std::size_t j = 0; j < (*forced)[r].size() && j < std::size_t(hist_ld_); ++j) fh[r * hist_ld_ + j] = (*forced)[r][j];
+      be::to_device(c_, history_, fh.data(), fh.size() * sizeof(std::int32_t));
+    }
+    steps_ = 0;
+    if (o_.attn == attn_kind::nocache) {
+      prompt_len_ = static_cast<int>(prompts[0].size());
+      be::to_device(c_, ptok_, prompts[0].data(), prompts[0].size() * sizeof(std::int32_t));
+      forward_nocache(prompt_len_);
+    } else {
+      for (int r = 0; r < b; ++r) {
+        kv_.reserve(c_, r, static_cast<int>(prompts[r].size()));
+        be::to_device(c_, ptok_, prompts[r].data(), prompts[r].size() * sizeof(std::int32_t));
+        prefill(r, static_cast<int>(prompts[r].size()));
+      }
+      head(b);
+    }
+    if (forced_) set_forced_tokens();
+    be::sync(c_);
+  }
+
+  //! n decode steps (each feeds the current token of every row and selects the next).
+  void decode(int n) {
+    for (int i = 0; i < n; ++i) {
+      if (o_.attn == attn_kind::nocache) {
+        const int len = prompt_len_ + steps_ + 1;
+        if (len > o_.max_seq) fail("session::decode", "sequence reached max_seq=", o_.max_seq);
+        forward_nocache(len);
+      } else {
+        for (int r = 0; r < b_; ++r) {
+          if (lens_h_[r] + 1 > o_.max_seq) fail("session::decode", "sequence ", r, " reached max_seq=", o_.max_seq);
+          kv_.reserve(c_, r, lens_h_[r] + 1);
+          lens_h_[r] += 1;
+        }
+        if constexpr (be::is_cuda) {
+          if (!graph_) graph_ = be::capture(c_, [&] { decode_step(); });
+          be::launch(c_, graph_);
+        } else {
+          decode_step();
+        }
+      }
+      ++steps_;
+    }
+  }
+
+  void sync() { be::sync(c_); }
+  int steps() const { return steps_; }
+
+  //! Tokens chosen so far per row: the first from prefill, then one per decode step.
+  std::vector<std::vector<std::int32_t>> generated() {
+    std::vector<std::vector<std::int32_t>> out(b_);
+    if (o_.attn == attn_kind::nocache) {
+      auto h = download<Tag, std::int32_t>(c_, ptok_ + prompt_len_, steps_ + 1);
+      out[0] = h;
+      return out;
+    }
+    auto h = download<Tag, std::int32_t>(c_, history_, static_cast<std::size_t>(b_) * hist_ld_);
+    for (int r = 0; r < b_; ++r) out[r].assign(h.begin() + r * hist_ld_, h.begin() + r * hist_ld_ + steps_ + 1);
+    return out;
+  }
+
+  //! Logits of the last forward pass, [b, V] as floats.
+  std::vector<float> logits() {
+    auto h = download<Tag, T>(c_, logits_.data(), static_cast<std::size_t>(b_) * V_);
+    std::vector<float> f(h.size());
+    for (std::size_t i = 0; i < h.size(); ++i) f[i] = frugal::to_float(h[i]);
+    return f;
+  }
+
+  ~session() {
+    if constexpr (be::is_cuda) be::destroy(graph_);
+  }
+
+ private:
+  // ---- one decode step for rows 0..b-1 (everything read from device memory) --------------------------------------
+  void decode_step() {
+    const auto& cfg = m_.cfg;
+    const int b = b_, C = C_;
+    auto tag = c_.tag;
+    T *x = x_.data(), *h = h_.data(), *tmp = t_.data();
+    ops::embed(tag, m_.wte.data(), m_.wpe.data(), tokens_, pos_, b, C, x);
+    kv_.begin_step(c_, b, pos_);
+    const int k1 = sparsity::keep(C, o_.p), k4 = sparsity::keep(4 * C, o_.p);
+    for (int l = 0; l < cfg.n_layer; ++l) {
+      const auto& L = m_.layers[l];
+      ops::layernorm(tag, x, C, nz(L.ln1_g), nz(L.ln1_b), b, C, !m_.rms, h);
+      linear(cmv<T>(h, b, C), k1, L.qkv_w, 3 * C, L.qkv_b, mv<T>(qkv_.data(), b, 3 * C), false);
+      kv_.decode(c_, l, b, lens_, cmv<T>(qkv_.data(), b, C, 3 * C), cmv<T>(qkv_.data() + C, b, C, 3 * C),
+                 cmv<T>(qkv_.data() + 2 * C, b, C, 3 * C), mv<T>(att_.data(), b, C));
+      linear(cmv<T>(att_.data(), b, C), k1, L.proj_w, C, L.proj_b, mv<T>(x, b, C), true);
+      ops::layernorm(tag, x, C, nz(L.ln2_g), nz(L.ln2_b), b, C, !m_.rms, h);
+      linear(cmv<T>(h, b, C), k1, L.fc_w, 4 * C, L.fc_b, mv<T>(f_.data(), b, 4 * C), false);
+      ops::gelu(tag, f_.data(), std::int64_t(b) * 4 * C);
+      linear(cmv<T>(f_.data(), b, 4 * C), k4, L.fcproj_w, C, L.fcproj_b, mv<T>(x, b, C), true);
+      if (!L.adapter.empty()) {
+        frugal::gemv(tag, cmv<T>(x, b, C), cmv<T>(L.adapter.data(), C, C), static_cast<const T*>(nullptr),
+                     mv<T>(tmp, b, C), {}, ws());
+        std::swap(x, tmp);
+      }
+    }
+    ops::layernorm(tag, x, C, nz(m_.lnf_g), nz(m_.lnf_b), b, C, !m_.rms, h);
+    frugal::gemv(tag, cmv<T>(h, b, C), cmv<T>(m_.lm_w.data(), C, V_), nz(m_.lm_b), mv<T>(logits_.data(), b, V_), {},
+                 ws());
+    if (!forced_) ops::select_next(tag, logits_.data(), b, V_, o_.sample, step_, tokens_, history_, hist_ld_);
+    ops::advance(tag, pos_, lens_, b, step_, forced_ ? history_ : nullptr, hist_ld_, tokens_);
+  }
+
+  //! Decode GEMV of a block input: dense, or fused top-k keeping k of K channels.
+  void linear(cmv<T> x, int k, const buffer<Tag, T>& w, int N, const buffer<Tag, T>& bias, mv<T> y, bool acc) {
+    const cmv<T> W(w.data(), x.cols, N);
+    if (k <= 0 || k >= x.cols)
+      frugal::gemv(c_.tag, x, W, nz(bias), y, frugal::gemv_options{acc}, ws());
+    else
+      frugal::sparse_gemv_topk(c_.tag, x, k, W, nz(bias), y, frugal::gemv_options{acc}, ws());
+  }
+
+  // ---- prefill of sequence r: tokens in ptok_[0..n), positions 0..n-1 --------------------------------------------
+  void prefill(int r, int n) {
+    blocks(n, [&](int l, T* Xq, T* A, int rows) {
+      kv_.prefill(c_, l, r, rows, cmv<T>(Xq, rows, C_, 3 * C_), cmv<T>(Xq + C_, rows, C_, 3 * C_),
+                  cmv<T>(Xq + 2 * C_, rows, C_, 3 * C_), mv<T>(A, rows, C_));
+    });
+    // final norm of the last row into h[r]
+    ops::layernorm(c_.tag, X_.data() + std::int64_t(n - 1) * C_, C_, nz(m_.lnf_g), nz(m_.lnf_b), 1, C_, !m_.rms,
+                   h_.data() + std::int64_t(r) * C_);
+  }
+
+  //! LM head + selection for rows 0..b-1 after their prefill (h holds the normalised last rows).
+  void head(int b) {
+    frugal::gemv(c_.tag, cmv<T>(h_.data(), b, C_), cmv<T>(m_.lm_w.data(), C_, V_), nz(m_.lm_b),
+                 mv<T>(logits_.data(), b, V_), {}, ws());
+    if (!forced_) ops::select_next(c_.tag, logits_.data(), b, V_, o_.sample, step_, tokens_, history_, hist_ld_);
+    ops::advance(c_.tag, pos_, nullptr, 0, step_, nullptr, 0, tokens_);  // step -1 -> 0 (positions already set)
+  }
+
+  //! The no-cache forward: all `len` tokens of ptok_ from scratch, then the next token goes to ptok_[len].
+  void forward_nocache(int len) {
+    kv_.reset(c_);
+    kv_.reserve(c_, 0, len);
+    blocks(len, [&](int l, T* Xq, T* A, int rows) {
+      kv_.prefill(c_, l, 0, rows, cmv<T>(Xq, rows, C_, 3 * C_), cmv<T>(Xq + C_, rows, C_, 3 * C_),
+                  cmv<T>(Xq + 2 * C_, rows, C_, 3 * C_), mv<T>(A, rows, C_));
+    });
+    ops::layernorm(c_.tag, X_.data() + std::int64_t(len - 1) * C_, C_, nz(m_.lnf_g), nz(m_.lnf_b), 1, C_, !m_.rms,
+                   h_.data());
+    frugal::gemv(c_.tag, cmv<T>(h_.data(), 1, C_), cmv<T>(m_.lm_w.data(), C_, V_), nz(m_.lm_b),
+                 mv<T>(logits_.data(), 1, V_), {}, ws());
+    // the chosen token is written straight after the sequence (history = ptok_ + prompt_len, index = step + 1)
+    ops::select_next(c_.tag, logits_.data(), 1, V_, o_.sample, step_, tokens_, ptok_ + prompt_len_, 0);
+    ops::advance(c_.tag, pos_, nullptr, 0, step_, nullptr, 0, tokens_);
+  }
+
+  //! The blocks over `rows` prompt rows (X_ = embeddings of ptok_), with `attend(l, QKV, out, rows)` for attention.
+  template <class Attend>
+  void blocks(int rows, Attend&& attend) {
+    const int C = C_;
+    auto tag = c_.tag;
+    T *X = X_.data(), *H = H_.data(), *QKV = Q_.data(), *A = A_.data(), *F = F_.data();
+    ops::embed(tag, m_.wte.data(), m_.wpe.data(), ptok_, ppos_, rows, C, X);
+    for (int l = 0; l < m_.cfg.n_layer; ++l) {
+      const auto& L = m_.layers[l];
+      if (on_residual) on_residual(l, 0, X, rows);
+      ops::layernorm(tag, X, C, nz(L.ln1_g), nz(L.ln1_b), rows, C, !m_.rms, H);
+      be::gemm(c_, cmv<T>(H, rows, C), cmv<T>(L.qkv_w.data(), C, 3 * C), nz(L.qkv_b), mv<T>(QKV, rows, 3 * C), false);
+      attend(l, QKV, A, rows);
+      be::gemm(c_, cmv<T>(A, rows, C), cmv<T>(L.proj_w.data(), C, C), nz(L.proj_b), mv<T>(X, rows, C), true);
+      if (on_residual) on_residual(l, 1, X, rows);
+      ops::layernorm(tag, X, C, nz(L.ln2_g), nz(L.ln2_b), rows, C, !m_.rms, H);
+      be::gemm(c_, cmv<T>(H, rows, C), cmv<T>(L.fc_w.data(), C, 4 * C), nz(L.fc_b), mv<T>(F, rows, 4 * C), false);
+      ops::gelu(tag, F, std::int64_t(rows) * 4 * C);
+      be::gemm(c_, cmv<T>(F, rows, 4 * C), cmv<T>(L.fcproj_w.data(), 4 * C, C), nz(L.fcproj_b), mv<T>(X, rows, C),
+               true);
+      if (!L.adapter.empty()) {
+        be::gemm(c_, cmv<T>(X, rows, C), cmv<T>(L.adapter.data(), C, C), static_cast<const T*>(nullptr),
+                 mv<T>(A, rows, C), false);
+        be::copy(c_, X, A, std::size_t(rows) * C * sizeof(T));
+      }
+    }
+    if (on_residual) on_residual(m_.cfg.n_layer, 0, X, rows);
+  }
+
+  void set_forced_tokens() {
+    // tokens = forced[:, 0] (the advance op copies forced[r, step + 1] after each step; step is 0 now)
+    ops::copy_column(c_.tag, history_, hist_ld_, b_, tokens_);
+  }
+
+  static const T* nz(const buffer<Tag, T>& b) { return b.empty() ? nullptr : b.data(); }
+  frugal::workspace ws() const { return frugal::workspace{ws_.data(), ws_.bytes()}; }
+
+  ctx_t& c_;
+  const device_model<Tag, T>& m_;
+  session_options o_;
+  kv_store<Tag, T> kv_;
+  int C_ = 0, V_ = 0, b_ = 0, steps_ = 0, prompt_len_ = 0, hist_ld_ = 0;
+  bool forced_ = false;
+  std::vector<int> lens_h_;  // host mirror of lengths (tokens stored per row), for the paged reservations
+  buffer<Tag, T> x_, h_, t_, qkv_, att_, f_, logits_, X_, H_, Q_, A_, F_;
+  buffer<Tag, std::int32_t> ints_;
+  std::int32_t *tokens_ = nullptr, *pos_ = nullptr, *lens_ = nullptr, *step_ = nullptr, *ptok_ = nullptr,
+               *ppos_ = nullptr, *history_ = nullptr;
+  buffer<Tag, std::byte> ws_;
+  typename be::graph_t graph_{};
+};
+
+}  // namespace gpt2
