@@ -10,7 +10,7 @@
 //   thresh_s<S>   frugal::sparse_gemv_threshold, per-row thresholds (device) at the S% quantile of |x|
 //   topk_s<S>     frugal::sparse_gemv_topk with k = (1 - S%) K: topk_select + threshold GEMV (two kernels, both timed)
 //   shared_s<S>   (batches) thresh with the same kept channels in every row (correlated masks)
-//   dense_sp<P> / thresh_s50_sp<P>   tuning: gemv_options::splits = P
+//   dense_sp<P>_seg<B> / thresh_s50_sp<P>_seg<B>   tuning: gemv_options::splits = P, segment_bytes = B
 // x ~ N(0, 1) per row (independent rows), weights ~ N(0, 1) / sqrt(K), no bias.
 // Timing: CUDA events around one call (UseManualTime), L2 flushed before every call (weights come from HBM),
 // 3 repetitions x 200 iterations, aggregates reported. GB/s counts the bytes the call must touch: the kept weight
@@ -112,6 +112,7 @@ struct config {
   std::int64_t N, K, b;
   int s_pct;    // sparsity in percent
   int splits;   // 0 = auto
+  int seg = 0;  // segment bytes, 0 = auto
 };
 
 template <class T>
@@ -173,6 +174,7 @@ void run(benchmark::State& state, config cfg) {
   const float one = 1.f, zero = 0.f;
   frugal::gemv_options opt;
   opt.splits = cfg.splits;
+  opt.segment_bytes = cfg.seg;
   const matrix_view<const T> xv(dx.p, b, K), wv(w, K, N);
   const matrix_view<T> yv(dy.p, b, N);
   auto call = [&] {
@@ -237,6 +239,7 @@ std::string vname(const config& c) {
     case variant::shared: n = "shared_s" + std::to_string(c.s_pct); break;
   }
   if (c.splits) n += "_sp" + std::to_string(c.splits);
+  if (c.seg) n += "_seg" + std::to_string(c.seg);
   if (c.b != 1) n += "_b" + std::to_string(c.b);
   return n;
 }
@@ -281,12 +284,15 @@ void register_dtype() {
       add<T>({variant::shared, sh.first, sh.second, b, 50, 0});
       add<T>({variant::list, sh.first, sh.second, b, 50, 0});
     }
-  // Split tuning.
-  for (auto& sh : {std::pair<std::int64_t, std::int64_t>{4096, 4096}, {14336, 4096}, {1600, 6400}, {4096, 11008}})
-    for (int p : {1, 2, 4, 6, 8}) {
-      add<T>({variant::dense, sh.first, sh.second, 1, 0, p});
-      add<T>({variant::thresh, sh.first, sh.second, 1, 50, p});
-    }
+  // Launch-shape tuning (bf16 only).
+  if (std::is_same_v<T, frugal::bfloat16>)
+    for (auto& sh : {std::pair<std::int64_t, std::int64_t>{4096, 4096}, {14336, 4096}, {1600, 6400}, {4096, 11008},
+                     {4800, 1600}})
+      for (int seg : {128, 256, 512})
+        for (int p : {1, 2, 4, 8}) {
+          add<T>({variant::dense, sh.first, sh.second, 1, 0, p, seg});
+          add<T>({variant::thresh, sh.first, sh.second, 1, 50, p, seg});
+        }
 }
 
 }  // namespace

@@ -70,21 +70,24 @@ TEST_CASE_TEMPLATE("gemv cuda: every form, continuous data within the error boun
   grid_test<T>(false);
 }
 
-TEST_CASE_TEMPLATE("gemv cuda: every split count 1..8 is exact and bitwise deterministic", T, float, bfloat16) {
+TEST_CASE_TEMPLATE("gemv cuda: every split count and segment width is exact and bitwise deterministic", T, float,
+                   bfloat16) {
   FRUGAL_REQUIRE_GPU();
   for (form f : all_forms)
-    for (std::int64_t b : {1, 3, 8, 11}) {
+    for (std::int64_t b : {1, 3, 11}) {
       spec s{.b = b, .K = 2500, .N = 300, .f = f, .bias = true, .accumulate = b == 3, .integer = true,
              .keep = 0.4, .seed = 9};
       const auto c = make_case<T>(s);
-      for (int splits = 1; splits <= 8; ++splits) {
-        frugal::gemv_options o;
-        o.splits = splits;
-        const auto y1 = run_cuda(c, o), y2 = run_cuda(c, o);
-        INFO("splits=", splits);
-        CHECK(compare(c, y1, "cuda splits") == 0);
-        CHECK(std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(T)) == 0);
-      }
+      for (int splits : {1, 2, 3, 5, 8})
+        for (int seg : {128, 256, 512}) {
+          frugal::gemv_options o;
+          o.splits = splits;
+          o.segment_bytes = seg;
+          const auto y1 = run_cuda(c, o), y2 = run_cuda(c, o);
+          INFO("splits=", splits, " segment_bytes=", seg);
+          CHECK(compare(c, y1, "cuda splits") == 0);
+          CHECK(std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(T)) == 0);
+        }
     }
 }
 
@@ -108,6 +111,7 @@ TEST_CASE_TEMPLATE("gemv cuda: the pre-sm_90 path (workspace partials + reduce k
     device_buffer<std::byte> ws(wsb);
     frugal::gemv_options o;
     o.splits = 5;
+    o.segment_bytes = f == form::dense ? 512 : f == form::masked ? 256 : 128;
     o.accumulate = true;
     // Build the problem as the public API does, then force the cluster-free reduction.
     frugal::matrix_view<const T> xv(d.x.data(), s.b, s.K, c.ldx), wv(d.w.data(), s.K, s.N, c.ldw);
@@ -259,6 +263,8 @@ TEST_CASE("gemv cuda: bad input throws frugal::error before anything is written"
       "w.ld (=15) a multiple of 8 elements");
   FRUGAL_CHECK_THROWS_WITH(frugal::gemv(frugal::cuda, xv, wv, nullptr, yv, {.splits = 9}),
                            "frugal::gemv: options.splits (=9) must be in [0, 8]");
+  FRUGAL_CHECK_THROWS_WITH(frugal::gemv(frugal::cuda, xv, wv, nullptr, yv, {.segment_bytes = 64}),
+                           "frugal::gemv: options.segment_bytes (=64) must be 0, 128, 256 or 512");
   FRUGAL_CHECK_THROWS_WITH(frugal::gemv(frugal::cuda, matrix_view<const frugal::half>(x.data(), b, K - 1), wv, nullptr, yv),
                            "frugal::gemv: x has K=7 input channels but w has 8 rows");
 

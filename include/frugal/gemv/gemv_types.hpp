@@ -12,6 +12,7 @@ struct gemv_options {
   bool accumulate = false;  //!< y += x·W (+ bias) instead of y = x·W (+ bias)
   bool checked = false;     //!< explicit lists: also reject duplicate indices (CPU); validate on the GPU (syncs)
   int splits = 0;           //!< CUDA tuning: K splits per column tile (1..8, the cluster size); 0 = automatic
+  int segment_bytes = 0;    //!< CUDA tuning: contiguous bytes of a weight row read per step (128/256/512); 0 = auto
 };
 
 //! Per row r: entries indices[r * ld + j], values[r * ld + j] for j < nnz[r] (nnz in device memory for CUDA).

@@ -38,12 +38,8 @@ namespace detail {
 
 namespace gemv_cuda_cfg {
 inline constexpr int threads = 256;
-inline constexpr int tpr = 8;                      // threads per 128-byte row segment (16 bytes each)
-inline constexpr int groups = threads / tpr;       // channel groups per block
 inline constexpr int stage = 1024;                 // candidates staged per round
 inline constexpr int per_thread = stage / threads;
-inline constexpr int unroll = 8;                   // weight loads in flight per thread (BT <= 2)
-inline constexpr int unroll_wide = 4;              // ... for BT >= 4 (registers: BT x 8 accumulators)
 inline constexpr int max_splits = 8;               // portable cluster size
 }  // namespace gemv_cuda_cfg
 
@@ -66,6 +62,7 @@ struct gemv_args {
   float* partials = nullptr;  // [splits, b, N] without clusters
   std::int64_t b = 0, K = 0, N = 0;
   int splits = 1;
+  int tpr = 8;  // threads per weight-row segment (8, 16, 32: 128, 256, 512 bytes)
   bool accumulate = false;
   bool cluster = false;
 };
@@ -126,22 +123,24 @@ __device__ __forceinline__ uint4 gemv_load_w(const C* p, int nvalid) {
 }
 
 template <class C, int BT>
-__global__ void __launch_bounds__(gemv_cuda_cfg::threads, BT <= 2 ? 3 : 1) gemv_kernel(const gemv_args<C> a) {
+__global__ void __launch_bounds__(gemv_cuda_cfg::threads, BT <= 4 ? 2 : 1) gemv_kernel(const gemv_args<C> a) {
   namespace cfg = gemv_cuda_cfg;
-  constexpr int unroll = BT >= 4 ? cfg::unroll_wide : cfg::unroll;
+  constexpr int unroll = BT == 1 ? 16 : 8;  // independent 16-byte weight loads in flight per thread
   constexpr int vec = 16 / sizeof(C);
-  constexpr int tn = cfg::tpr * vec;  // columns per tile
-  constexpr int warps = cfg::threads / 32;
-  static_assert(warps * BT * tn <= BT * cfg::stage, "reduction scratch must fit in the value table");
+  constexpr int max_tn = 32 * vec;  // widest tile: one warp per row segment (512 bytes)
+  static_assert(4 * BT * max_tn <= BT * cfg::stage, "reduction scratch must fit in the value table");
   using scan_t = cub::BlockScan<int, cfg::threads>;
 
   __shared__ std::int32_t s_ids[cfg::stage];
-  __shared__ float s_vals[BT * cfg::stage];  // [BT, stage]; later [warps, BT, tn] reduction scratch
-  __shared__ float s_part[BT * tn];          // this block's partial tile [BT, tn]
+  __shared__ float s_vals[BT * cfg::stage];  // [BT, stage]; later [4, BT, tn] reduction scratch
+  __shared__ float s_part[BT * max_tn];      // this block's partial tile [BT, tn]
   __shared__ typename scan_t::TempStorage s_scan;
   __shared__ long long s_pref[BT + 1];       // list mode: prefix sums of the tile rows' nnz
 
   const int tid = threadIdx.x;
+  const int tpr = a.tpr;                // threads per row segment: 8, 16 or 32
+  const int groups = cfg::threads / tpr;  // channels processed side by side
+  const int tn = tpr * vec;             // columns per tile
   const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * BT;
   const int nr = static_cast<int>(gemv_min<std::int64_t>(BT, a.b - r0));
   const int split = blockIdx.y;
@@ -172,11 +171,7 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, BT <= 2 ? 3 : 1) gemv_
     end = gemv_min<std::int64_t>(a.K, begin + chunk);
   }
 
-  float thr[BT];  // threshold mode: per-row keep bounds
-#pragma unroll
-  for (int r = 0; r < BT; ++r) thr[r] = (a.t_rows && r < nr) ? a.t_rows[r0 + r] : a.t_all;
-
-  const int tc = tid % cfg::tpr, g = tid / cfg::tpr;
+  const int tc = tid % tpr, g = tid / tpr;
   const std::int64_t col = n_tile + tc * vec;
   const int nvalid = static_cast<int>(gemv_max<std::int64_t>(0, gemv_min<std::int64_t>(vec, a.N - col)));
   const C* wcol = a.w + col;
@@ -187,21 +182,47 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, BT <= 2 ? 3 : 1) gemv_
 #pragma unroll
     for (int v = 0; v < vec; ++v) acc[r][v] = 0.f;
 
-  for (std::int64_t s0 = begin; s0 < end; s0 += cfg::stage) {
-    const int slen = static_cast<int>(gemv_min<std::int64_t>(cfg::stage, end - s0));
-    int cnt;
-    if (dense) {
+  // Streams `cnt` channels: channel(i) gives the weight row, value(r, i) the input of row r.
+  auto stream = [&](int cnt, auto channel, auto value) {
+    if (nvalid == 0) return;
+    for (int i = g; i < cnt; i += groups * unroll) {
+      uint4 wv[unroll];
 #pragma unroll
-      for (int j = 0; j < cfg::per_thread; ++j) {
-        const int li = tid * cfg::per_thread + j;
-        if (li < slen) {
+      for (int u = 0; u < unroll; ++u) {
+        const int ii = i + u * groups;
+        if (ii < cnt) wv[u] = gemv_load_w(wcol + static_cast<std::int64_t>(channel(ii)) * a.ldw, nvalid);
+      }
+#pragma unroll
+      for (int u = 0; u < unroll; ++u) {
+        const int ii = i + u * groups;
+        if (ii < cnt) {
+          float xv[BT];
+#pragma unroll
+          for (int r = 0; r < BT; ++r) xv[r] = value(r, ii);
+          float wf[vec];
+          gemv_unpack(wv[u], wf, static_cast<const C*>(nullptr));
 #pragma unroll
           for (int r = 0; r < BT; ++r)
-            s_vals[r * cfg::stage + li] = r < nr ? load_f(a.x[(r0 + r) * a.ldx + s0 + li]) : 0.f;
+#pragma unroll
+            for (int q = 0; q < vec; ++q) acc[r][q] = fmaf(xv[r], wf[q], acc[r][q]);
         }
       }
-      cnt = slen;
-    } else {
+    }
+  };
+
+  if (dense) {
+    // Dense input: no staging; weight loads start at once, x is read alongside (L1 broadcast).
+    const C* xb = a.x + r0 * a.ldx + begin;
+    stream(
+        static_cast<int>(end - begin), [&](int i) { return begin + i; },
+        [&](int r, int i) { return r < nr ? load_f(xb[r * a.ldx + i]) : 0.f; });
+  } else {
+    float thr[BT];  // threshold mode: per-row keep bounds
+#pragma unroll
+    for (int r = 0; r < BT; ++r) thr[r] = (a.t_rows && r < nr) ? a.t_rows[r0 + r] : a.t_all;
+    const bool masked = a.mode == static_cast<int>(gemv_input::masked);
+    for (std::int64_t s0 = begin; s0 < end; s0 += cfg::stage) {
+      const int slen = static_cast<int>(gemv_min<std::int64_t>(cfg::stage, end - s0));
       bool keep[cfg::per_thread];
       std::int32_t id[cfg::per_thread];
       float v[cfg::per_thread][BT];
@@ -231,7 +252,6 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, BT <= 2 ? 3 : 1) gemv_
           } else {
             const std::int64_t c = s0 + li;
             id[j] = static_cast<std::int32_t>(c);
-            const bool masked = a.mode == static_cast<int>(gemv_input::masked);
 #pragma unroll
             for (int r = 0; r < BT; ++r) {
               if (r < nr) {
@@ -245,7 +265,7 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, BT <= 2 ? 3 : 1) gemv_
         }
         kept += keep[j] ? 1 : 0;
       }
-      int off;
+      int off, cnt;
       scan_t(s_scan).ExclusiveSum(kept, off, cnt);
 #pragma unroll
       for (int j = 0; j < cfg::per_thread; ++j) {
@@ -256,61 +276,43 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, BT <= 2 ? 3 : 1) gemv_
           ++off;
         }
       }
+      __syncthreads();
+      stream(
+          cnt, [&](int i) { return s_ids[i]; }, [&](int r, int i) { return s_vals[r * cfg::stage + i]; });
+      __syncthreads();
     }
-    __syncthreads();
-
-    if (nvalid > 0) {
-      for (int i = g; i < cnt; i += cfg::groups * unroll) {
-        uint4 wv[unroll];
-#pragma unroll
-        for (int u = 0; u < unroll; ++u) {
-          const int ii = i + u * cfg::groups;
-          if (ii < cnt) {
-            const std::int64_t k = dense ? s0 + ii : s_ids[ii];
-            wv[u] = gemv_load_w(wcol + k * a.ldw, nvalid);
-          }
-        }
-#pragma unroll
-        for (int u = 0; u < unroll; ++u) {
-          const int ii = i + u * cfg::groups;
-          if (ii < cnt) {
-            float wf[vec];
-            gemv_unpack(wv[u], wf, static_cast<const C*>(nullptr));
-#pragma unroll
-            for (int r = 0; r < BT; ++r) {
-              const float xv = s_vals[r * cfg::stage + ii];
-#pragma unroll
-              for (int q = 0; q < vec; ++q) acc[r][q] = fmaf(xv, wf[q], acc[r][q]);
-            }
-          }
-        }
-      }
-    }
-    __syncthreads();
   }
 
-  // Reduce the 4 channel groups of each warp (lanes l, l^8, l^16, l^24 share columns), then the 8 warps.
-#pragma unroll
-  for (int r = 0; r < BT; ++r)
-#pragma unroll
-    for (int q = 0; q < vec; ++q) {
-      acc[r][q] += __shfl_xor_sync(0xffffffffu, acc[r][q], 8);
-      acc[r][q] += __shfl_xor_sync(0xffffffffu, acc[r][q], 16);
-    }
-  const int lane = tid % 32, warp = tid / 32;
-  float* red = s_vals;  // [warps, BT, tn]
-  if (lane < cfg::tpr) {
+  // Reduce: the groups of a warp that share columns (shuffles), then the 8 warps as a fixed tree in shared memory.
+  for (int off = tpr; off < 32; off *= 2)
 #pragma unroll
     for (int r = 0; r < BT; ++r)
 #pragma unroll
-      for (int q = 0; q < vec; ++q) red[(warp * BT + r) * tn + lane * vec + q] = acc[r][q];
-  }
+      for (int q = 0; q < vec; ++q) acc[r][q] += __shfl_xor_sync(0xffffffffu, acc[r][q], off);
+  const int lane = tid % 32, warp = tid / 32;
+  float* red = s_vals;  // [4, BT, tn]
   __syncthreads();
-  for (int o = tid; o < BT * tn; o += cfg::threads) {
-    float s = 0.f;
+  for (int h = cfg::threads / 64; h >= 1; h /= 2) {
+    if (warp >= h && warp < 2 * h && lane < tpr) {
 #pragma unroll
-    for (int w = 0; w < warps; ++w) s += red[w * BT * tn + o];
-    s_part[o] = s;
+      for (int r = 0; r < BT; ++r)
+#pragma unroll
+        for (int q = 0; q < vec; ++q) red[((warp - h) * BT + r) * tn + lane * vec + q] = acc[r][q];
+    }
+    __syncthreads();
+    if (warp < h && lane < tpr) {
+#pragma unroll
+      for (int r = 0; r < BT; ++r)
+#pragma unroll
+        for (int q = 0; q < vec; ++q) acc[r][q] += red[(warp * BT + r) * tn + lane * vec + q];
+    }
+    __syncthreads();
+  }
+  if (warp == 0 && lane < tpr) {
+#pragma unroll
+    for (int r = 0; r < BT; ++r)
+#pragma unroll
+      for (int q = 0; q < vec; ++q) s_part[r * tn + lane * vec + q] = acc[r][q];
   }
 
   auto finish = [&](int o, float s) {  // o = r * tn + column in tile
@@ -409,18 +411,51 @@ struct gemv_cuda_plan {
   unsigned long long* status = nullptr;  // checked mode
 };
 
-//! Whether gemv_kernel<C, BT> was compiled for sm_90+ (thread-block clusters available in its code).
+//! Facts about gemv_kernel<C, BT> that do not change while the process runs: whether its code was compiled for
+//! sm_90+ (thread-block clusters available) and how many of its blocks fit on one SM (queried once, then cached).
+struct gemv_kernel_info {
+  bool clusters = false;
+  int blocks_per_sm = 1;
+};
 template <class C, int BT>
-bool gemv_kernel_has_clusters() {
-  static const bool ok = [] {
+gemv_kernel_info gemv_kernel_facts() {
+  static const gemv_kernel_info info = [] {
+    gemv_kernel_info i;
     cudaFuncAttributes fa{};
-    if (cudaFuncGetAttributes(&fa, gemv_kernel<C, BT>) != cudaSuccess) {
-      (void)cudaGetLastError();
-      return false;
-    }
-    return fa.ptxVersion >= 90;
+    if (cudaFuncGetAttributes(&fa, gemv_kernel<C, BT>) == cudaSuccess) i.clusters = fa.ptxVersion >= 90;
+    int nb = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gemv_kernel<C, BT>, gemv_cuda_cfg::threads, 0) ==
+            cudaSuccess &&
+        nb > 0)
+      i.blocks_per_sm = nb;
+    (void)cudaGetLastError();
+    return i;
   }();
-  return ok;
+  return info;
+}
+
+//! Launch shape: threads per row segment (tile width) and K splits. Fills the GPU in one wave where possible:
+//! efficiency = blocks / (waves x resident blocks); ties go to wider segments (longer DRAM bursts), then to
+//! fewer splits (less reduction). Each split keeps >= 256 channels of K.
+inline void gemv_pick_shape(std::int64_t N, std::int64_t K, std::int64_t btiles, int vec, int resident,
+                            int want_tpr, int want_splits, int& tpr_out, int& splits_out) {
+  double best = -1;
+  for (int tpr : {32, 16, 8}) {
+    if (want_tpr && tpr != want_tpr) continue;
+    const std::int64_t tiles = btiles * ((N + tpr * vec - 1) / (tpr * vec));
+    const int max_sp = static_cast<int>(std::clamp<std::int64_t>(K / 256, 1, gemv_cuda_cfg::max_splits));
+    for (int sp = 1; sp <= gemv_cuda_cfg::max_splits; ++sp) {
+      if (want_splits ? sp != want_splits : sp > max_sp) continue;
+      const std::int64_t blocks = tiles * sp;
+      const std::int64_t waves = (blocks + resident - 1) / resident;
+      const double eff = static_cast<double>(blocks) / static_cast<double>(waves * resident);
+      if (eff > best + 0.02) {
+        best = eff;
+        tpr_out = tpr;
+        splits_out = sp;
+      }
+    }
+  }
 }
 
 //! Validates what only the CUDA path needs, picks the launch shape and carves the workspace (no launch yet).
@@ -430,7 +465,6 @@ gemv_cuda_plan<T> gemv_cuda_prepare(const char* op, const gemv_problem<T>& p, wo
   namespace cfg = gemv_cuda_cfg;
   using C = cuda_type_t<T>;
   constexpr int vec = 16 / sizeof(T);
-  constexpr int tn = cfg::tpr * vec;
   gemv_cuda_plan<T> plan;
   if (p.b == 0 || p.N == 0) {
     plan.empty = true;
@@ -443,11 +477,14 @@ gemv_cuda_plan<T> gemv_cuda_prepare(const char* op, const gemv_problem<T>& p, wo
                  reinterpret_cast<const void*>(p.w.data), ") must be 16-byte aligned and w.ld (=", p.w.ld,
                  ") a multiple of ", vec, " elements (pad the rows, e.g. to_channel_major into a wider buffer)");
   }
-  const std::int64_t col_tiles = (p.N + tn - 1) / tn;
-  FRUGAL_CHECK(col_tiles <= 65535, op, "N (=", p.N, ") exceeds the supported ", 65535 * tn, " outputs");
+  FRUGAL_CHECK((p.N + 8 * vec - 1) / (8 * vec) <= 65535, op, "N (=", p.N, ") exceeds the supported ",
+               65535 * 8 * vec, " outputs");
   FRUGAL_CHECK(p.K <= std::numeric_limits<std::int32_t>::max(), op, "K (=", p.K, ") exceeds 2^31 - 1");
   FRUGAL_CHECK(p.opt.splits >= 0 && p.opt.splits <= cfg::max_splits, op, "options.splits (=", p.opt.splits,
                ") must be in [0, ", cfg::max_splits, "]");
+  FRUGAL_CHECK(p.opt.segment_bytes == 0 || p.opt.segment_bytes == 128 || p.opt.segment_bytes == 256 ||
+                   p.opt.segment_bytes == 512,
+               op, "options.segment_bytes (=", p.opt.segment_bytes, ") must be 0, 128, 256 or 512");
 
   plan.bt = p.b <= 1 ? 1 : p.b <= 2 ? 2 : p.b <= 4 ? 4 : 8;
   const std::int64_t btiles = (p.b + plan.bt - 1) / plan.bt;
@@ -458,21 +495,15 @@ gemv_cuda_plan<T> gemv_cuda_prepare(const char* op, const gemv_problem<T>& p, wo
   FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), op);
   FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), op);
 
-  int splits = p.opt.splits;
-  if (splits == 0) {  // aim at ~4 blocks per SM; each split keeps >= 128 channels of K
-    const std::int64_t tiles = btiles * col_tiles;
-    const std::int64_t want = (4 * static_cast<std::int64_t>(sms) + tiles - 1) / tiles;
-    const std::int64_t by_k = std::max<std::int64_t>(1, p.K / 128);
-    splits = static_cast<int>(std::clamp<std::int64_t>(std::min(want, by_k), 1, cfg::max_splits));
-  }
-  bool cluster = false;
-  if (splits > 1) {
-    const bool kernel_ok = plan.bt == 1   ? gemv_kernel_has_clusters<C, 1>()
-                           : plan.bt == 2 ? gemv_kernel_has_clusters<C, 2>()
-                           : plan.bt == 4 ? gemv_kernel_has_clusters<C, 4>()
-                                          : gemv_kernel_has_clusters<C, 8>();
-    cluster = major >= 9 && kernel_ok;
-  }
+  const gemv_kernel_info info = plan.bt == 1   ? gemv_kernel_facts<C, 1>()
+                                : plan.bt == 2 ? gemv_kernel_facts<C, 2>()
+                                : plan.bt == 4 ? gemv_kernel_facts<C, 4>()
+                                               : gemv_kernel_facts<C, 8>();
+  int tpr = 8, splits = 1;
+  gemv_pick_shape(p.N, p.K, btiles, vec, info.blocks_per_sm * sms, p.opt.segment_bytes / 16, p.opt.splits, tpr,
+                  splits);
+  const std::int64_t col_tiles = (p.N + tpr * vec - 1) / (tpr * vec);
+  const bool cluster = splits > 1 && major >= 9 && info.clusters;
 
   workspace_carver carver(ws);
   if (p.mode == gemv_input::list && p.opt.checked) plan.status = carver.take<unsigned long long>(4);
@@ -507,6 +538,7 @@ gemv_cuda_plan<T> gemv_cuda_prepare(const char* op, const gemv_problem<T>& p, wo
   a.K = p.K;
   a.N = p.N;
   a.splits = splits;
+  a.tpr = tpr;
   a.accumulate = p.opt.accumulate;
   a.cluster = cluster;
   plan.grid = dim3(static_cast<unsigned>(btiles), static_cast<unsigned>(splits), static_cast<unsigned>(col_tiles));
