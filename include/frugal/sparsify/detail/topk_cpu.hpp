@@ -118,13 +118,32 @@ topk_cut<topk_bits_t<T>> topk_cpu_cut(const T* row, std::int64_t n, std::int64_t
   }
 }
 
-//! Writes the kept column indices (ascending) to idx[0..k) and their values to val[0..k); branch-free compaction.
+//! Writes the kept column indices (ascending) to idx[0..k) and their values to val[0..k).
 template <class T>
 void topk_cpu_emit(const T* row, std::int64_t n, std::int64_t k, const topk_cut<topk_bits_t<T>>& cut,
                    std::int32_t* idx, T* val) {
   using K = topk_bits_t<T>;
-  std::int64_t eq_left = cut.quota, pos = 0;
-  for (std::int64_t i = 0; i < n && pos < k; ++i) {  // slot `pos` is overwritten until a kept entry claims it
+  std::int64_t pos = 0;
+  if (cut.quota == cut.ties) {  // no tie to break: keep = (key >> shift) >= prefix; 64-entry masks, then set bits
+    for (std::int64_t c0 = 0; c0 < n; c0 += 64) {
+      const int len = static_cast<int>(std::min<std::int64_t>(64, n - c0));
+      std::uint64_t mask = 0;
+      for (int j = 0; j < len; ++j)
+        mask |= static_cast<std::uint64_t>(static_cast<K>(topk_key<T>(topk_bits(row[c0 + j])) >> cut.shift) >=
+                                           cut.prefix)
+                << j;
+      while (mask) {
+        const int j = __builtin_ctzll(mask);
+        idx[pos] = static_cast<std::int32_t>(c0 + j);
+        val[pos] = row[c0 + j];
+        ++pos;
+        mask &= mask - 1;
+      }
+    }
+    return;
+  }
+  std::int64_t eq_left = cut.quota;
+  for (std::int64_t i = 0; i < n && pos < k; ++i) {  // branch-free: slot `pos` is overwritten until a kept entry claims it
     const T v = row[i];
     const K s = static_cast<K>(topk_key<T>(topk_bits(v)) >> cut.shift);
     const bool eq = s == cut.prefix;

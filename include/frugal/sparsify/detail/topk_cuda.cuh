@@ -1,18 +1,20 @@
 // frugal/sparsify/detail/topk_cuda.cuh — CUDA top-k by magnitude: one-pass radix select, one block per row.
 //
-// topk_kernel (one launch, grid = rows, 512 threads per row):
-//  1. The row is read once with 16-byte loads, kept in shared memory when it fits (staged; otherwise later passes
-//     re-read it from L1/L2), and the top 11-bit digit of every magnitude key (topk_keys.hpp) is counted into a
-//     shared histogram with warp-aggregated atomics (__match_any_sync: one atomic per distinct digit per warp, so
-//     ties and clustered exponents do not serialise).
+// topk_kernel (one launch, grid = rows, 512 threads per row). Every thread works on whole 16-byte vectors (4 f32 or
+// 8 f16/bf16 keys), so each pass is a few wide loads and independent instructions per thread, not a chain of
+// per-element latencies.
+//  1. The row is read once (16-byte loads when aligned), kept in shared memory when it fits (staged; otherwise later
+//     passes re-read it through L1/L2), and the top 11-bit digit of every magnitude key (topk_keys.hpp) is counted
+//     into a shared histogram with fire-and-forget shared atomics (equal neighbouring digits of a thread's vector are
+//     merged into one atomic, which keeps runs of ties, e.g. ReLU zeros, from serialising).
 //  2. A CUB block scan over the 2048 buckets, from the top, finds the bucket of the k-th largest key. If that bucket
 //     is taken whole, or all key bits are resolved, the cut is known; else the next 11 bits of the keys inside that
-//     bucket are counted (f32: at most 3 histogram passes, f16/bf16: 2; random f32 data usually stop after 2).
+//     bucket are counted (f32: at most 3 histogram passes, f16/bf16: 2; random f32 rows usually stop after 2).
 //  3. Output. select: the k-th key (the resolved prefix, or a block min over the bucket). mask without a tie to
-//     break: one elementwise pass. Otherwise an ordered compaction: each warp owns a contiguous slice, counts the
-//     keys above / equal to the cut with ballots, the warps exchange counts through shared memory, and a second
-//     ballot pass writes the kept entries at their rank, so the output is in ascending index order and ties are
-//     kept lowest index first, exactly as on the CPU.
+//     break: one elementwise pass. Otherwise an ordered compaction: each warp owns a contiguous slice of vectors,
+//     counts the keys above / equal to the cut, the warps exchange counts through shared memory, and a second pass
+//     ranks each lane's kept keys with warp shuffles and writes them at their rank, so the output is in ascending
+//     index order and ties are kept lowest index first, exactly as on the CPU.
 // No workspace, no allocation, no host synchronisation (works under CUDA Graph capture). The kernel moves raw bits
 // (it never does arithmetic on values), so NaN payloads and signed zeros are copied exactly.
 //
@@ -59,10 +61,74 @@ inline constexpr int topk_block = 512;                                 // thread
 inline constexpr std::size_t topk_staged_max_bytes = 64 * 1024;        // rows up to this size live in shared memory
 inline constexpr std::size_t topk_dyn_smem_default_max = 24 * 1024;    // above: opt in to more dynamic smem
 
-//! Adds one digit per lane to a shared histogram; lanes with d < 0 add nothing. All 32 lanes must call it.
-__device__ __forceinline__ void topk_hist_add(int* hist, int d) {
-  const unsigned peers = __match_any_sync(0xffffffffu, d);
-  if (d >= 0 && static_cast<int>(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(hist + d, __popc(peers));
+//! Counts the digits of one thread's vector of V keys (d < 0: nothing to count). Equal neighbouring digits are
+//! merged into one atomic, so runs of ties (zeros after a ReLU, all-equal rows) cost V times fewer conflicting
+//! shared-memory atomics. The atomics' results are unused, so they issue back to back.
+template <int V>
+__device__ __forceinline__ void topk_count(int* hist, const int (&d)[V]) {
+  int run_d = d[0], run_c = 1;
+#pragma unroll
+  for (int j = 1; j < V; ++j) {
+    if (d[j] == run_d) {
+      ++run_c;
+    } else {
+      if (run_d >= 0) atomicAdd(hist + run_d, run_c);
+      run_d = d[j];
+      run_c = 1;
+    }
+  }
+  if (run_d >= 0) atomicAdd(hist + run_d, run_c);
+}
+
+__device__ __forceinline__ int topk_warp_sum(int v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  return __reduce_add_sync(0xffffffffu, v);
+#else
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+#endif
+}
+
+//! A 16-byte vector <-> its 4 (32-bit) or 8 (16-bit) elements, with register moves only (memcpy of a 16-bit array
+//! would go through local memory).
+template <class K>
+__device__ __forceinline__ void topk_unpack(const uint4& r, K (&e)[16 / sizeof(K)]) {
+  const unsigned w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    if constexpr (sizeof(K) == 4) {
+      e[i] = w[i];
+    } else {
+      e[2 * i] = static_cast<K>(w[i] & 0xffffu);
+      e[2 * i + 1] = static_cast<K>(w[i] >> 16);
+    }
+  }
+}
+template <class K>
+__device__ __forceinline__ uint4 topk_pack(const K (&e)[16 / sizeof(K)]) {
+  unsigned w[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    if constexpr (sizeof(K) == 4) {
+      w[i] = e[i];
+    } else {
+      w[i] = static_cast<unsigned>(e[2 * i]) | (static_cast<unsigned>(e[2 * i + 1]) << 16);
+    }
+  }
+  return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+//! Exclusive prefix sum over the 32 lanes of a warp; `total` gets the warp's sum.
+__device__ __forceinline__ int topk_warp_exclusive_sum(int v, int& total) {
+  const int lane = threadIdx.x & 31;
+  int inc = v;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int t = __shfl_up_sync(0xffffffffu, inc, o);
+    if (lane >= o) inc += t;
+  }
+  total = __shfl_sync(0xffffffffu, inc, 31);
+  return inc - v;
 }
 
 template <class T, int Block>
@@ -72,7 +138,7 @@ __global__ void __launch_bounds__(Block) topk_kernel(topk_cuda_params<topk_bits_
   constexpr int nbins = 1 << topk_radix_bits;
   constexpr int warps = Block / 32;
   constexpr int bins_per_thread = nbins / Block;
-  constexpr int vec = 16 / sizeof(K);
+  constexpr int V = 16 / sizeof(K);  // elements per 16-byte vector: 4 (f32), 8 (f16, bf16)
   static_assert(nbins % Block == 0 && Block % 32 == 0, "block size must divide 2048");
   using scan_t = cub::BlockScan<int, Block>;
 
@@ -82,43 +148,42 @@ __global__ void __launch_bounds__(Block) topk_kernel(topk_cuda_params<topk_bits_
   __shared__ int s_warp_gt[warps], s_warp_eq[warps];
   __shared__ unsigned s_warp_min[warps];
   extern __shared__ __align__(16) unsigned char topk_smem[];
-  K* sx = reinterpret_cast<K*>(topk_smem);
+  uint4* sxv = reinterpret_cast<uint4*>(topk_smem);  // the staged row, in 16-byte vectors
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int n = p.n;
+  const int nvec = (n + V - 1) / V;
   const bool staged = p.staged;
-  const K* xrow = p.x + static_cast<std::int64_t>(blockIdx.x) * p.ldx;
-  auto load = [&](int i) -> K { return staged ? sx[i] : xrow[i]; };
+  const std::int64_t row = blockIdx.x;
+  const K* xrow = p.x + row * p.ldx;
+  const bool x_aligned = (reinterpret_cast<std::uintptr_t>(xrow) & 15) == 0;
+
+  // Vector q holds elements [q*V, q*V + V); elements at or past n read as 0 and are never counted.
+  auto load_global = [&](int q) -> uint4 {
+    if (x_aligned && (q + 1) * V <= n) return reinterpret_cast<const uint4*>(xrow)[q];
+    K e[V];
+#pragma unroll
+    for (int j = 0; j < V; ++j) e[j] = q * V + j < n ? xrow[q * V + j] : K(0);
+    return topk_pack<K>(e);
+  };
+  auto load = [&](int q) -> uint4 { return staged ? sxv[q] : load_global(q); };
+  auto unpack = [](const uint4& r, K (&e)[V]) { topk_unpack<K>(r, e); };
 
   for (int j = tid; j < 2 * nbins; j += Block) (&hist[0][0])[j] = 0;
   __syncthreads();
 
   // ---- pass 1: read the row (stage it) and count the top digit ---------------------------------------------------
   int shift = key_bits > topk_radix_bits ? key_bits - topk_radix_bits : 0;
-  {
-    int done = 0;
-    if ((reinterpret_cast<std::uintptr_t>(xrow) & 15) == 0) {
-      const int nvec = n / vec;
-      const uint4* xv = reinterpret_cast<const uint4*>(xrow);
-      for (int base = 0; base < nvec; base += Block) {
-        const int v = base + tid;
-        const bool valid = v < nvec;
-        const uint4 q = valid ? xv[v] : make_uint4(0, 0, 0, 0);
-        if (valid && staged) reinterpret_cast<uint4*>(sx)[v] = q;
-        K e[vec];
-        std::memcpy(e, &q, 16);
+#pragma unroll(V == 4 ? 2 : 1)
+  for (int q = tid; q < nvec; q += Block) {
+    const uint4 r = load_global(q);
+    if (staged) sxv[q] = r;
+    K e[V];
+    unpack(r, e);
+    int d[V];
 #pragma unroll
-        for (int j = 0; j < vec; ++j) topk_hist_add(hist[0], valid ? static_cast<int>(topk_key<T>(e[j]) >> shift) : -1);
-      }
-      done = nvec * vec;
-    }
-    for (int base = done; base < n; base += Block) {
-      const int i = base + tid;
-      const bool valid = i < n;
-      const K u = valid ? xrow[i] : K(0);
-      if (valid && staged) sx[i] = u;
-      topk_hist_add(hist[0], valid ? static_cast<int>(topk_key<T>(u) >> shift) : -1);
-    }
+    for (int j = 0; j < V; ++j) d[j] = q * V + j < n ? static_cast<int>(topk_key<T>(e[j]) >> shift) : -1;
+    topk_count<V>(hist[0], d);
   }
   __syncthreads();
 
@@ -159,28 +224,35 @@ __global__ void __launch_bounds__(Block) topk_kernel(topk_cuda_params<topk_bits_
     shift = shift > topk_radix_bits ? shift - topk_radix_bits : 0;
     cur ^= 1;
     const int dmask = (1 << (prev - shift)) - 1;
-    for (int base = 0; base < n; base += Block) {
-      const int i = base + tid;
-      int d = -1;
-      if (i < n) {
-        const K key = topk_key<T>(load(i));
-        if (static_cast<K>(key >> prev) == prefix) d = static_cast<int>(key >> shift) & dmask;
+#pragma unroll(V == 4 ? 2 : 1)
+    for (int q = tid; q < nvec; q += Block) {
+      K e[V];
+      unpack(load(q), e);
+      int d[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const K key = topk_key<T>(e[j]);
+        d[j] = q * V + j < n && static_cast<K>(key >> prev) == prefix ? static_cast<int>(key >> shift) & dmask : -1;
       }
-      if (__any_sync(0xffffffffu, d >= 0)) topk_hist_add(hist[cur], d);
+      topk_count<V>(hist[cur], d);
     }
     __syncthreads();
   }
   // Cut: keep (key >> shift) > prefix, and the first `needed` (lowest index) with (key >> shift) == prefix.
   const int quota = needed;
-  const std::int64_t row = blockIdx.x;
 
   if (p.mode == topk_cuda_mode::select) {
     unsigned kth = prefix;
     if (shift != 0) {  // bucket taken whole before all bits were resolved: its smallest key is the k-th
       unsigned m = topk_key_traits<T>::nan_key;
-      for (int i = tid; i < n; i += Block) {
-        const K key = topk_key<T>(load(i));
-        if (static_cast<K>(key >> shift) == prefix) m = min(m, static_cast<unsigned>(key));
+      for (int q = tid; q < nvec; q += Block) {
+        K e[V];
+        unpack(load(q), e);
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          const K key = topk_key<T>(e[j]);
+          if (q * V + j < n && static_cast<K>(key >> shift) == prefix) m = min(m, static_cast<unsigned>(key));
+        }
       }
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) m = min(m, __shfl_xor_sync(0xffffffffu, m, o));
@@ -195,27 +267,47 @@ __global__ void __launch_bounds__(Block) topk_kernel(topk_cuda_params<topk_bits_
     return;
   }
 
+  K* yrow = p.y + row * p.ldy;
+  const bool y_aligned = (reinterpret_cast<std::uintptr_t>(yrow) & 15) == 0;
+  auto store_y = [&](int q, const K (&out)[V]) {
+    if (y_aligned && (q + 1) * V <= n) {
+      reinterpret_cast<uint4*>(yrow)[q] = topk_pack<K>(out);
+    } else {
+#pragma unroll
+      for (int j = 0; j < V; ++j)
+        if (q * V + j < n) yrow[q * V + j] = out[j];
+    }
+  };
+
   if (p.mode == topk_cuda_mode::mask && quota == count) {  // every key at the cut is kept: elementwise
-    K* yrow = p.y + row * p.ldy;
-    for (int i = tid; i < n; i += Block) {
-      const K u = load(i);
-      yrow[i] = static_cast<K>(topk_key<T>(u) >> shift) >= prefix ? u : K(0);
+    for (int q = tid; q < nvec; q += Block) {
+      K e[V], out[V];
+      unpack(load(q), e);
+#pragma unroll
+      for (int j = 0; j < V; ++j) out[j] = static_cast<K>(topk_key<T>(e[j]) >> shift) >= prefix ? e[j] : K(0);
+      store_y(q, out);
     }
     return;
   }
 
-  // ---- ordered compaction: warp w owns [w*slice, (w+1)*slice) --------------------------------------------------
-  const int slice = ((n + warps - 1) / warps + 31) / 32 * 32;
-  const int beg = warp * slice;
-  const int end = min(n, beg + slice);
+  // ---- ordered compaction: warp w owns vectors [w*slice, (w+1)*slice), lane l takes vector q0 + l per step -----
+  const int slice = ((nvec + warps - 1) / warps + 31) / 32 * 32;
+  const int qbeg = warp * slice;
+  const int qend = min(nvec, qbeg + slice);
   int n_gt = 0, n_eq = 0;
-  for (int i0 = beg; i0 < end; i0 += 32) {
-    const int i = i0 + lane;
-    const bool valid = i < end;
-    const K s = valid ? static_cast<K>(topk_key<T>(load(i)) >> shift) : K(0);
-    n_gt += __popc(__ballot_sync(0xffffffffu, valid && s > prefix));
-    n_eq += __popc(__ballot_sync(0xffffffffu, valid && s == prefix));
+  for (int q = qbeg + lane; q < qend; q += 32) {
+    K e[V];
+    unpack(load(q), e);
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const K s = static_cast<K>(topk_key<T>(e[j]) >> shift);
+      const bool valid = q * V + j < n;
+      n_gt += valid && s > prefix;
+      n_eq += valid && s == prefix;
+    }
   }
+  n_gt = topk_warp_sum(n_gt);
+  n_eq = topk_warp_sum(n_eq);
   if (lane == 0) {
     s_warp_gt[warp] = n_gt;
     s_warp_eq[warp] = n_eq;
@@ -227,31 +319,56 @@ __global__ void __launch_bounds__(Block) topk_kernel(topk_cuda_params<topk_bits_
     eq_before += s_warp_eq[w];
   }
   int kept = gt_before + min(eq_before, quota);
-  const unsigned lt_mask = (1u << lane) - 1u;
+  const bool all_ties_kept = quota == count;  // then no rank among equal keys is needed
   std::int32_t* irow = p.idx + row * p.ldi;
   K* vrow = p.val + row * p.ldv;
-  K* yrow = p.y + row * p.ldy;
   const bool want_indices = p.mode == topk_cuda_mode::indices;
-  for (int i0 = beg; i0 < end; i0 += 32) {
-    const int i = i0 + lane;
-    const bool valid = i < end;
-    const K u = valid ? load(i) : K(0);
-    const K s = static_cast<K>(topk_key<T>(u) >> shift);
-    const bool eq = valid && s == prefix;
-    const unsigned eq_ballot = __ballot_sync(0xffffffffu, eq);
-    const bool keep = valid && (s > prefix || (eq && eq_before + __popc(eq_ballot & lt_mask) < quota));
-    const unsigned keep_ballot = __ballot_sync(0xffffffffu, keep);
-    if (want_indices) {
-      if (keep) {
-        const int pos = kept + __popc(keep_ballot & lt_mask);
-        irow[pos] = i;
-        vrow[pos] = u;
+  for (int q0 = qbeg; q0 < qend; q0 += 32) {
+    const int q = q0 + lane;
+    K e[V] = {};
+    unsigned gt_bits = 0, eq_bits = 0;
+    if (q < qend) {
+      unpack(load(q), e);
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const K s = static_cast<K>(topk_key<T>(e[j]) >> shift);
+        const bool valid = q * V + j < n;
+        gt_bits |= static_cast<unsigned>(valid && s > prefix) << j;
+        eq_bits |= static_cast<unsigned>(valid && s == prefix) << j;
       }
-    } else if (valid) {
-      yrow[i] = keep ? u : K(0);
     }
-    eq_before += __popc(eq_ballot);
-    kept += __popc(keep_ballot);
+    unsigned keep_bits = gt_bits | eq_bits;
+    if (!all_ties_kept) {  // the first `quota` equal keys (in index order) are kept
+      int eq_total = 0;
+      int r = eq_before + topk_warp_exclusive_sum(__popc(eq_bits), eq_total);
+      keep_bits = gt_bits;
+#pragma unroll
+      for (int j = 0; j < V; ++j)
+        if ((eq_bits >> j) & 1u) {
+          if (r < quota) keep_bits |= 1u << j;
+          ++r;
+        }
+      eq_before += eq_total;
+    }
+    int keep_total = 0;
+    int pos = kept + topk_warp_exclusive_sum(__popc(keep_bits), keep_total);
+    if (q < qend) {
+      if (want_indices) {
+#pragma unroll
+        for (int j = 0; j < V; ++j)
+          if ((keep_bits >> j) & 1u) {
+            irow[pos] = q * V + j;
+            vrow[pos] = e[j];
+            ++pos;
+          }
+      } else {
+        K out[V];
+#pragma unroll
+        for (int j = 0; j < V; ++j) out[j] = ((keep_bits >> j) & 1u) ? e[j] : K(0);
+        store_y(q, out);
+      }
+    }
+    kept += keep_total;
   }
 }
 
@@ -274,17 +391,15 @@ __global__ void __launch_bounds__(Block)
   if (((reinterpret_cast<std::uintptr_t>(xrow) | reinterpret_cast<std::uintptr_t>(yrow)) & 15) == 0) {
     const int nvec = n / vec;
     for (int v = threadIdx.x; v < nvec; v += Block) {
-      uint4 q = reinterpret_cast<const uint4*>(xrow)[v];
       K e[vec];
-      std::memcpy(e, &q, 16);
+      topk_unpack<K>(reinterpret_cast<const uint4*>(xrow)[v], e);
 #pragma unroll
       for (int j = 0; j < vec; ++j) {
         const bool keep = topk_key<T>(e[j]) >= tk;
         c += keep;
         e[j] = keep ? e[j] : K(0);
       }
-      std::memcpy(&q, e, 16);
-      reinterpret_cast<uint4*>(yrow)[v] = q;
+      reinterpret_cast<uint4*>(yrow)[v] = topk_pack<K>(e);
     }
     done = nvec * vec;
   }
@@ -320,7 +435,7 @@ void topk_cuda_launch(cuda_t tag, matrix_view<const T> x, int k, topk_cuda_mode 
   p.y = reinterpret_cast<K*>(y.data);
   p.ldy = y.ld;
   p.kth = kth;
-  std::size_t dyn = (static_cast<std::size_t>(x.cols) * sizeof(K) + 15) / 16 * 16;
+  std::size_t dyn = (static_cast<std::size_t>(x.cols) * sizeof(K) + 15) / 16 * 16;  // whole 16-byte vectors
   p.staged = !force_streaming && dyn <= topk_staged_max_bytes;
   if (!p.staged) dyn = 0;
   const char* op = mode == topk_cuda_mode::indices ? "topk" : mode == topk_cuda_mode::mask ? "topk_mask" : "topk_select";
