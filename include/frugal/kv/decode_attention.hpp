@@ -10,8 +10,8 @@
 // A sequence (or causal row) with no keys gets a zero output.
 //
 // Algorithm (CUDA): one CTA of 128 threads per (query row, kv head, split) handles the whole GQA group (up to 8 query
-// heads per CTA; larger groups take ceil(group/8) CTAs), so K/V are read from HBM once per group. K/V tiles of 16-48
-// tokens stream through shared memory with cp.async (3 stages, 16-byte copies, <= 48 KB, no opt-in needed); a row
+// heads per CTA; larger groups take ceil(group/8) CTAs), so K/V are read from HBM once per group. K/V tiles of 16-64
+// keys (16 KB) stream through shared memory with cp.async (3 stages, 16-byte copies, <= 48 KB, no opt-in needed); a row
 // group of 4-16 lanes owns one key row per step (16-byte vectors, f32 dot products reduced with shuffles); online
 // softmax in f32 with exp2 (Milakov & Gimelshein 2018; FlashAttention). Split-K ("flash-decoding", vLLM v2): the keys
 // of a row are cut into num_splits chunks, each CTA writes a normalized partial (f32 o, log-sum-exp) to the
@@ -26,8 +26,9 @@
 // dtypes: float, frugal::half, frugal::bfloat16. head_dim: 64, 80, 96, 128 on CUDA (64 and 128 tuned); 1..256 on CPU.
 //
 // Workspace (CUDA, split-K only): decode_attention_workspace_bytes<T>(cuda, batch, q_heads, kv_heads, head_dim,
-// max_seq_len, num_splits) bytes of device memory; the split count is chosen from the device's SM count (query it on
-// the device that runs). num_splits = 1 needs none. CPU needs none. Prefill does not split (no workspace).
+// max_seq_len, num_splits) bytes of device memory. The split count fills one wave of resident CTAs (SM count x the
+// kernel's occupancy, >= 128 keys per split; decode_attention_num_splits tells it): query on the device that runs.
+// num_splits = 1 needs none. CPU needs none. Prefill does not split (no workspace).
 //
 // Errors (frugal::error, before any work): q_heads not a positive multiple of kv_heads, unsupported head_dim, shape
 // mismatches, null pointers, a workspace that is too small; on CPU also lengths outside [0, capacity] and invalid
@@ -116,7 +117,7 @@ std::size_t decode_attention_workspace_bytes(cuda_t, std::int32_t batch, std::in
   FRUGAL_CHECK(kv_heads >= 1 && q_heads >= kv_heads && q_heads % kv_heads == 0 && batch >= 0 && max_seq_len >= 0,
                "decode_attention_workspace_bytes", "bad shape: batch=", batch, ", q_heads=", q_heads,
                ", kv_heads=", kv_heads, ", max_seq_len=", max_seq_len);
-  const auto plan = detail::attn_plan_cuda(batch, kv_heads, q_heads / kv_heads, max_seq_len, num_splits);
+  const auto plan = detail::attn_plan_cuda<T>(batch, kv_heads, q_heads / kv_heads, head_dim, max_seq_len, num_splits);
   return detail::attn_workspace_bytes(plan, batch, q_heads, head_dim);
 #else
   (void)batch, (void)q_heads, (void)kv_heads, (void)head_dim, (void)max_seq_len, (void)num_splits;
@@ -126,12 +127,14 @@ std::size_t decode_attention_workspace_bytes(cuda_t, std::int32_t batch, std::in
 //! The number of split-K partitions the CUDA decode will use for these shapes on the current device.
 template <class T>
 std::int32_t decode_attention_num_splits(cuda_t, std::int32_t batch, std::int32_t q_heads, std::int32_t kv_heads,
-                                         std::int32_t max_seq_len, std::int32_t num_splits = 0) {
+                                         std::int32_t head_dim, std::int32_t max_seq_len, std::int32_t num_splits = 0) {
   FRUGAL_REQUIRE_NVCC(T, "decode_attention_num_splits");
 #if defined(__CUDACC__)
-  return detail::attn_plan_cuda(batch, kv_heads, q_heads / kv_heads, max_seq_len, num_splits).splits;
+  FRUGAL_CHECK(kv_heads >= 1 && q_heads >= kv_heads && q_heads % kv_heads == 0, "decode_attention_num_splits",
+               "q_heads (=", q_heads, ") must be a positive multiple of kv_heads (=", kv_heads, ")");
+  return detail::attn_plan_cuda<T>(batch, kv_heads, q_heads / kv_heads, head_dim, max_seq_len, num_splits).splits;
 #else
-  (void)batch, (void)q_heads, (void)kv_heads, (void)max_seq_len, (void)num_splits;
+  (void)batch, (void)q_heads, (void)kv_heads, (void)head_dim, (void)max_seq_len, (void)num_splits;
   return 1;
 #endif
 }

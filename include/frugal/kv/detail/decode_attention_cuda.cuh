@@ -389,10 +389,12 @@ struct attn_plan {
   std::int32_t chunk = 1;  // keys per split
 };
 
-//! Split-K plan: enough CTAs for ~4 per SM, chunks of >= 128 keys in multiples of 64 (auto); `requested` > 0 forces
-//! ceil(max_len / ceil(max_len / requested)) splits. Deterministic in its arguments.
+//! Split-K plan. Decode is memory-bound and every CTA of a launch streams the same number of keys, so the best grid
+//! is one full wave: splits = floor(resident CTAs / (rows * kv_heads * head chunks)), with >= 128 keys per split and
+//! chunks rounded up to multiples of 64 keys (auto). `requested` > 0 forces ceil(max_len / ceil(max_len / requested))
+//! splits. Deterministic in its arguments.
 inline attn_plan attn_make_plan(std::int32_t rows, std::int32_t kv_heads, std::int32_t group, std::int32_t max_len,
-                                std::int32_t sms, std::int32_t requested) {
+                                std::int64_t resident_ctas, std::int32_t requested) {
   attn_plan p;
   if (max_len <= 0 || rows <= 0) return p;
   const std::int64_t hchunks = (group + 7) / 8;
@@ -401,7 +403,7 @@ inline attn_plan attn_make_plan(std::int32_t rows, std::int32_t kv_heads, std::i
   if (requested > 0) {
     s = requested;
   } else {
-    s = std::max<std::int64_t>(1, 4ll * sms / base);
+    s = std::max<std::int64_t>(1, resident_ctas / base);
     s = std::min<std::int64_t>(s, (max_len + 127) / 128);
   }
   s = std::max<std::int64_t>(1, std::min<std::int64_t>({s, 1024, max_len}));
@@ -412,12 +414,38 @@ inline attn_plan attn_make_plan(std::int32_t rows, std::int32_t kv_heads, std::i
   return p;
 }
 
-inline attn_plan attn_plan_cuda(std::int32_t rows, std::int32_t kv_heads, std::int32_t group, std::int32_t max_len,
-                                std::int32_t requested) {
+//! CTAs of the (paged) attention kernel for this shape that fit on the current device at once.
+template <class CT, int D>
+std::int64_t attn_resident_ctas(std::int32_t group, int sms) {
+  int occ = 1;
+  auto query = [&](auto kernel, int smem) {
+    FRUGAL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, 128, smem), "decode_attention");
+  };
+  if (group == 1) query(attention_kernel<CT, D, 1, kv_paged_source<CT>>, attn_cfg<CT, D, 1>::SMEM);
+  else if (group == 2) query(attention_kernel<CT, D, 2, kv_paged_source<CT>>, attn_cfg<CT, D, 2>::SMEM);
+  else if (group <= 4) query(attention_kernel<CT, D, 4, kv_paged_source<CT>>, attn_cfg<CT, D, 4>::SMEM);
+  else query(attention_kernel<CT, D, 8, kv_paged_source<CT>>, attn_cfg<CT, D, 8>::SMEM);
+  return static_cast<std::int64_t>(std::max(occ, 1)) * sms;
+}
+
+template <class T>
+attn_plan attn_plan_cuda(std::int32_t rows, std::int32_t kv_heads, std::int32_t group, std::int32_t head_dim,
+                         std::int32_t max_len, std::int32_t requested) {
+  using CT = cuda_type_t<T>;
   int dev = 0, sms = 1;
   FRUGAL_CUDA_CHECK(cudaGetDevice(&dev), "decode_attention");
   FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "decode_attention");
-  return attn_make_plan(rows, kv_heads, group, max_len, sms, requested);
+  std::int64_t resident = 4ll * sms;
+  if (requested <= 0 && max_len > 0 && rows > 0) {
+    switch (head_dim) {
+      case 64: resident = attn_resident_ctas<CT, 64>(group, sms); break;
+      case 80: resident = attn_resident_ctas<CT, 80>(group, sms); break;
+      case 96: resident = attn_resident_ctas<CT, 96>(group, sms); break;
+      case 128: resident = attn_resident_ctas<CT, 128>(group, sms); break;
+      default: fail("decode_attention", "head_dim (=", head_dim, ") is not supported on CUDA; supported: 64, 80, 96, 128");
+    }
+  }
+  return attn_make_plan(rows, kv_heads, group, max_len, resident, requested);
 }
 
 inline std::size_t attn_workspace_bytes(const attn_plan& p, std::int32_t rows, std::int32_t q_heads,
@@ -472,7 +500,7 @@ void attention_cuda(cuda_t tag, const char* op, matrix_view<const T> q, matrix_v
                  "seq_stride must be a multiple of 16 bytes");
   const std::int32_t group = p.q_heads / kv_heads;
   FRUGAL_CHECK(static_cast<std::int64_t>(kv_heads) * ((group + 7) / 8) <= 65535, op, "too many heads");
-  const attn_plan plan = attn_plan_cuda(rows, kv_heads, group, max_len, num_splits);
+  const attn_plan plan = attn_plan_cuda<T>(rows, kv_heads, group, head_dim, max_len, num_splits);
 
   using SCT = std::conditional_t<Source::paged, kv_paged_source<CT>, kv_contiguous_source<CT>>;
   attn_args<CT, SCT> a{};

@@ -1,0 +1,192 @@
+// Decode attention over paged vs contiguous vs vAttention-style (VMM) KV: the same kernel template, same run.
+// Names: attn/cuda/<dtype>/b<B>_t<T>_h<H>_kv<KV>_d<D>/<variant>, variants:
+//   contiguous     K/V dense [B, T, KV, D] (baseline: the same kernel with no block table)
+//   paged          page 16, blocks in a random permutation (a fragmented pool), dense vLLM block table
+//   paged_nosplit  paged with num_splits = 1 (B = 1 only: what split-K buys)
+//   vmm            vmm_kv_cache (virtual range per slot, 2 MB pages mapped on demand), contiguous kernel
+// Counter GB/s = K and V bytes read (B * T * KV * D * 2 * sizeof) / kernel time (attention + split-K merge), L2
+// flushed before every iteration, CUDA events. `splits` = split-K partitions used.
+#include <frugal/kv/decode_attention.hpp>
+#include <frugal/kv/paged_kv.hpp>
+#include <frugal/kv/vmm_kv.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/bench_cuda.cuh"
+
+namespace {
+
+using T = frugal::half;
+using CT = __half;
+
+__global__ void fill_kernel(CT* p, std::size_t n, std::uint32_t seed) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    std::uint32_t h = static_cast<std::uint32_t>(i) * 2654435761u ^ seed;
+    h ^= h >> 15;
+    h *= 2246822519u;
+    h ^= h >> 13;
+    p[i] = __float2half(static_cast<float>(h % 2001u) * 1e-3f - 1.f);
+  }
+}
+void fill(T* p, std::size_t n, std::uint32_t seed) {
+  fill_kernel<<<4096, 256>>>(reinterpret_cast<CT*>(p), n, seed);
+  frugal_bench::check(cudaGetLastError(), "fill");
+}
+
+struct dev_mem {
+  void* p = nullptr;
+  explicit dev_mem(std::size_t bytes) { frugal_bench::check(cudaMalloc(&p, std::max<std::size_t>(bytes, 16)), "cudaMalloc"); }
+  ~dev_mem() { cudaFree(p); }
+  dev_mem(const dev_mem&) = delete;
+  dev_mem& operator=(const dev_mem&) = delete;
+  template <class U>
+  U* as() const { return static_cast<U*>(p); }
+};
+
+struct shape {
+  int B, T, H, KV, D;
+  std::string name() const {
+    return "b" + std::to_string(B) + "_t" + std::to_string(T) + "_h" + std::to_string(H) + "_kv" + std::to_string(KV) +
+           "_d" + std::to_string(D);
+  }
+  double kv_bytes() const { return 2.0 * B * T * KV * D * sizeof(T); }
+};
+
+//! The data of one shape, built on first use and kept while consecutive benchmarks use the same shape.
+struct shape_data {
+  shape s;
+  static constexpr int page = 16;
+  std::unique_ptr<dev_mem> paged, table, lens, k, v, q, out;
+  std::unique_ptr<frugal::vmm_kv_cache<T>> vmm;
+  std::string vmm_error;
+  explicit shape_data(const shape& sh) : s(sh) {
+    const std::size_t row = static_cast<std::size_t>(s.KV) * s.D;
+    const std::int32_t nb = s.B * s.T / page;
+    paged = std::make_unique<dev_mem>(static_cast<std::size_t>(nb) * 2 * page * row * sizeof(T));
+    fill(paged->as<T>(), static_cast<std::size_t>(nb) * 2 * page * row, 1);
+    std::vector<std::int32_t> perm(static_cast<std::size_t>(nb));
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), std::mt19937(5));
+    table = std::make_unique<dev_mem>(perm.size() * 4);
+    frugal_bench::check(cudaMemcpy(table->p, perm.data(), perm.size() * 4, cudaMemcpyHostToDevice), "table");
+    const std::vector<std::int32_t> l(static_cast<std::size_t>(s.B), s.T);
+    lens = std::make_unique<dev_mem>(l.size() * 4);
+    frugal_bench::check(cudaMemcpy(lens->p, l.data(), l.size() * 4, cudaMemcpyHostToDevice), "lens");
+    const std::size_t dense = static_cast<std::size_t>(s.B) * s.T * row;
+    k = std::make_unique<dev_mem>(dense * sizeof(T));
+    v = std::make_unique<dev_mem>(dense * sizeof(T));
+    fill(k->as<T>(), dense, 2);
+    fill(v->as<T>(), dense, 3);
+    q = std::make_unique<dev_mem>(static_cast<std::size_t>(s.B) * s.H * s.D * sizeof(T));
+    fill(q->as<T>(), static_cast<std::size_t>(s.B) * s.H * s.D, 4);
+    out = std::make_unique<dev_mem>(static_cast<std::size_t>(s.B) * s.H * s.D * sizeof(T));
+    try {
+      if (!frugal::vmm_kv_cache<T>::supported()) throw frugal::error("VMM not supported");
+      vmm = std::make_unique<frugal::vmm_kv_cache<T>>(
+          frugal::vmm_kv_cache<T>::options{s.B, s.T, s.KV, s.D, 1, -1});
+      for (int b = 0; b < s.B; ++b) vmm->reserve(b, s.T);
+      const auto view = vmm->layer(0);
+      for (int b = 0; b < s.B; ++b) {
+        fill(view.k + b * view.stride(), static_cast<std::size_t>(s.T) * row, 5);
+        fill(view.v + b * view.stride(), static_cast<std::size_t>(s.T) * row, 6);
+      }
+    } catch (const std::exception& e) {
+      vmm.reset();
+      vmm_error = e.what();
+    }
+    frugal_bench::check(cudaDeviceSynchronize(), "setup");
+  }
+};
+
+std::unique_ptr<shape_data> g_data;
+std::unique_ptr<frugal_bench::l2_flusher> g_flush;
+
+shape_data& data_for(const shape& s) {
+  if (!g_data || g_data->s.name() != s.name()) {
+    g_data.reset();  // free the previous shape first
+    g_data = std::make_unique<shape_data>(s);
+  }
+  return *g_data;
+}
+
+void bench(benchmark::State& state, shape s, std::string variant) {
+  if (!frugal_bench::have_gpu()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  if (!g_flush) g_flush = std::make_unique<frugal_bench::l2_flusher>();
+  shape_data& d = data_for(s);
+  const std::int64_t cols = static_cast<std::int64_t>(s.H) * s.D;
+  frugal::attention_params p;
+  p.q_heads = s.H;
+  p.max_seq_len = s.T;
+  p.num_splits = variant == "paged_nosplit" ? 1 : 0;
+  const std::size_t wsb = frugal::decode_attention_workspace_bytes<T>(frugal::cuda, s.B, s.H, s.KV, s.D, s.T, p.num_splits);
+  dev_mem ws(wsb);
+  const frugal::workspace w{ws.p, wsb};
+  const auto qv = frugal::matrix_view<const T>(d.q->as<T>(), s.B, cols);
+  const auto ov = frugal::matrix_view<T>(d.out->as<T>(), s.B, cols);
+  std::function<void()> run;
+  if (variant == "contiguous") {
+    const frugal::contiguous_kv_view<const T> kv(d.k->as<T>(), d.v->as<T>(), s.B, s.T, s.KV, s.D);
+    run = [=, &d] { frugal::decode_attention(frugal::cuda, qv, kv, d.lens->as<std::int32_t>(), ov, p, w); };
+  } else if (variant == "vmm") {
+    if (!d.vmm) {
+      state.SkipWithError(("vmm unavailable: " + d.vmm_error).c_str());
+      return;
+    }
+    const frugal::contiguous_kv_view<const T> kv = d.vmm->layer(0);
+    run = [=, &d] { frugal::decode_attention(frugal::cuda, qv, kv, d.lens->as<std::int32_t>(), ov, p, w); };
+  } else {
+    const frugal::paged_kv_view<const T> cache(d.paged->as<T>(), s.B * s.T / shape_data::page, shape_data::page, s.KV,
+                                               s.D);
+    const frugal::paged_kv_table tab{d.table->as<std::int32_t>(), d.lens->as<std::int32_t>(), s.B,
+                                     s.T / shape_data::page};
+    run = [=] { frugal::paged_decode_attention(frugal::cuda, qv, cache, tab, ov, p, w); };
+  }
+  run();  // warm-up
+  frugal_bench::check(cudaDeviceSynchronize(), "warm-up");
+  for (auto _ : state) {
+    g_flush->flush();
+    frugal_bench::cuda_timer t;
+    run();
+    state.SetIterationTime(t.seconds());
+  }
+  frugal_bench::set_bytes(state, s.kv_bytes());
+  state.counters["splits"] = frugal::decode_attention_num_splits<T>(frugal::cuda, s.B, s.H, s.KV, s.D, s.T, p.num_splits);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const shape configs[] = {{0, 0, 32, 8, 128}, {0, 0, 12, 12, 64}};  // Llama-3-8B-like GQA 4; GPT-2 small (MHA)
+  for (const auto& c : configs)
+    for (int B : {1, 8, 32})
+      for (int Tn : {1024, 8192, 32768}) {
+        const shape s{B, Tn, c.H, c.KV, c.D};
+        std::vector<std::string> variants{"contiguous", "paged"};
+        if (B == 1) variants.push_back("paged_nosplit");
+        variants.push_back("vmm");
+        const double est = s.kv_bytes() / 2.5e12;  // seconds per call at ~2.5 TB/s
+        const auto iters = static_cast<benchmark::IterationCount>(std::clamp(0.05 / est, 20.0, 1000.0));
+        for (const auto& v : variants)
+          benchmark::RegisterBenchmark(("attn/cuda/f16/" + s.name() + "/" + v).c_str(), bench, s, v)
+              ->UseManualTime()
+              ->Iterations(iters)
+              ->Unit(benchmark::kMicrosecond);
+      }
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  g_data.reset();
+  g_flush.reset();
+  return 0;
+}
