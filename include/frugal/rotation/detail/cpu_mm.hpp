@@ -1,0 +1,93 @@
+// frugal/rotation/detail/cpu_mm.hpp — the small dense matrix product the rotation component runs on the CPU
+// (Jacobi tile updates, covariance tiles, weight folding): out (+)= L · R with a register-blocked micro-kernel,
+// compiled for AVX-512 / AVX2+FMA / baseline and chosen at run time on x86-64 (GCC/Clang), plain C++ elsewhere.
+// Private: used by the rotation headers.
+#pragma once
+
+#include <cstdint>
+
+#include "../../core/config.hpp"
+
+FRUGAL_NAMESPACE_BEGIN
+namespace detail {
+
+//! out[i][j] (+)= sum_{k < kk} L(i, k) * r[k * ldr + j] for i < mi, j < nc, with L(i, k) = l[i * ls_i + k * ls_k].
+//! Accumulators are T; 4 x 16 register blocks, scalar edges.
+template <bool Accumulate, class T>
+FRUGAL_FORCEINLINE void cpu_mm_body(const T* __restrict l, std::int64_t ls_i, std::int64_t ls_k, const T* __restrict r,
+                                    std::int64_t ldr, T* __restrict out, std::int64_t ldo, int mi, int nc, int kk) {
+  constexpr int R = 4, W = 16;
+  const int mi4 = mi / R * R, nc16 = nc / W * W;
+  for (int i0 = 0; i0 < mi4; i0 += R) {
+    for (int j0 = 0; j0 < nc16; j0 += W) {
+      T acc[R][W];
+      for (int ii = 0; ii < R; ++ii)
+        for (int jj = 0; jj < W; ++jj) acc[ii][jj] = Accumulate ? out[(i0 + ii) * ldo + j0 + jj] : T(0);
+      for (int k = 0; k < kk; ++k) {
+        const T* __restrict rk = r + k * ldr + j0;
+        for (int ii = 0; ii < R; ++ii) {
+          const T a = l[(i0 + ii) * ls_i + k * ls_k];
+          for (int jj = 0; jj < W; ++jj) acc[ii][jj] += a * rk[jj];
+        }
+      }
+      for (int ii = 0; ii < R; ++ii)
+        for (int jj = 0; jj < W; ++jj) out[(i0 + ii) * ldo + j0 + jj] = acc[ii][jj];
+    }
+    for (int j = nc16; j < nc; ++j)
+      for (int ii = 0; ii < R; ++ii) {
+        T acc = Accumulate ? out[(i0 + ii) * ldo + j] : T(0);
+        for (int k = 0; k < kk; ++k) acc += l[(i0 + ii) * ls_i + k * ls_k] * r[k * ldr + j];
+        out[(i0 + ii) * ldo + j] = acc;
+      }
+  }
+  for (int i = mi4; i < mi; ++i)
+    for (int j = 0; j < nc; ++j) {
+      T acc = Accumulate ? out[i * ldo + j] : T(0);
+      for (int k = 0; k < kk; ++k) acc += l[i * ls_i + k * ls_k] * r[k * ldr + j];
+      out[i * ldo + j] = acc;
+    }
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
+#define FRUGAL_CPU_MM_X86_DISPATCH 1
+template <bool Accumulate, class T>
+__attribute__((target("avx512f,avx512vl,avx2,fma"))) void cpu_mm_avx512(const T* l, std::int64_t ls_i,
+                                                                        std::int64_t ls_k, const T* r,
+                                                                        std::int64_t ldr, T* out, std::int64_t ldo,
+                                                                        int mi, int nc, int kk) {
+  cpu_mm_body<Accumulate>(l, ls_i, ls_k, r, ldr, out, ldo, mi, nc, kk);
+}
+template <bool Accumulate, class T>
+__attribute__((target("avx2,fma"))) void cpu_mm_avx2(const T* l, std::int64_t ls_i, std::int64_t ls_k, const T* r,
+                                                     std::int64_t ldr, T* out, std::int64_t ldo, int mi, int nc,
+                                                     int kk) {
+  cpu_mm_body<Accumulate>(l, ls_i, ls_k, r, ldr, out, ldo, mi, nc, kk);
+}
+//! 2: AVX-512F/VL + FMA, 1: AVX2 + FMA, 0: baseline.
+inline int cpu_mm_level() {
+  static const int level = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma"))
+      return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+    return 0;
+  }();
+  return level;
+}
+#endif
+
+template <bool Accumulate, class T>
+void cpu_mm(const T* l, std::int64_t ls_i, std::int64_t ls_k, const T* r, std::int64_t ldr, T* out, std::int64_t ldo,
+            int mi, int nc, int kk) {
+#if defined(FRUGAL_CPU_MM_X86_DISPATCH)
+  switch (cpu_mm_level()) {
+    case 2: return cpu_mm_avx512<Accumulate>(l, ls_i, ls_k, r, ldr, out, ldo, mi, nc, kk);
+    case 1: return cpu_mm_avx2<Accumulate>(l, ls_i, ls_k, r, ldr, out, ldo, mi, nc, kk);
+    default: break;
+  }
+#endif
+  cpu_mm_body<Accumulate>(l, ls_i, ls_k, r, ldr, out, ldo, mi, nc, kk);
+}
+
+}  // namespace detail
+FRUGAL_NAMESPACE_END

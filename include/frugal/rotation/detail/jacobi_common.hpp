@@ -1,0 +1,156 @@
+// frugal/rotation/detail/jacobi_common.hpp — pieces of the block Jacobi eigensolver shared by the CPU and CUDA
+// implementations (host/device functions): the round-robin ordering, the 2x2 symmetric Schur rotation, the
+// threshold test, and the workspace layout. Private: include <frugal/rotation/eigh.hpp> instead.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "../../core/config.hpp"
+#include "../../core/workspace.hpp"
+
+FRUGAL_NAMESPACE_BEGIN
+
+//! Options of frugal::eigh (see rotation/eigh.hpp).
+struct eigh_options {
+  int max_sweeps = 40;               //!< sweeps before giving up with frugal::error
+  double symmetry_tolerance = -1.0;  //!< allowed max|a_ij - a_ji| / max|a|; negative: 1000 · eps(T)
+  int block_size = 0;                //!< b (subproblems are 2b x 2b); 0 = automatic, else 4..64 and even
+  int max_inner_sweeps = 1;          //!< scalar Jacobi sweeps per 2b x 2b subproblem and step (stops early when
+                                     //!< converged); more do not save outer sweeps in our measurements
+};
+
+struct eigh_info {
+  int sweeps = 0;                 //!< outer sweeps run, the last one applied no rotation
+  std::int64_t rotations = 0;     //!< 2x2 rotations applied in total
+};
+
+namespace detail {
+
+//! Round-robin ("circle method", Brent & Luk 1985) ordering of m players (m even): in round r (0 <= r < m-1),
+//! pair k (0 <= k < m/2) is returned as (lo, hi) with lo < hi. Player m-1 stays fixed and meets (r) in pair 0;
+//! pair k > 0 is ((r+k) mod (m-1), (r-k) mod (m-1)). Over m-1 rounds every unordered pair meets exactly once and
+//! the pairs of one round are disjoint.
+FRUGAL_HOST_DEVICE inline void round_robin_pair(int m, int r, int k, int& lo, int& hi) {
+  int a, b;
+  if (k == 0) {
+    a = r;
+    b = m - 1;
+  } else {
+    const int mm = m - 1;
+    a = (r + k) % mm;
+    b = (r - k + mm) % mm;
+  }
+  lo = a < b ? a : b;
+  hi = a < b ? b : a;
+}
+
+//! Jacobi threshold: the pair (p, q) is rotated only when |a_pq| > max(tol * sqrt(|a_pp * a_qq|), floor), with
+//! tol = eps(T) and floor = eps(T) * ||A||_F / n (see eigh.hpp for why).
+FRUGAL_HOST_DEVICE inline bool jacobi_needs_rotation(double app, double aqq, double apq, double tol, double floor_) {
+  const double a = fabs(apq);
+  const double rel = tol * sqrt(fabs(app) * fabs(aqq));
+  return a > (rel > floor_ ? rel : floor_);
+}
+
+//! The symmetric Schur rotation (Golub & Van Loan, Alg. 8.5.1): J = [[c, s], [-s, c]] at (p, q) such that
+//! (J^T A J)_pq = 0. Returns t = tan(theta); the new diagonal is a_pp - t a_pq, a_qq + t a_pq.
+FRUGAL_HOST_DEVICE inline double jacobi_rotation(double app, double aqq, double apq, double& c, double& s) {
+  const double theta = (aqq - app) / (2.0 * apq);
+  double t;
+  if (fabs(theta) > 1e150) {
+    t = 0.5 / theta;  // theta^2 would overflow; t ~ 1/(2 theta)
+  } else {
+    t = 1.0 / (fabs(theta) + sqrt(1.0 + theta * theta));
+    if (theta < 0) t = -t;
+  }
+  c = 1.0 / sqrt(1.0 + t * t);
+  s = t * c;
+  return t;
+}
+
+//! Shape of one block Jacobi problem: n padded to a multiple of B2 = 2*b, m = n_pad / b blocks (even), m/2 pairs.
+struct jacobi_shape {
+  std::int64_t n = 0;      // true order
+  std::int64_t n_pad = 0;  // multiple of b2
+  int b = 0;               // block size
+  int b2 = 0;              // 2 * b: order of the subproblems
+  int m = 0;               // number of blocks (even)
+  int pairs = 0;           // m / 2
+};
+
+inline jacobi_shape make_jacobi_shape(std::int64_t n, int b) {
+  jacobi_shape s;
+  s.n = n;
+  s.b = b;
+  s.b2 = 2 * b;
+  s.n_pad = (n + s.b2 - 1) / s.b2 * s.b2;
+  if (s.n_pad == 0) s.n_pad = s.b2;
+  s.m = static_cast<int>(s.n_pad / b);
+  s.pairs = s.m / 2;
+  return s;
+}
+
+//! Global index of position i (0 <= i < b2) of pair (lo, hi): the first b positions are block lo, the rest hi.
+FRUGAL_HOST_DEVICE inline std::int64_t jacobi_index(int lo, int hi, int b, int i) {
+  return i < b ? static_cast<std::int64_t>(lo) * b + i : static_cast<std::int64_t>(hi) * b + (i - b);
+}
+
+//! Block size b of the CUDA solver for order n: 16 (32 x 32 subproblems, one warp-wide round) up to n = 1024,
+//! 32 above (64 x 64 subproblems: fewer steps per sweep and larger, more efficient update tiles).
+inline int eigh_cuda_block_size(std::int64_t n, int requested) {
+  if (requested > 0) return requested == 16 || requested == 32 ? requested : (requested < 24 ? 16 : 32);
+  return n <= 1024 ? 16 : 32;
+}
+
+//! Device result of the input scan (one per solve) — plain data so that host code can read it back.
+struct eigh_scan_device {
+  double fro2;                 // sum of squares of the symmetric part
+  double max_abs;
+  double max_asym;
+  long long asym_at;           // linear index of max_asym (smallest on ties)
+  long long nonfinite_at;      // smallest linear index of a non-finite entry, or n*n
+  double bad_value;            // the value at nonfinite_at
+};
+
+//! Device workspace of the CUDA solver, carved in this order (the size query runs the same code).
+template <class T>
+struct eigh_cuda_buffers {
+  T* a = nullptr;                   // [n_pad, n_pad]
+  T* vt = nullptr;                  // [n_pad, n_pad] V^T
+  T* jt = nullptr;                  // [pairs, b2, b2]
+  int* rot = nullptr;               // [pairs] rotations per pair in the current step
+  unsigned long long* count = nullptr;  // [1] rotations in the current sweep
+  eigh_scan_device* scan = nullptr;     // [scan_blocks + 1] per-block partials, then the total
+  int* rank = nullptr;              // [n] output position of eigenvalue i
+  static constexpr int scan_rows = 16;  // rows of a per scan block
+
+  static std::int64_t scan_blocks(std::int64_t n) { return (n + scan_rows - 1) / scan_rows; }
+
+  template <class Carver>
+  static eigh_cuda_buffers carve(Carver& c, const jacobi_shape& sh) {
+    eigh_cuda_buffers b;
+    const auto np2 = static_cast<std::size_t>(sh.n_pad * sh.n_pad);
+    b.a = c.template take<T>(np2);
+    b.vt = c.template take<T>(np2);
+    b.jt = c.template take<T>(static_cast<std::size_t>(sh.pairs) * sh.b2 * sh.b2);
+    b.rot = c.template take<int>(static_cast<std::size_t>(sh.pairs));
+    b.count = c.template take<unsigned long long>(1);
+    b.scan = c.template take<eigh_scan_device>(static_cast<std::size_t>(scan_blocks(sh.n) + 1));
+    b.rank = c.template take<int>(static_cast<std::size_t>(sh.n));
+    return b;
+  }
+};
+
+template <class T, class Options>
+std::size_t eigh_cuda_workspace_bytes_host(std::int64_t n, const Options& options) {
+  if (n == 0) return 0;
+  const auto sh = make_jacobi_shape(n, eigh_cuda_block_size(n, options.block_size));
+  workspace_carver c;
+  (void)eigh_cuda_buffers<T>::carve(c, sh);
+  return c.bytes();
+}
+
+}  // namespace detail
+FRUGAL_NAMESPACE_END
