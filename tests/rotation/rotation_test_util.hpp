@@ -69,10 +69,10 @@ inline std::vector<double> householder_orthogonal(int n, int k, std::uint64_t se
 }
 
 //! A = Uᵀ diag(lam) U with U random orthogonal (f64, row-major, exactly symmetric). U is Haar-like (Gram–Schmidt)
-//! up to n = 1024 and a product of 24 Householder reflectors above.
+//! up to n = 800 and a product of 24 Householder reflectors above.
 inline std::vector<double> with_spectrum(const std::vector<double>& lam, std::uint64_t seed) {
   const int n = static_cast<int>(lam.size());
-  const auto u = n <= 1024 ? random_orthogonal(n, seed) : householder_orthogonal(n, 24, seed);
+  const auto u = n <= 800 ? random_orthogonal(n, seed) : householder_orthogonal(n, 24, seed);
   std::vector<double> ul(u.size()), a(u.size());
   for (int k = 0; k < n; ++k)
     for (int j = 0; j < n; ++j) ul[static_cast<std::size_t>(k) * n + j] = lam[static_cast<std::size_t>(k)] * u[static_cast<std::size_t>(k) * n + j];

@@ -59,7 +59,7 @@ void check_gpu_case(const std::vector<double>& a64, int n, const char* name, int
   CHECK(acc.orth <= bound);
   CHECK(acc.residual <= bound);
   for (int i = 1; i < n; ++i) CHECK(g.w[static_cast<std::size_t>(i - 1)] >= g.w[static_cast<std::size_t>(i)]);
-  if (n <= 1600) {  // eigenvalues against the CPU solver (both backward stable: |dλ| <= bound · ||A||)
+  if (n <= 768) {  // eigenvalues against the CPU solver (both backward stable: |dλ| <= bound · ||A||)
     std::vector<T> wc(static_cast<std::size_t>(n)), qc(static_cast<std::size_t>(n) * n);
     frugal::eigh<T>(frugal::cpu, frugal::matrix_view<const T>(a.data(), n, n), wc.data(),
                     frugal::matrix_view<T>(qc.data(), n, n));
