@@ -3,9 +3,12 @@
 //   contiguous     K/V dense [B, T, KV, D] (baseline: the same kernel with no block table)
 //   paged          page 16, blocks in a random permutation (a fragmented pool), dense vLLM block table
 //   paged_nosplit  paged with num_splits = 1 (B = 1 only: what split-K buys)
+//   paged_p<P>     page size P in {1, 64, 256} instead of 16 (B = 32, T = 8192 only: the cost of small pages)
 //   vmm            vmm_kv_cache (virtual range per slot, 2 MB pages mapped on demand), contiguous kernel
-// Counter GB/s = K and V bytes read (B * T * KV * D * 2 * sizeof) / kernel time (attention + split-K merge), L2
-// flushed before every iteration, CUDA events. `splits` = split-K partitions used.
+// Counter GB/s = K and V bytes read (B * T * KV * D * 2 * sizeof) / kernel time (attention + split-K merge), CUDA
+// events. Cold L2 before every iteration: a read-only kernel streams a 2 x L2-size buffer, so L2 ends up holding clean
+// unrelated lines (a memset flush leaves ~50 MB of dirty lines whose write-back would be charged to the kernel: ~20 us
+// on H100, which dominated the small shapes in the first run). `splits` = split-K partitions used.
 #include <frugal/kv/decode_attention.hpp>
 #include <frugal/kv/paged_kv.hpp>
 #include <frugal/kv/vmm_kv.hpp>
@@ -36,6 +39,40 @@ __global__ void fill_kernel(CT* p, std::size_t n, std::uint32_t seed) {
     p[i] = __float2half(static_cast<float>(h % 2001u) * 1e-3f - 1.f);
   }
 }
+//! Reads `n` 16-byte vectors; writes only if a value that never occurs shows up (keeps the loads alive).
+__global__ void l2_evict_kernel(const uint4* __restrict__ p, std::size_t n, unsigned* sink) {
+  unsigned acc = 0;
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const uint4 v = __ldcg(p + i);
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (acc == 0x9e3779b9u) *sink = acc;
+}
+
+//! Cold-L2 helper that leaves L2 full of clean lines (see the header).
+class clean_l2_flusher {
+ public:
+  clean_l2_flusher() {
+    int dev = 0, l2 = 0;
+    frugal_bench::check(cudaGetDevice(&dev), "cudaGetDevice");
+    frugal_bench::check(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev), "L2 size");
+    n_ = static_cast<std::size_t>(l2) * 2 / 16;
+    frugal_bench::check(cudaMalloc(&buf_, n_ * 16 + 16), "cudaMalloc(l2 flush)");
+    frugal_bench::check(cudaMemset(buf_, 1, n_ * 16 + 16), "memset(l2 flush)");
+    frugal_bench::check(cudaDeviceSynchronize(), "l2 flush init");
+  }
+  ~clean_l2_flusher() { cudaFree(buf_); }
+  void flush() {
+    l2_evict_kernel<<<1024, 256>>>(static_cast<const uint4*>(buf_), n_,
+                                   reinterpret_cast<unsigned*>(static_cast<char*>(buf_) + n_ * 16));
+  }
+
+ private:
+  void* buf_ = nullptr;
+  std::size_t n_ = 0;
+};
+
 void fill(T* p, std::size_t n, std::uint32_t seed) {
   fill_kernel<<<4096, 256>>>(reinterpret_cast<CT*>(p), n, seed);
   frugal_bench::check(cudaGetLastError(), "fill");
@@ -52,13 +89,14 @@ struct dev_mem {
 };
 
 struct shape {
-  int B, T, H, KV, D;
+  int B, T, H, KV, D;  // (T here is the context length; the element type is ::T = frugal::half)
   std::string name() const {
     return "b" + std::to_string(B) + "_t" + std::to_string(T) + "_h" + std::to_string(H) + "_kv" + std::to_string(KV) +
            "_d" + std::to_string(D);
   }
-  double kv_bytes() const { return 2.0 * B * T * KV * D * sizeof(T); }
+  double kv_bytes() const { return 2.0 * B * T * KV * D * static_cast<double>(sizeof(frugal::half)); }
 };
+static_assert(sizeof(frugal::half) == 2);
 
 //! The data of one shape, built on first use and kept while consecutive benchmarks use the same shape.
 struct shape_data {
@@ -107,7 +145,7 @@ struct shape_data {
 };
 
 std::unique_ptr<shape_data> g_data;
-std::unique_ptr<frugal_bench::l2_flusher> g_flush;
+std::unique_ptr<clean_l2_flusher> g_flush;
 
 shape_data& data_for(const shape& s) {
   if (!g_data || g_data->s.name() != s.name()) {
@@ -122,7 +160,7 @@ void bench(benchmark::State& state, shape s, std::string variant) {
     state.SkipWithError("no CUDA device");
     return;
   }
-  if (!g_flush) g_flush = std::make_unique<frugal_bench::l2_flusher>();
+  if (!g_flush) g_flush = std::make_unique<clean_l2_flusher>();
   shape_data& d = data_for(s);
   const std::int64_t cols = static_cast<std::int64_t>(s.H) * s.D;
   frugal::attention_params p;
@@ -135,6 +173,7 @@ void bench(benchmark::State& state, shape s, std::string variant) {
   const auto qv = frugal::matrix_view<const T>(d.q->as<T>(), s.B, cols);
   const auto ov = frugal::matrix_view<T>(d.out->as<T>(), s.B, cols);
   std::function<void()> run;
+  std::unique_ptr<dev_mem> page_table;
   if (variant == "contiguous") {
     const frugal::contiguous_kv_view<const T> kv(d.k->as<T>(), d.v->as<T>(), s.B, s.T, s.KV, s.D);
     run = [=, &d] { frugal::decode_attention(frugal::cuda, qv, kv, d.lens->as<std::int32_t>(), ov, p, w); };
@@ -145,6 +184,17 @@ void bench(benchmark::State& state, shape s, std::string variant) {
     }
     const frugal::contiguous_kv_view<const T> kv = d.vmm->layer(0);
     run = [=, &d] { frugal::decode_attention(frugal::cuda, qv, kv, d.lens->as<std::int32_t>(), ov, p, w); };
+  } else if (variant.rfind("paged_p", 0) == 0) {  // same bytes, another page size, its own shuffled table
+    const int P = std::stoi(variant.substr(7));
+    const std::int32_t nb = s.B * s.T / P;
+    std::vector<std::int32_t> perm(static_cast<std::size_t>(nb));
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), std::mt19937(7));
+    page_table = std::make_unique<dev_mem>(perm.size() * 4);
+    frugal_bench::check(cudaMemcpy(page_table->p, perm.data(), perm.size() * 4, cudaMemcpyHostToDevice), "table");
+    const frugal::paged_kv_view<const T> cache(d.paged->as<T>(), nb, P, s.KV, s.D);
+    const frugal::paged_kv_table tab{page_table->as<std::int32_t>(), d.lens->as<std::int32_t>(), s.B, s.T / P};
+    run = [=] { frugal::paged_decode_attention(frugal::cuda, qv, cache, tab, ov, p, w); };
   } else {
     const frugal::paged_kv_view<const T> cache(d.paged->as<T>(), s.B * s.T / shape_data::page, shape_data::page, s.KV,
                                                s.D);
@@ -167,13 +217,18 @@ void bench(benchmark::State& state, shape s, std::string variant) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const shape configs[] = {{0, 0, 32, 8, 128}, {0, 0, 12, 12, 64}};  // Llama-3-8B-like GQA 4; GPT-2 small (MHA)
+  // Llama-3-8B-like (GQA 4), GPT-2 small (MHA); group size 7 (Yi-34B-like, which FlashInfer's decode lacks) at two
+  // points only
+  const shape configs[] = {{0, 0, 32, 8, 128}, {0, 0, 12, 12, 64}, {0, 0, 28, 4, 128}};
   for (const auto& c : configs)
     for (int B : {1, 8, 32})
       for (int Tn : {1024, 8192, 32768}) {
+        if (c.H == 28 && (B == 8 || Tn != 8192)) continue;
         const shape s{B, Tn, c.H, c.KV, c.D};
         std::vector<std::string> variants{"contiguous", "paged"};
         if (B == 1) variants.push_back("paged_nosplit");
+        if (B == 32 && Tn == 8192)
+          for (const char* pv : {"paged_p1", "paged_p64", "paged_p256"}) variants.push_back(pv);
         variants.push_back("vmm");
         const double est = s.kv_bytes() / 2.5e12;  // seconds per call at ~2.5 TB/s
         const auto iters = static_cast<benchmark::IterationCount>(std::clamp(0.05 / est, 20.0, 1000.0));

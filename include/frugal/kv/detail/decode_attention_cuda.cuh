@@ -37,7 +37,10 @@ struct attn_cfg {
   static constexpr int NW = NT / 32;                       // warps
   static constexpr int EPC = 16 / static_cast<int>(sizeof(T));  // elements per 16-byte chunk
   static constexpr int NCHUNK = D / EPC;                   // chunks per key row (one head)
-  static constexpr int VEC = GMAX <= 4 ? 16 : 8;           // elements per lane (registers: q and acc are GMAX*VEC)
+  // elements per lane: q and acc take 2 * GMAX * VEC registers. 16 for 1-2 heads (fewer shuffles per score), 8 for
+  // 3-8 heads (<= 128 registers for 3-4 heads: 4 CTAs per SM, enough loads in flight to hide block-table latency)
+  static constexpr int VEC = GMAX <= 2 ? 16 : 8;
+  static constexpr int MIN_CTAS = GMAX <= 4 ? 4 : 2;     // __launch_bounds__ occupancy target
   static constexpr int CPL = VEC / EPC;                    // chunks per lane
   static constexpr int ACTIVE = NCHUNK / CPL;              // lanes of a row group that hold data
   static constexpr int LPR = attn_pow2ceil(ACTIVE);        // lanes per row group (power of two)
@@ -117,7 +120,7 @@ __device__ __forceinline__ void attn_chunk_to_float(const uint4& raw, float* f) 
 }
 
 template <class CT, int D, int GMAX, class Source>
-__global__ void __launch_bounds__(128) attention_kernel(const attn_args<CT, Source> a) {
+__global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS) attention_kernel(const attn_args<CT, Source> a) {
   using C = attn_cfg<CT, D, GMAX>;
   constexpr int EPC = C::EPC, VEC = C::VEC, CPL = C::CPL, ACTIVE = C::ACTIVE, LPR = C::LPR, NRG = C::NRG;
   constexpr int TILE = C::TILE, R = C::R, STAGES = C::STAGES, NT = C::NT;
@@ -174,43 +177,51 @@ __global__ void __launch_bounds__(128) attention_kernel(const attn_args<CT, Sour
     for (int x = 0; x < VEC; ++x) acc[g][x] = 0.f;
   }
 
-  // Tile loader: TILE key rows (K and V, head h) of positions t0.. into stage `st`; rows >= end are zero-filled.
-  auto issue = [&](std::int32_t tile, int st) {
+  // Tile loader, in two steps so that the block-table loads of a tile are in flight one iteration before its copies
+  // are issued: lookup() reads the chunk (block) of every row this thread copies, issue() starts the cp.async of
+  // TILE key rows (K and V, head h) of positions t0.. into stage `st`; rows >= end are zero-filled.
+  auto lookup = [&](std::int32_t tile, std::int32_t (&chunk)[C::LOADS]) {
+    const std::int32_t t0 = start + tile * TILE;
+#pragma unroll
+    for (int i = 0; i < C::LOADS; ++i) {
+      const int idx = tid + i * NT;
+      const int r = idx / C::NCHUNK;
+      chunk[i] = -1;
+      if (idx < TILE * C::NCHUNK && t0 + r < end) chunk[i] = a.src.chunk_of(seq, t0 + r);
+    }
+  };
+  auto issue = [&](std::int32_t tile, int st, const std::int32_t (&chunk)[C::LOADS]) {
     const std::int32_t t0 = start + tile * TILE;
     CT* sk = smem + st * C::STAGE_ELEMS;
     CT* sv = sk + TILE * D;
-    std::int64_t off[C::LOADS];
-#pragma unroll
-    for (int i = 0; i < C::LOADS; ++i) {  // block-table loads first, all in flight together
-      const int idx = tid + i * NT;
-      const int r = idx / C::NCHUNK;
-      off[i] = -1;
-      if (idx < TILE * C::NCHUNK && t0 + r < end) off[i] = a.src.offset(seq, t0 + r);
-    }
 #pragma unroll
     for (int i = 0; i < C::LOADS; ++i) {
       const int idx = tid + i * NT;
       if (idx < TILE * C::NCHUNK) {
         const int r = idx / C::NCHUNK, ch = idx % C::NCHUNK;
-        const bool ok = off[i] >= 0;
-        const std::int64_t o = ok ? off[i] + head_off + ch * EPC : 0;
+        const bool ok = chunk[i] >= 0;
+        const std::int64_t o = ok ? a.src.offset_in(chunk[i], t0 + r) + head_off + ch * EPC : 0;
         attn_cp_async16(sk + r * D + ch * EPC, a.src.k + o, ok ? 16 : 0);
         attn_cp_async16(sv + r * D + ch * EPC, a.src.v + o, ok ? 16 : 0);
       }
     }
   };
 
+  std::int32_t chunk[C::LOADS];
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < ntiles) issue(s, s);
+    lookup(s, chunk);
+    if (s < ntiles) issue(s, s, chunk);
     attn_cp_async_commit();
   }
+  lookup(STAGES - 1, chunk);  // for the first copies issued in the loop
 
   for (std::int32_t it = 0; it < ntiles; ++it) {
     attn_cp_async_wait<STAGES - 2>();
     __syncthreads();  // tile `it` visible to all; stage (it-1) % STAGES free for reuse
-    if (it + STAGES - 1 < ntiles) issue(it + STAGES - 1, (it + STAGES - 1) % STAGES);
+    if (it + STAGES - 1 < ntiles) issue(it + STAGES - 1, (it + STAGES - 1) % STAGES, chunk);
     attn_cp_async_commit();
+    lookup(it + STAGES, chunk);  // block ids of the next copies: in flight during this tile's math
 
     const CT* sk = smem + (it % STAGES) * C::STAGE_ELEMS;
     const CT* sv = sk + TILE * D;

@@ -65,6 +65,16 @@ struct kv_paged_source {
   std::int32_t max_blocks = 0;
   static constexpr bool paged = true;
   FRUGAL_HOST_DEVICE std::int32_t capacity() const { return max_blocks * page_size; }
+  //! The block holding position t of batch entry b (one block-table load), -1 when the table entry is invalid.
+  FRUGAL_HOST_DEVICE std::int32_t chunk_of(std::int32_t b, std::int32_t t) const {
+    const std::int32_t blk = table[static_cast<std::int64_t>(b) * max_blocks + page.div(static_cast<std::uint32_t>(t))];
+    return blk >= 0 && blk < num_blocks ? blk : -1;
+  }
+  //! Element offset of (position t, head 0) in block `blk` (from chunk_of).
+  FRUGAL_HOST_DEVICE std::int64_t offset_in(std::int32_t blk, std::int32_t t) const {
+    const std::int32_t o = t - static_cast<std::int32_t>(page.div(static_cast<std::uint32_t>(t))) * page_size;
+    return static_cast<std::int64_t>(blk) * block_stride + static_cast<std::int64_t>(o) * row_stride;
+  }
   FRUGAL_HOST_DEVICE std::int64_t offset(std::int32_t b, std::int32_t t) const {
     const std::uint32_t j = page.div(static_cast<std::uint32_t>(t));
     const std::int32_t blk = table[static_cast<std::int64_t>(b) * max_blocks + j];
@@ -84,6 +94,8 @@ struct kv_contiguous_source {
   std::int32_t max_len = 0;
   static constexpr bool paged = false;
   FRUGAL_HOST_DEVICE std::int32_t capacity() const { return max_len; }
+  FRUGAL_HOST_DEVICE std::int32_t chunk_of(std::int32_t b, std::int32_t) const { return b; }
+  FRUGAL_HOST_DEVICE std::int64_t offset_in(std::int32_t b, std::int32_t t) const { return offset(b, t); }
   FRUGAL_HOST_DEVICE std::int64_t offset(std::int32_t b, std::int32_t t) const {
     return static_cast<std::int64_t>(b) * seq_stride + static_cast<std::int64_t>(t) * row_stride;
   }
