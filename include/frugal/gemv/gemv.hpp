@@ -22,11 +22,11 @@
 //                           it (keep isnan(x) || |x| >= kth_abs[r]; ties at the k-th magnitude are all kept, so
 //                           a row keeps >= k channels; k = 0 keeps none).
 // Batches (b > 1): the result is always per row (row r uses only its own kept channels). What is read differs:
-//   the dense-x forms load the UNION of the rows' kept channels once per tile of up to 8 rows (values of rows
+//   the dense-x forms load the UNION of the rows' kept channels once per tile of up to 4 rows (values of rows
 //   that dropped a channel count as 0), so correlated masks cost little and independent masks at b = 16 read
 //   almost all of W; the explicit-list form loads each row's channels separately (traffic = sum of nnz).
 //
-// Algorithm (CUDA, sm_90): a grid of (batch tiles of 8 rows) x (splits of K) x (tiles of N columns, 64 for
+// Algorithm (CUDA, sm_90): a grid of (batch tiles of <= 4 rows) x (splits of K) x (tiles of N columns, 64 for
 // 16-bit and 32 for f32). A block stages up to 1024 candidate channels of its K slice: reads x, evaluates the
 // keep rule, and compacts the kept channel ids and their values into shared memory (block prefix scan). Each warp
 // then streams the kept weight rows with 16-byte loads (8 threads cover a 128-byte row segment, 4 rows per warp,

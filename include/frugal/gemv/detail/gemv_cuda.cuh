@@ -1,7 +1,7 @@
 // frugal/gemv/detail/gemv_cuda.cuh — CUDA implementation of every gemv form (nvcc only).
 //
 // One kernel, gemv_kernel<C, BT>, for all input forms (dense, masked, threshold/top-k, explicit lists), batch tiles
-// of BT in {1, 2, 4, 8} rows. Grid (batch tiles, K splits, column tiles); 256 threads per block.
+// of BT in {1, 2, 4} rows. Grid (batch tiles, K splits, column tiles); 256 threads per block.
 //  1. Staging: the block's slice of K (or of the tile's concatenated entry lists) is walked `stage` = 1024
 //     candidates at a time. Each thread evaluates 4 consecutive candidates for all BT rows (keep rule, values as
 //     f32); a block exclusive scan (cub::BlockScan) compacts the kept ones into shared memory: channel ids and a
@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "../../core/detail/cuda_common.cuh"
 #include "../../core/workspace.hpp"
@@ -123,7 +124,7 @@ __device__ __forceinline__ uint4 gemv_load_w(const C* p, int nvalid) {
 }
 
 template <class C, int BT>
-__global__ void __launch_bounds__(gemv_cuda_cfg::threads, BT <= 4 ? 2 : 1) gemv_kernel(const gemv_args<C> a) {
+__global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const gemv_args<C> a) {
   namespace cfg = gemv_cuda_cfg;
   constexpr int unroll = BT == 1 ? 16 : 8;  // independent 16-byte weight loads in flight per thread
   constexpr int vec = 16 / sizeof(C);
@@ -182,15 +183,23 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, BT <= 4 ? 2 : 1) gemv_
 #pragma unroll
     for (int v = 0; v < vec; ++v) acc[r][v] = 0.f;
 
-  // Streams `cnt` channels: channel(i) gives the weight row, value(r, i) the input of row r.
-  auto stream = [&](int cnt, auto channel, auto value) {
+  // Streams `cnt` channels: channel(i) gives the weight row, value(r, i) the input of row r. With `early`, the
+  // values are read together with the weights (global x: both latencies overlap) instead of after them (smem).
+  auto stream = [&](int cnt, auto channel, auto value, auto early) {
     if (nvalid == 0) return;
     for (int i = g; i < cnt; i += groups * unroll) {
       uint4 wv[unroll];
+      float xs[decltype(early)::value ? unroll : 1][BT];
 #pragma unroll
       for (int u = 0; u < unroll; ++u) {
         const int ii = i + u * groups;
-        if (ii < cnt) wv[u] = gemv_load_w(wcol + static_cast<std::int64_t>(channel(ii)) * a.ldw, nvalid);
+        if (ii < cnt) {
+          wv[u] = gemv_load_w(wcol + static_cast<std::int64_t>(channel(ii)) * a.ldw, nvalid);
+          if constexpr (decltype(early)::value) {
+#pragma unroll
+            for (int r = 0; r < BT; ++r) xs[u][r] = value(r, ii);
+          }
+        }
       }
 #pragma unroll
       for (int u = 0; u < unroll; ++u) {
@@ -198,7 +207,12 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, BT <= 4 ? 2 : 1) gemv_
         if (ii < cnt) {
           float xv[BT];
 #pragma unroll
-          for (int r = 0; r < BT; ++r) xv[r] = value(r, ii);
+          for (int r = 0; r < BT; ++r) {
+            if constexpr (decltype(early)::value)
+              xv[r] = xs[u][r];
+            else
+              xv[r] = value(r, ii);
+          }
           float wf[vec];
           gemv_unpack(wv[u], wf, static_cast<const C*>(nullptr));
 #pragma unroll
@@ -210,12 +224,12 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, BT <= 4 ? 2 : 1) gemv_
     }
   };
 
-  if (dense) {
-    // Dense input: no staging; weight loads start at once, x is read alongside (L1 broadcast).
+  if (dense && BT <= 2) {
+    // Dense input, small batch: no staging; x is loaded next to the weights (L1 broadcast), no dependency chain.
     const C* xb = a.x + r0 * a.ldx + begin;
     stream(
         static_cast<int>(end - begin), [&](int i) { return begin + i; },
-        [&](int r, int i) { return r < nr ? load_f(xb[r * a.ldx + i]) : 0.f; });
+        [&](int r, int i) { return r < nr ? load_f(xb[r * a.ldx + i]) : 0.f; }, std::true_type{});
   } else {
     float thr[BT];  // threshold mode: per-row keep bounds
 #pragma unroll
@@ -252,11 +266,12 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, BT <= 4 ? 2 : 1) gemv_
           } else {
             const std::int64_t c = s0 + li;
             id[j] = static_cast<std::int32_t>(c);
+            keep[j] = dense;
 #pragma unroll
             for (int r = 0; r < BT; ++r) {
               if (r < nr) {
                 const float xv = load_f(a.x[(r0 + r) * a.ldx + c]);
-                const bool k = masked ? xv != 0.f : (isnan(xv) || fabsf(xv) >= thr[r]);
+                const bool k = dense || (masked ? xv != 0.f : (isnan(xv) || fabsf(xv) >= thr[r]));
                 v[j][r] = k ? xv : 0.f;
                 keep[j] |= k;
               }
@@ -278,7 +293,8 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, BT <= 4 ? 2 : 1) gemv_
       }
       __syncthreads();
       stream(
-          cnt, [&](int i) { return s_ids[i]; }, [&](int r, int i) { return s_vals[r * cfg::stage + i]; });
+          cnt, [&](int i) { return s_ids[i]; }, [&](int r, int i) { return s_vals[r * cfg::stage + i]; },
+          std::false_type{});
       __syncthreads();
     }
   }
@@ -434,27 +450,23 @@ gemv_kernel_info gemv_kernel_facts() {
   return info;
 }
 
-//! Launch shape: threads per row segment (tile width) and K splits. Fills the GPU in one wave where possible:
-//! efficiency = blocks / (waves x resident blocks); ties go to wider segments (longer DRAM bursts), then to
-//! fewer splits (less reduction). Each split keeps >= 256 channels of K.
-inline void gemv_pick_shape(std::int64_t N, std::int64_t K, std::int64_t btiles, int vec, int resident,
+//! Launch shape: threads per row segment (tile width) and K splits. Measured on H100 (docs/gemv.md): about 1.5
+//! blocks per SM in one wave is best, with the widest segment (longest DRAM bursts) that still gives >= 0.75 blocks
+//! per SM. Each split keeps >= 256 channels of K. `want_*` (non-zero) pin either choice.
+inline void gemv_pick_shape(std::int64_t N, std::int64_t K, std::int64_t btiles, int vec, int sms, int resident,
                             int want_tpr, int want_splits, int& tpr_out, int& splits_out) {
-  double best = -1;
+  const std::int64_t target = std::min<std::int64_t>(3 * static_cast<std::int64_t>(sms) / 2, resident);
+  const int max_sp = want_splits ? want_splits
+                                 : static_cast<int>(std::clamp<std::int64_t>(K / 256, 1, gemv_cuda_cfg::max_splits));
   for (int tpr : {32, 16, 8}) {
     if (want_tpr && tpr != want_tpr) continue;
     const std::int64_t tiles = btiles * ((N + tpr * vec - 1) / (tpr * vec));
-    const int max_sp = static_cast<int>(std::clamp<std::int64_t>(K / 256, 1, gemv_cuda_cfg::max_splits));
-    for (int sp = 1; sp <= gemv_cuda_cfg::max_splits; ++sp) {
-      if (want_splits ? sp != want_splits : sp > max_sp) continue;
-      const std::int64_t blocks = tiles * sp;
-      const std::int64_t waves = (blocks + resident - 1) / resident;
-      const double eff = static_cast<double>(blocks) / static_cast<double>(waves * resident);
-      if (eff > best + 0.02) {
-        best = eff;
-        tpr_out = tpr;
-        splits_out = sp;
-      }
-    }
+    int sp = want_splits ? want_splits
+                         : static_cast<int>(std::clamp<std::int64_t>((target + tiles - 1) / tiles, 1, max_sp));
+    while (!want_splits && sp > 1 && tiles * sp > resident) --sp;  // stay in one wave
+    tpr_out = tpr;
+    splits_out = sp;
+    if (want_tpr || tiles * sp >= target / 2) return;
   }
 }
 
@@ -486,7 +498,10 @@ gemv_cuda_plan<T> gemv_cuda_prepare(const char* op, const gemv_problem<T>& p, wo
                    p.opt.segment_bytes == 512,
                op, "options.segment_bytes (=", p.opt.segment_bytes, ") must be 0, 128, 256 or 512");
 
-  plan.bt = p.b <= 1 ? 1 : p.b <= 2 ? 2 : p.b <= 4 ? 4 : 8;
+  // Batch tiles of up to 4 rows: wider tiles need BT x 8 accumulator registers per thread and fall to one block
+  // per SM; several 4-row tiles of the same weights run side by side (batch tile = fastest grid index), so the
+  // repeated weight reads are mostly served by L2.
+  plan.bt = p.b <= 1 ? 1 : p.b <= 2 ? 2 : 4;
   const std::int64_t btiles = (p.b + plan.bt - 1) / plan.bt;
   FRUGAL_CHECK(btiles <= std::numeric_limits<std::int32_t>::max(), op, "b (=", p.b, ") is too large");
 
@@ -497,11 +512,10 @@ gemv_cuda_plan<T> gemv_cuda_prepare(const char* op, const gemv_problem<T>& p, wo
 
   const gemv_kernel_info info = plan.bt == 1   ? gemv_kernel_facts<C, 1>()
                                 : plan.bt == 2 ? gemv_kernel_facts<C, 2>()
-                                : plan.bt == 4 ? gemv_kernel_facts<C, 4>()
-                                               : gemv_kernel_facts<C, 8>();
+                                               : gemv_kernel_facts<C, 4>();
   int tpr = 8, splits = 1;
-  gemv_pick_shape(p.N, p.K, btiles, vec, info.blocks_per_sm * sms, p.opt.segment_bytes / 16, p.opt.splits, tpr,
-                  splits);
+  gemv_pick_shape(p.N, p.K, btiles, vec, sms, info.blocks_per_sm * sms, p.opt.segment_bytes / 16, p.opt.splits,
+                  tpr, splits);
   const std::int64_t col_tiles = (p.N + tpr * vec - 1) / (tpr * vec);
   const bool cluster = splits > 1 && major >= 9 && info.clusters;
 
@@ -594,8 +608,7 @@ void gemv_cuda_launch(cuda_t tag, const char* op, const gemv_problem<T>& p, cons
   switch (plan.bt) {
     case 1: gemv_cuda_launch_bt<C, 1>(s, op, a, plan.grid); break;
     case 2: gemv_cuda_launch_bt<C, 2>(s, op, a, plan.grid); break;
-    case 4: gemv_cuda_launch_bt<C, 4>(s, op, a, plan.grid); break;
-    default: gemv_cuda_launch_bt<C, 8>(s, op, a, plan.grid); break;
+    default: gemv_cuda_launch_bt<C, 4>(s, op, a, plan.grid); break;
   }
   if (a.splits > 1 && !a.cluster) {
     const std::int64_t n = a.b * a.N;
