@@ -9,3 +9,5 @@
 #include "core/parallel.hpp"
 #include "core/view.hpp"
 #include "core/workspace.hpp"
+
+#include "sparsify/topk.hpp"
