@@ -5,7 +5,10 @@
 #include <frugal/rotation/eigh.hpp>
 #include <frugal/rotation/larosa.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <string>
+#include <type_traits>
 #include <limits>
 #include <vector>
 
@@ -54,8 +57,10 @@ void check_gpu_case(const std::vector<double>& a64, int n, const char* name, int
   const auto g = solve_gpu<T>(a, n, pad);
   const auto acc = rotation_test::measure(at, g.w, g.q, n);
   const double eps = frugal::dtype_traits<T>::eps, bound = 10.0 * n * eps;
-  MESSAGE("cuda ", frugal::dtype_traits<T>::name, " n=", n, " ", name, ": orth=", acc.orth, " residual=", acc.residual,
-          " bound=", bound, " sweeps=", g.info.sweeps);
+  const std::string line = std::string("cuda ") + frugal::dtype_traits<T>::name + " n=" + std::to_string(n) + " " +
+                           name + ": orth=" + std::to_string(acc.orth) + " residual=" + std::to_string(acc.residual) +
+                           " bound=" + std::to_string(bound) + " sweeps=" + std::to_string(g.info.sweeps);
+  MESSAGE(line);
   CHECK(acc.orth <= bound);
   CHECK(acc.residual <= bound);
   for (int i = 1; i < n; ++i) CHECK(g.w[static_cast<std::size_t>(i - 1)] >= g.w[static_cast<std::size_t>(i)]);
@@ -70,13 +75,18 @@ void check_gpu_case(const std::vector<double>& a64, int n, const char* name, int
   }
 }
 
+//! Every prescribed spectrum (or those whose index is in `only`).
 template <class T>
-void check_gpu_spectra(int n, int pad = 0) {
+void check_gpu_spectra(int n, int pad = 0, std::vector<int> only = {}) {
   std::uint64_t seed = 500 + n;
+  int idx = 0;
   for (const auto& c : rotation_test::spectra(n)) {
+    const bool run = only.empty() || std::find(only.begin(), only.end(), idx) != only.end();
+    ++idx;
+    ++seed;
+    if (!run) continue;
     const auto a = c.lam.empty() ? rotation_test::random_spd(n, seed) : rotation_test::with_spectrum(c.lam, seed);
     check_gpu_case<T>(a, n, c.name.c_str(), pad);
-    ++seed;
   }
 }
 
@@ -87,17 +97,18 @@ TEST_CASE_TEMPLATE("cuda eigh: n = 1, 2, 3, 33, 64 (strided), all spectra", T, f
   for (int n : {1, 2, 3, 33, 64}) check_gpu_spectra<T>(n, n == 33 ? 5 : 0);
 }
 
-TEST_CASE_TEMPLATE("cuda eigh: n = 768 and 1600, all spectra", T, float, double) {
+TEST_CASE_TEMPLATE("cuda eigh: n = 768, all spectra; n = 1600, random SPD, repeated, graded", T, float, double) {
   FRUGAL_REQUIRE_GPU();
   check_gpu_spectra<T>(768);
-  check_gpu_spectra<T>(1600);
+  check_gpu_spectra<T>(1600, 0, {0, 2, 3});
 }
 
-TEST_CASE_TEMPLATE("cuda eigh: n = 4096, random SPD and graded spectrum", T, float, double) {
+TEST_CASE_TEMPLATE("cuda eigh: n = 4096, random SPD (and graded spectrum in f32)", T, float, double) {
   FRUGAL_REQUIRE_GPU();
   const int n = 4096;
   check_gpu_case<T>(rotation_test::random_spd(n, 77), n, "random SPD");
-  check_gpu_case<T>(rotation_test::with_spectrum(rotation_test::spectra(n)[3].lam, 78), n, "graded 1e-8..1");
+  if (std::is_same_v<T, float>)
+    check_gpu_case<T>(rotation_test::with_spectrum(rotation_test::spectra(n)[3].lam, 78), n, "graded 1e-8..1");
 }
 
 TEST_CASE("cuda eigh: explicit block sizes and inner sweeps; a zero matrix") {
@@ -136,7 +147,7 @@ TEST_CASE("cuda eigh: bad input throws before writing, with the values") {
   FRUGAL_CHECK_THROWS_WITH(frugal::eigh<float>(frugal::cuda, frugal::matrix_view<const float>(da.data(), n, n),
                                                dw.data(), frugal::matrix_view<float>(dq.data(), n, n), w),
                            "frugal::eigh: a has a non-finite value (nan) at (7, 9)");
-  af[static_cast<std::size_t>(7) * n + 9] = 0.f;
+  af[static_cast<std::size_t>(7) * n + 9] = af[static_cast<std::size_t>(9) * n + 7];
   da.upload(af);
   FRUGAL_CHECK_THROWS_WITH(frugal::eigh<float>(frugal::cuda, frugal::matrix_view<const float>(da.data(), n, n),
                                                dw.data(), frugal::matrix_view<float>(dq.data(), n, n), w),

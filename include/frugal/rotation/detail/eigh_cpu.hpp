@@ -68,10 +68,11 @@ inline int eigh_block_size(cpu_t, std::int64_t n, int requested) {
   return n <= 256 ? 16 : 32;
 }
 
-//! Fully diagonalises the b2 x b2 subproblem s (row-major, f64) by cyclic Jacobi in round-robin order with the
-//! threshold test; js accumulates the rotations (s_final = js^T s_initial js). Returns the number of rotations.
-//! Each round computes all b2/2 angles first, then applies every row rotation, then every column rotation, then
-//! sets the rotated pairs' entries exactly (the same order as the CUDA kernel).
+//! Runs up to max_inner sweeps of cyclic Jacobi in round-robin order with the threshold test on the b2 x b2
+//! subproblem s (row-major, f64), stopping after a sweep without rotation; js accumulates the rotations
+//! (s_final = js^T s_initial js). Returns the number of rotations. Each round computes all b2/2 angles from the
+//! same s, then updates s by 2 x 2 blocks (jacobi_block_update) and js by column pairs — the order of the CUDA
+//! kernel, where a round is these two phases between two barriers.
 inline std::int64_t jacobi_subproblem(double* s, double* js, int b2, double tol, double floor_, int max_inner) {
   for (int i = 0; i < b2 * b2; ++i) js[i] = 0;
   for (int i = 0; i < b2; ++i) js[i * b2 + i] = 1;
@@ -84,6 +85,7 @@ inline std::int64_t jacobi_subproblem(double* s, double* js, int b2, double tol,
   for (int sweep = 0; sweep < max_inner; ++sweep) {
     std::int64_t count = 0;
     for (int r = 0; r < b2 - 1; ++r) {
+      int in_round = 0;
       for (int k = 0; k < half; ++k) {
         int p, q;
         round_robin_pair(b2, r, k, p, q);
@@ -95,42 +97,33 @@ inline std::int64_t jacobi_subproblem(double* s, double* js, int b2, double tol,
           const double t = jacobi_rotation(app, aqq, apq, cc[k], ss[k]);
           dp[k] = app - t * apq;
           dq[k] = aqq + t * apq;
-          ++count;
+          ++in_round;
         }
       }
-      for (int k = 0; k < half; ++k) {  // rows: A <- J^T A
-        if (!on[k]) continue;
-        double* rp = s + pp[k] * b2;
-        double* rq = s + qq[k] * b2;
-        const double c = cc[k], sn = ss[k];
-        for (int j = 0; j < b2; ++j) {
-          const double x = rp[j], y = rq[j];
-          rp[j] = c * x - sn * y;
-          rq[j] = sn * x + c * y;
+      if (in_round == 0) continue;
+      count += in_round;
+      for (int k1 = 0; k1 < half; ++k1)
+        for (int k2 = 0; k2 < half; ++k2) {
+          if (!on[k1] && !on[k2]) continue;
+          if (k1 == k2) {
+            const int p = pp[k1], q = qq[k1];
+            s[p * b2 + p] = dp[k1];
+            s[q * b2 + q] = dq[k1];
+            s[p * b2 + q] = 0;
+            s[q * b2 + p] = 0;
+            continue;
+          }
+          jacobi_block_update(s, b2, pp[k1], qq[k1], pp[k2], qq[k2], on[k1], cc[k1], ss[k1], on[k2], cc[k2], ss[k2]);
         }
-      }
-      for (int i = 0; i < b2; ++i) {  // columns: A <- A J, V <- V J
-        double* si = s + i * b2;
+      for (int i = 0; i < b2; ++i) {  // J <- J R
         double* ji = js + i * b2;
         for (int k = 0; k < half; ++k) {
           if (!on[k]) continue;
           const int p = pp[k], q = qq[k];
-          const double c = cc[k], sn = ss[k];
-          const double x = si[p], y = si[q];
-          si[p] = c * x - sn * y;
-          si[q] = sn * x + c * y;
           const double u = ji[p], v = ji[q];
-          ji[p] = c * u - sn * v;
-          ji[q] = sn * u + c * v;
+          ji[p] = cc[k] * u - ss[k] * v;
+          ji[q] = ss[k] * u + cc[k] * v;
         }
-      }
-      for (int k = 0; k < half; ++k) {
-        if (!on[k]) continue;
-        const int p = pp[k], q = qq[k];
-        s[p * b2 + q] = 0;
-        s[q * b2 + p] = 0;
-        s[p * b2 + p] = dp[k];
-        s[q * b2 + q] = dq[k];
       }
     }
     total += count;

@@ -6,7 +6,8 @@
 //   eigh_scan_kernel / eigh_scan_final_kernel   input checks and ||A||_F (deterministic two-level reduction)
 //   eigh_init_kernel                            working copy (A + Aᵀ)/2, zero padded; Vᵀ = I
 //   per step of a sweep:
-//     eigh_pair_kernel<B2>    one block per pair P: one scalar Jacobi sweep (f64, shared memory) on A[P, P],
+//     eigh_pair_kernel<B2>    one block per pair P: one scalar Jacobi sweep (f64, shared memory) on A[P, P] —
+//                             per round: the B2/2 angles, a barrier, S <- Rᵀ S R by 2 x 2 blocks and J <- J R, a barrier —
 //                             one Newton–Schulz re-orthogonalisation of J_P, writes A[P, P] and J_P (in T)
 //     eigh_update_kernel<B2>  one block per upper tile A[P, Q] (P < Q): J_Pᵀ A[P, Q] J_Q, mirrored into A[Q, P];
 //                             and one block per tile of Vᵀ: Vᵀ[P, cols] <- J_Pᵀ Vᵀ[P, cols]
@@ -171,37 +172,31 @@ __global__ void __launch_bounds__(eigh_threads) eigh_pair_kernel(T* __restrict a
       const int n_on = __syncthreads_count(mine);
       in_sweep += n_on;
       if (n_on == 0) continue;
-      for (int e = tid; e < H * B2; e += eigh_threads) {  // rows: A <- Jᵀ A
-        const int k = e / B2, j = e % B2;
-        if (!on[k]) continue;
-        double* rp = S + pp[k] * LD;
-        double* rq = S + qq[k] * LD;
-        const double x = rp[j], y = rq[j], c = cs[k], s = sn[k];
-        rp[j] = c * x - s * y;
-        rq[j] = s * x + c * y;
-      }
-      __syncthreads();
-      for (int e = tid; e < H * B2; e += eigh_threads) {  // columns: A <- A J, J <- J R
-        const int k = e / B2, i = e % B2;
-        if (!on[k]) continue;
-        const int p = pp[k], q = qq[k];
-        const double c = cs[k], s = sn[k];
-        double* si = S + i * LD;
-        double* ji = J + i * LD;
-        const double x = si[p], y = si[q];
-        si[p] = c * x - s * y;
-        si[q] = s * x + c * y;
-        const double u = ji[p], v = ji[q];
-        ji[p] = c * u - s * v;
-        ji[q] = s * u + c * v;
-      }
-      __syncthreads();
-      if (tid < H && on[tid]) {
-        const int p = pp[tid], q = qq[tid];
-        S[p * LD + q] = 0.0;
-        S[q * LD + p] = 0.0;
-        S[p * LD + p] = dp[tid];
-        S[q * LD + q] = dq[tid];
+      // S <- Rᵀ S R by 2 x 2 blocks (rows of pair k1, columns of pair k2), J <- J R by column pairs: one phase
+      for (int e = tid; e < H * H + B2 * H; e += eigh_threads) {
+        if (e < H * H) {
+          const int k1 = e / H, k2 = e % H;
+          if (!on[k1] && !on[k2]) continue;
+          if (k1 == k2) {
+            const int p = pp[k1], q = qq[k1];
+            S[p * LD + p] = dp[k1];
+            S[q * LD + q] = dq[k1];
+            S[p * LD + q] = 0.0;
+            S[q * LD + p] = 0.0;
+            continue;
+          }
+          jacobi_block_update(S, LD, pp[k1], qq[k1], pp[k2], qq[k2], on[k1] != 0, cs[k1], sn[k1], on[k2] != 0, cs[k2],
+                              sn[k2]);
+        } else {
+          const int e2 = e - H * H, k = e2 / B2, i = e2 % B2;
+          if (!on[k]) continue;
+          const int p = pp[k], q = qq[k];
+          const double c = cs[k], s = sn[k];
+          double* ji = J + i * LD;
+          const double u = ji[p], v = ji[q];
+          ji[p] = c * u - s * v;
+          ji[q] = s * u + c * v;
+        }
       }
       __syncthreads();
     }

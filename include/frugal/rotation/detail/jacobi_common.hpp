@@ -55,19 +55,57 @@ FRUGAL_HOST_DEVICE inline bool jacobi_needs_rotation(double app, double aqq, dou
 }
 
 //! The symmetric Schur rotation (Golub & Van Loan, Alg. 8.5.1): J = [[c, s], [-s, c]] at (p, q) such that
-//! (J^T A J)_pq = 0. Returns t = tan(theta); the new diagonal is a_pp - t a_pq, a_qq + t a_pq.
+//! (J^T A J)_pq = 0. Returns t = tan(angle); the new diagonal is a_pp - t a_pq, a_qq + t a_pq.
+//! With d = a_qq - a_pp and e = 2 a_pq: t = sign(d) e / (|d| + sqrt(d² + e²)) (the smaller root of
+//! t² + 2 (d/e) t - 1 = 0), c = 1/sqrt(1 + t²), s = t c — one sqrt, one division and one reciprocal square root on
+//! the critical path of a Jacobi round; the textbook form through θ = d/e is used where d² + e² could over- or
+//! underflow.
 FRUGAL_HOST_DEVICE inline double jacobi_rotation(double app, double aqq, double apq, double& c, double& s) {
-  const double theta = (aqq - app) / (2.0 * apq);
+  const double d = aqq - app, e = 2.0 * apq;
+  const double ad = fabs(d), ae = fabs(e);
   double t;
-  if (fabs(theta) > 1e150) {
-    t = 0.5 / theta;  // theta^2 would overflow; t ~ 1/(2 theta)
+  if (ad < 1e150 && ae < 1e150 && ae > 1e-150) {
+    t = e / (ad + sqrt(d * d + e * e));
+    if (d < 0) t = -t;
   } else {
-    t = 1.0 / (fabs(theta) + sqrt(1.0 + theta * theta));
-    if (theta < 0) t = -t;
+    const double theta = d / e;
+    if (fabs(theta) > 1e150) {
+      t = 0.5 / theta;  // theta^2 would overflow; t ~ 1/(2 theta)
+    } else {
+      t = 1.0 / (fabs(theta) + sqrt(1.0 + theta * theta));
+      if (theta < 0) t = -t;
+    }
   }
+#if defined(__CUDA_ARCH__)
+  c = rsqrt(1.0 + t * t);
+#else
   c = 1.0 / sqrt(1.0 + t * t);
+#endif
   s = t * c;
   return t;
+}
+
+//! One round of the subproblem solve, for the 2 x 2 block (rows of pair k1, columns of pair k2) of S:
+//! B <- G_k1ᵀ B G_k2 with G = [[c, s], [-s, c]] (identity for a pair that does not rotate); the diagonal block
+//! of a rotated pair is set to diag(dp, dq) exactly. Rows first, then columns — the per-element arithmetic of
+//! applying all row rotations and then all column rotations, so one pass over the blocks does a whole round.
+FRUGAL_HOST_DEVICE inline void jacobi_block_update(double* s, int ld, int p1, int q1, int p2, int q2, bool on1,
+                                                   double c1, double s1, bool on2, double c2, double s2) {
+  double b00 = s[p1 * ld + p2], b01 = s[p1 * ld + q2], b10 = s[q1 * ld + p2], b11 = s[q1 * ld + q2];
+  if (on1) {
+    const double t00 = c1 * b00 - s1 * b10, t10 = s1 * b00 + c1 * b10;
+    const double t01 = c1 * b01 - s1 * b11, t11 = s1 * b01 + c1 * b11;
+    b00 = t00, b10 = t10, b01 = t01, b11 = t11;
+  }
+  if (on2) {
+    const double u00 = c2 * b00 - s2 * b01, u01 = s2 * b00 + c2 * b01;
+    const double u10 = c2 * b10 - s2 * b11, u11 = s2 * b10 + c2 * b11;
+    b00 = u00, b01 = u01, b10 = u10, b11 = u11;
+  }
+  s[p1 * ld + p2] = b00;
+  s[p1 * ld + q2] = b01;
+  s[q1 * ld + p2] = b10;
+  s[q1 * ld + q2] = b11;
 }
 
 //! Shape of one block Jacobi problem: n padded to a multiple of B2 = 2*b, m = n_pad / b blocks (even), m/2 pairs.
