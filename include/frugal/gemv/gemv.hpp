@@ -26,16 +26,20 @@
 //   that dropped a channel count as 0), so correlated masks cost little and independent masks at b = 16 read
 //   almost all of W; the explicit-list form loads each row's channels separately (traffic = sum of nnz).
 //
-// Algorithm (CUDA, sm_90): a grid of (batch tiles of <= 4 rows) x (splits of K) x (tiles of N columns, 64 for
-// 16-bit and 32 for f32). A block stages up to 1024 candidate channels of its K slice: reads x, evaluates the
-// keep rule, and compacts the kept channel ids and their values into shared memory (block prefix scan). Each warp
-// then streams the kept weight rows with 16-byte loads (8 threads cover a 128-byte row segment, 4 rows per warp,
-// 8 independent loads in flight per thread), accumulating in f32 registers. The K splits of one column tile form
-// a thread-block cluster; their f32 partials are summed through distributed shared memory in a fixed order
-// (deterministic, no atomics), and bias / accumulate are applied in f32 before one rounding to the output type.
+// Algorithm (CUDA, sm_90): a grid of (batch tiles of <= 4 rows) x (splits of K) x (tiles of N columns). A warp
+// row covers a contiguous weight-row segment of 128, 256 or 512 bytes (16 bytes per thread); 256 threads per block
+// process 8..32 channels side by side. Sparse forms first stage up to 1024 candidate channels of the block's K slice:
+// read x, evaluate the keep rule, compact the kept channel ids and their values into shared memory (block prefix
+// scan). Then every thread issues up to 16 independent 16-byte loads of kept weight rows before consuming them,
+// accumulating in f32 registers (dense input goes the same way, keeping every channel). The K splits of one
+// column tile form a thread-block cluster; their f32 partials are summed through distributed shared memory in a
+// fixed order (deterministic, no atomics), and bias / accumulate are applied in f32 before one rounding to T. The
+// launch shape (segment width, power-of-two splits) aims at 1..1.75 blocks per SM in one wave (H100 tuning,
+// docs/gemv.md).
 // Without clusters (pre-sm_90) the partials go through the workspace and a second small kernel sums them.
-// CPU: threads over column ranges of N; per 512-column block, kept channels are staged 256 at a time and
-// accumulated 4 weight rows per pass (axpy, auto-vectorised f32/f64 loops; f16/bf16 rows converted in blocks).
+// CPU: threads over column ranges of N; per column block (up to 8192 columns / batch rows: long row streams),
+// kept channels are staged 256 at a time and accumulated 4 weight rows per pass (axpy; auto-vectorised f32/f64
+// loops; f16/bf16 rows converted to f32 512 at a time, branch-free).
 //
 // Precision: products and sums in f32 (f64 for double), output rounded once to T. Summation order differs between
 // CPU and CUDA, so results agree to a few units of T's rounding (plus f32 summation error over K).

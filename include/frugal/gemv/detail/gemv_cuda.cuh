@@ -2,17 +2,18 @@
 //
 // One kernel, gemv_kernel<C, BT>, for all input forms (dense, masked, threshold/top-k, explicit lists), batch tiles
 // of BT in {1, 2, 4} rows. Grid (batch tiles, K splits, column tiles); 256 threads per block.
-//  1. Staging: the block's slice of K (or of the tile's concatenated entry lists) is walked `stage` = 1024
-//     candidates at a time. Each thread evaluates 4 consecutive candidates for all BT rows (keep rule, values as
-//     f32); a block exclusive scan (cub::BlockScan) compacts the kept ones into shared memory: channel ids and a
-//     [BT, stage] value table (0 where a row dropped the channel). Dense input skips the scan.
-//  2. Streaming: thread (g = tid / 8, t = tid % 8) owns 16 bytes of the tile's columns (tile = 8 x 16 bytes: 64
-//     columns for 16-bit, 32 for f32) and the kept channels g, g + 32, g + 64, ...; it issues 8 independent
-//     16-byte non-caching loads of weight rows before using them, and accumulates BT x 8 (or 4) f32 sums.
-//  3. Reduction: warp shuffles (the 4 channel groups of a warp), then shared memory (8 warps), then across the
-//     K splits of the tile — on sm_90 the splits are one thread-block cluster and block `rank` sums slice `rank`
-//     of the tile over all splits' shared memory (DSMEM) in split order; before sm_90 the partials go to the
-//     workspace and gemv_reduce_kernel sums them. Fixed order everywhere: results are bitwise reproducible.
+//  1. Staging (every form; dense input keeps every channel): the block's slice of K (or of the tile's concatenated entry
+//     lists) is walked `stage` = 1024 candidates at a time. Each thread evaluates 4 consecutive candidates for all
+//     BT rows (keep rule, values as f32); a block exclusive scan (cub::BlockScan) compacts the kept ones into
+//     shared memory: channel ids and a [BT, stage] value table (0 where a row dropped the channel).
+//  2. Streaming: thread (g = tid / tpr, t = tid % tpr) owns 16 bytes of the tile's columns; tpr = 8, 16 or 32
+//     threads cover a 128/256/512-byte segment of a weight row, 256/tpr channels go side by side. Each thread
+//     issues 16 (BT = 1) or 8 independent 16-byte L1-bypassing loads of kept rows before consuming them and
+//     accumulates BT x (16 / sizeof(T)) f32 sums.
+//  3. Reduction: warp shuffles (groups of a warp that share columns), a fixed tree over the 8 warps in shared
+//     memory, then across the K splits of the tile — on sm_90 the splits are one thread-block cluster and block
+//     `rank` sums slice `rank` of the tile over all splits' shared memory (DSMEM) in split order; before sm_90 the
+//     partials go to the workspace and gemv_reduce_kernel sums them. Fixed order everywhere: bitwise reproducible.
 //  4. Epilogue in f32: + bias, + y (accumulate), one rounding to the output type.
 // No allocation, no synchronisation (except the documented `checked` validation), graph-capturable.
 #pragma once
@@ -183,54 +184,36 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
 #pragma unroll
     for (int v = 0; v < vec; ++v) acc[r][v] = 0.f;
 
-  // Streams `cnt` channels: channel(i) gives the weight row, value(r, i) the input of row r. With `early`, the
-  // values are read together with the weights (global x: both latencies overlap) instead of after them (smem).
-  auto stream = [&](int cnt, auto channel, auto value, auto early) {
+  // Streams the `cnt` staged channels: 16 (BT = 1) or 8 weight-row loads in flight per thread, then the FMAs.
+  auto stream = [&](int cnt) {
     if (nvalid == 0) return;
     for (int i = g; i < cnt; i += groups * unroll) {
       uint4 wv[unroll];
-      float xs[decltype(early)::value ? unroll : 1][BT];
 #pragma unroll
       for (int u = 0; u < unroll; ++u) {
         const int ii = i + u * groups;
-        if (ii < cnt) {
-          wv[u] = gemv_load_w(wcol + static_cast<std::int64_t>(channel(ii)) * a.ldw, nvalid);
-          if constexpr (decltype(early)::value) {
-#pragma unroll
-            for (int r = 0; r < BT; ++r) xs[u][r] = value(r, ii);
-          }
-        }
+        if (ii < cnt) wv[u] = gemv_load_w(wcol + static_cast<std::int64_t>(s_ids[ii]) * a.ldw, nvalid);
       }
 #pragma unroll
       for (int u = 0; u < unroll; ++u) {
         const int ii = i + u * groups;
         if (ii < cnt) {
-          float xv[BT];
-#pragma unroll
-          for (int r = 0; r < BT; ++r) {
-            if constexpr (decltype(early)::value)
-              xv[r] = xs[u][r];
-            else
-              xv[r] = value(r, ii);
-          }
           float wf[vec];
           gemv_unpack(wv[u], wf, static_cast<const C*>(nullptr));
 #pragma unroll
-          for (int r = 0; r < BT; ++r)
+          for (int r = 0; r < BT; ++r) {
+            const float xv = s_vals[r * cfg::stage + ii];
 #pragma unroll
-            for (int q = 0; q < vec; ++q) acc[r][q] = fmaf(xv[r], wf[q], acc[r][q]);
+            for (int q = 0; q < vec; ++q) acc[r][q] = fmaf(xv, wf[q], acc[r][q]);
+          }
         }
       }
     }
   };
 
-  if (dense && BT <= 2) {
-    // Dense input, small batch: no staging; x is loaded next to the weights (L1 broadcast), no dependency chain.
-    const C* xb = a.x + r0 * a.ldx + begin;
-    stream(
-        static_cast<int>(end - begin), [&](int i) { return begin + i; },
-        [&](int r, int i) { return r < nr ? load_f(xb[r * a.ldx + i]) : 0.f; }, std::true_type{});
-  } else {
+  // Every form goes through staging (dense input keeps every channel): measured on H100, this beats loading x
+  // next to the weights in the streaming loop for 14 of 16 dense shapes (docs/gemv.md).
+  {
     float thr[BT];  // threshold mode: per-row keep bounds
 #pragma unroll
     for (int r = 0; r < BT; ++r) thr[r] = (a.t_rows && r < nr) ? a.t_rows[r0 + r] : a.t_all;
@@ -292,9 +275,7 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
         }
       }
       __syncthreads();
-      stream(
-          cnt, [&](int i) { return s_ids[i]; }, [&](int r, int i) { return s_vals[r * cfg::stage + i]; },
-          std::false_type{});
+      stream(cnt);
       __syncthreads();
     }
   }
@@ -450,23 +431,26 @@ gemv_kernel_info gemv_kernel_facts() {
   return info;
 }
 
-//! Launch shape: threads per row segment (tile width) and K splits. Measured on H100 (docs/gemv.md): about 1.5
-//! blocks per SM in one wave is best, with the widest segment (longest DRAM bursts) that still gives >= 0.75 blocks
-//! per SM. Each split keeps >= 256 channels of K. `want_*` (non-zero) pin either choice.
+//! Launch shape: threads per row segment (tile width) and K splits (cluster size). From the H100 tuning runs
+//! (docs/gemv.md): 1 to 1.75 blocks per SM in one wave is best; power-of-two cluster sizes pack into the GPCs
+//! (clusters of 5 left a partial second wave); wider segments (longer DRAM bursts) are preferred as long as they
+//! still give >= 0.75 blocks per SM. Each split keeps >= 128 channels of K. `want_*` (non-zero) pin either choice.
 inline void gemv_pick_shape(std::int64_t N, std::int64_t K, std::int64_t btiles, int vec, int sms, int resident,
                             int want_tpr, int want_splits, int& tpr_out, int& splits_out) {
-  const std::int64_t target = std::min<std::int64_t>(3 * static_cast<std::int64_t>(sms) / 2, resident);
-  const int max_sp = want_splits ? want_splits
-                                 : static_cast<int>(std::clamp<std::int64_t>(K / 256, 1, gemv_cuda_cfg::max_splits));
+  const std::int64_t target = std::min<std::int64_t>(7 * static_cast<std::int64_t>(sms) / 4, resident);
+  const std::int64_t max_sp = std::clamp<std::int64_t>(K / 128, 1, gemv_cuda_cfg::max_splits);
   for (int tpr : {32, 16, 8}) {
     if (want_tpr && tpr != want_tpr) continue;
     const std::int64_t tiles = btiles * ((N + tpr * vec - 1) / (tpr * vec));
-    int sp = want_splits ? want_splits
-                         : static_cast<int>(std::clamp<std::int64_t>((target + tiles - 1) / tiles, 1, max_sp));
-    while (!want_splits && sp > 1 && tiles * sp > resident) --sp;  // stay in one wave
+    int sp = 1;
+    if (want_splits) {
+      sp = want_splits;
+    } else {
+      while (sp * 2 <= max_sp && tiles * sp * 2 <= target) sp *= 2;
+    }
     tpr_out = tpr;
     splits_out = sp;
-    if (want_tpr || tiles * sp >= target / 2) return;
+    if (want_tpr || tiles * sp >= 3 * static_cast<std::int64_t>(sms) / 4) return;
   }
 }
 
