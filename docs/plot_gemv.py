@@ -174,6 +174,23 @@ def tables_cuda(r):
               f"{r[f32[3]][0]:.1f} (**{base / r[f32[3]][0]:.2f}x**) |")
 
 
+def tables_tuning(r):
+    print("\n#### Launch-shape tuning, bf16, b = 1 (median µs; gemv_options::segment_bytes / splits pinned)\n")
+    print("| N×K | variant | cuBLAS | auto (run) | 128 B sp2 | sp4 | sp8 | 256 B sp2 | sp4 | sp8 | 512 B sp2 | sp4 | sp8 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for shape in ["4096x4096", "14336x4096", "4096x11008", "1600x6400", "4800x1600"]:
+        for var, auto in [("dense", "thresh_s0"), ("thresh_s50", "thresh_s50")]:
+            cells = []
+            for seg in [128, 256, 512]:
+                for sp in [2, 4, 8]:
+                    k = ("cuda", "bf16", shape, f"{var}_sp{sp}_seg{seg}")
+                    cells.append(f"{r[k][0]:.1f}" if k in r else "–")
+            best = min(float(c) for c in cells if c != "–")
+            cells = [f"**{c}**" if c != "–" and float(c) == best else c for c in cells]
+            a = r.get(("cuda", "bf16", shape, auto), (float("nan"),))[0]
+            print(f"| {shape} | {var} | {baseline(r, 'cuda', 'bf16', shape):.1f} | {a:.1f} | " + " | ".join(cells) + " |")
+
+
 def tables_cpu(r):
     print("\n#### CPU f32, b = 1 (median ms; speedup vs the faster OpenBLAS call; GB/s on bytes touched)\n")
     print("| N×K | OpenBLAS ms | dense | thresh s=.25 | s=.5 | s=.75 | s=.9 | list s=.5 | topk s=.5 |")
@@ -202,6 +219,7 @@ def main():
         plot_cuda(r, ctx)
         if tables:
             tables_cuda(r)
+            tables_tuning(r)
     if os.path.exists(cpu_json):
         r, ctx = load(cpu_json)
         plot_cpu(r, ctx)

@@ -45,15 +45,16 @@
 // CPU and CUDA, so results agree to a few units of T's rounding (plus f32 summation error over K).
 //
 // Checks (frugal::error, before anything is written): shapes (x [b, K], w [K, N], y [b, N], sparse rows/cap),
-// y overlapping x or w, CUDA vector path: w.data 16-byte aligned and w.ld * sizeof(T) a multiple of 16 bytes.
+// y overlapping x, w, bias or the sparse values, NaN thresholds (where the host can read them), CUDA vector path: w.data 16-byte aligned and w.ld * sizeof(T) a multiple of 16 bytes.
 // Explicit lists: on the CPU, nnz in [0, min(cap, K)] and indices in [0, K) are always checked (O(sum nnz));
 // duplicate indices only with gemv_options::checked (one bitmap of K bits per call). On CUDA nnz lives in device
 // memory: unchecked calls clamp nnz to [0, cap] and skip indices outside [0, K) (memory-safe, no error);
 // `checked` runs a validation kernel first and synchronises the stream to read its verdict (one extra kernel and
-// a host round trip, a few tens of microseconds; not allowed inside CUDA Graph capture).
+// a device-to-host copy; not benchmarked; not allowed inside CUDA Graph capture).
 //
 // Workspace: gemv_workspace_bytes covers every form and both reductions. On sm_90 the unchecked, non-top-k forms
-// take none (workspace{} is fine); top-k takes b floats plus topk_workspace_bytes; `checked` takes 16 bytes.
+// take none (workspace{} is fine); top-k takes b floats plus topk_workspace_bytes; `checked` takes 32 bytes; the
+// pre-sm_90 reduction takes splits * b * N floats (given no workspace at all, it runs with one split instead).
 #pragma once
 
 #include <algorithm>
