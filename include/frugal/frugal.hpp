@@ -11,3 +11,4 @@
 #include "core/workspace.hpp"
 
 #include "sparsify/topk.hpp"
+#include "gemv/gemv.hpp"
