@@ -54,7 +54,7 @@ TEST_CASE("patch_merge (cuda) equals the CPU on random streams: empty docs, leng
   for (int max_n : {2, 3, 4}) {
     std::vector<std::pair<std::int32_t, std::vector<std::int32_t>>> patches;
     std::set<std::vector<std::int32_t>> seen;
-    while (patches.size() < 50) {
+    for (int attempt = 0; patches.size() < 40 && attempt < 4000; ++attempt) {  // 6^2 = 36 bigrams: bounded
       std::vector<std::int32_t> p(static_cast<std::size_t>(2 + rng() % static_cast<unsigned>(max_n - 1)));
       for (auto& x : p) x = static_cast<std::int32_t>(rng() % 6);
       if (seen.insert(p).second) patches.emplace_back(static_cast<std::int32_t>(900 - patches.size()), p);

@@ -96,9 +96,6 @@ class gpt2_tokenizer {
   std::vector<std::vector<std::int32_t>> encode_batch(cpu_t tag, std::span<const std::string_view> texts) const {
     check_loaded("encode_batch");
     std::vector<std::vector<std::int32_t>> out(texts.size());
-    std::int64_t total = 0;
-    for (const auto t : texts) total += static_cast<std::int64_t>(t.size());
-    // Chunks of roughly equal bytes: parallel_for splits by count, so use a fine grain over texts.
     detail::parallel_for(tag, static_cast<std::int64_t>(texts.size()), 1, [&](std::int64_t b, std::int64_t e) {
       detail::bpe_scratch s(*m_);
       for (std::int64_t i = b; i < e; ++i) {
@@ -107,7 +104,6 @@ class gpt2_tokenizer {
         detail::bpe_encode(*m_, texts[static_cast<std::size_t>(i)], o, s);
       }
     });
-    (void)total;
     return out;
   }
 
