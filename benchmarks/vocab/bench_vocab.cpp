@@ -68,7 +68,7 @@ void encode_batch(benchmark::State& st, std::string corpus, bool patch) {
 }
 
 //! Build on the training split, measure tokens on the held-out split (documents encoded one by one).
-void build_and_saving(benchmark::State& st, int m, int max_n, bool overlap_aware) {
+void build_and_saving(benchmark::State& st, int m, int max_n, bool overlap_aware, bool keep_containing = false) {
   if (!inputs_ok(st, "manpages-train") || !inputs_ok(st, "manpages-test")) return;
   const auto& tok = *vocab_bench::gpt2();
   const auto train = vocab_bench::split_docs(vocab_bench::text("manpages-train"));
@@ -77,6 +77,7 @@ void build_and_saving(benchmark::State& st, int m, int max_n, bool overlap_aware
   o.num_patches = m;
   o.max_n = max_n;
   o.overlap_aware = overlap_aware;
+  o.keep_containing = keep_containing;
   frugal::patch_vocab pv;
   for (auto _ : st) pv = frugal::patch_vocab::build(frugal::cpu, tok, train, o);
   const frugal::patch_tokenizer pt(tok, pv);
@@ -109,6 +110,8 @@ BENCHMARK_CAPTURE(build_and_saving, "patch_build/cpu/gpt2/manpages/m10000_n4_ove
 BENCHMARK_CAPTURE(build_and_saving, "patch_build/cpu/gpt2/manpages/m10000_n3_overlap", 10000, 3, true)
     ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 BENCHMARK_CAPTURE(build_and_saving, "patch_build/cpu/gpt2/manpages/m10000_n4_naive", 10000, 4, false)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
+BENCHMARK_CAPTURE(build_and_saving, "patch_build/cpu/gpt2/manpages/m10000_n4_keep_containing", 10000, 4, true, true)
     ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 BENCHMARK_CAPTURE(build_and_saving, "patch_build/cpu/gpt2/manpages/m2000_n4_overlap", 2000, 4, true)
     ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);

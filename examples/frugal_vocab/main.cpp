@@ -1,6 +1,6 @@
 // frugal-vocab — GPT-2 BPE and AdaptiVocab patch vocabularies from the command line.
 //
-//   frugal-vocab build   --corpus FILE [-m 10000] [--max-n 4] [--min-freq 2] [--naive] [-o patch.json]
+//   frugal-vocab build   --corpus FILE [-m 10000] [--max-n 4] [--min-freq 2] [--naive | --keep-containing] [-o ...]
 //   frugal-vocab encode  [--patch patch.json] [--text STR | FILE | -]        ids on stdout, one line
 //   frugal-vocab decode  [--patch patch.json] [IDS... | -]                    bytes on stdout
 //   frugal-vocab stats   [--patch patch.json] --corpus FILE                   tokens base vs patched, MB/s
@@ -40,11 +40,11 @@ struct args {
 [[noreturn]] void usage(const char* msg = nullptr) {
   if (msg) std::cerr << "frugal-vocab: " << msg << "\n\n";
   std::cerr << "usage:\n"
-               "  frugal-vocab build   --corpus FILE [-m 10000] [--max-n 4] [--min-freq 2] [--naive] [-o patch.json]\n"
+               "  frugal-vocab build   --corpus FILE [-m 10000] [--max-n 4] [--min-freq 2] [--naive | --keep-containing] [-o patch.json]\n"
                "  frugal-vocab encode  [--patch patch.json] [--text STR | FILE | -]\n"
                "  frugal-vocab decode  [--patch patch.json] [IDS... | -]\n"
                "  frugal-vocab stats   [--patch patch.json] --corpus FILE\n"
-               "  frugal-vocab measure --train FILE --test FILE [-m 10000] [--max-n 4] [--naive] [-o patch.json]\n"
+               "  frugal-vocab measure --train FILE --test FILE [-m 10000] [--max-n 4] [--naive | --keep-containing] [-o patch.json]\n"
                "options: --gpt2-dir DIR  --threads N  --separator STR (default \"<|endoftext|>\")\n";
   std::exit(2);
 }
@@ -53,7 +53,7 @@ args parse(int argc, char** argv) {
   if (argc < 2) usage();
   args a;
   a.cmd = argv[1];
-  static const char* flags[] = {"--naive"};
+  static const char* flags[] = {"--naive", "--keep-containing"};
   for (int i = 2; i < argc; ++i) {
     std::string s = argv[i];
     if (s == "-") {
@@ -133,10 +133,12 @@ frugal::patch_vocab build(const args& a, const frugal::gpt2_tokenizer& base, con
   o.max_n = std::atoi(a.get("--max-n", "4").c_str());
   o.min_freq = std::atoll(a.get("--min-freq", "2").c_str());
   o.overlap_aware = !a.has("--naive");
+  o.keep_containing = a.has("--keep-containing");
   progress_bar bar;
   o.progress = [&](std::string_view s, double f) { bar(s, f); };
   std::cerr << "frugal-vocab: building " << o.num_patches << " patch tokens (n <= " << o.max_n << ", "
-            << (o.overlap_aware ? "overlap-aware" : "naive top-m") << ") from " << docs.size() << " documents, "
+            << (!o.overlap_aware ? "naive top-m" : o.keep_containing ? "overlap-aware, keep containing" : "overlap-aware")
+            << ") from " << docs.size() << " documents, "
             << corpus.size() << " bytes\n";
   auto pv = frugal::patch_vocab::build(cpu_of(a), base, docs, o);
   bar.done();
@@ -247,7 +249,8 @@ int run(const args& a) {
     const auto t0 = std::chrono::steady_clock::now();
     auto pv = build(a, base, a.get("--train"));
     std::printf("build             %d patches, n <= %d, %s, %.2f s wall (%d threads)\n", pv.size(), pv.max_n(),
-                a.has("--naive") ? "naive top-m" : "overlap-aware", seconds_since(t0), cpu_of(a).num_threads());
+                a.has("--naive") ? "naive top-m" : a.has("--keep-containing") ? "overlap-aware, keep containing" : "overlap-aware",
+                seconds_since(t0), cpu_of(a).num_threads());
     const frugal::patch_tokenizer pt(base, std::move(pv));
     stats(a, base, &pt, a.get("--test"));
     return 0;

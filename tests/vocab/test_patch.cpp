@@ -169,6 +169,29 @@ TEST_CASE("patch_vocab: builder on synthetic documents — sizes, replaced ids, 
   }
 }
 
+TEST_CASE("patch_vocab: keep_containing keeps longer n-grams that contain a chosen one") {
+  VOCAB_REQUIRE_GPT2();
+  const auto& tok = *vocab_test::gpt2();
+  std::vector<std::string> docs(100, "the special");
+  for (int i = 0; i < 20; ++i) docs.push_back("the special relativity");
+  frugal::patch_vocab_options o;
+  o.num_patches = 2;
+  o.max_n = 3;
+  const auto paper = patch_vocab::build(frugal::cpu, tok, views(docs), o);
+  o.keep_containing = true;
+  const auto keep = patch_vocab::build(frugal::cpu, tok, views(docs), o);
+  // "the special" (freq 120 x 2) wins first in both; the paper's rule then zeroes "the special relativity".
+  REQUIRE(paper.size() >= 1);
+  CHECK(paper.patches()[0].pieces.size() == 2);
+  for (const auto& p : paper.patches()) CHECK(p.pieces.size() == 2);
+  REQUIRE(keep.size() == 2);
+  CHECK(keep.patches()[1].pieces.size() == 3);
+  CHECK(keep.patches()[1].freq == 20);
+  const patch_tokenizer pt(tok, keep);
+  CHECK(pt.encode("the special relativity").size() == 1);
+  CHECK(pt.decode(pt.encode("the special relativity the special")) == "the special relativity the special");
+}
+
 TEST_CASE("patch_vocab: builder errors (empty corpus, m too large, bad max_n)") {
   VOCAB_REQUIRE_GPT2();
   const auto& tok = *vocab_test::gpt2();
