@@ -3,7 +3,7 @@
 # (The CUDA Toolkit is optional and not a Debian package here; without nvcc only the CPU path builds.)
 set -euo pipefail
 pkgs=(cmake ninja-build g++ pkg-config doctest-dev libbenchmark-dev nlohmann-json3-dev libpcre2-dev
-      libopenblas-dev liblapacke-dev python3-matplotlib clang libclang-rt-14-dev npm)
+      libopenblas-dev liblapacke-dev python3-matplotlib clang libclang-rt-14-dev manpages manpages-dev groff-base npm)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
