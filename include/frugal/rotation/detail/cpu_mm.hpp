@@ -12,40 +12,68 @@ FRUGAL_NAMESPACE_BEGIN
 namespace detail {
 
 //! out[i][j] (+)= sum_{k < kk} L(i, k) * r[k * ldr + j] for i < mi, j < nc, with L(i, k) = l[i * ls_i + k * ls_k].
-//! Accumulators are T; 4 x 16 register blocks, scalar edges.
+//! Accumulators are T. Scalar reference form (used for edges, and for whole products where the vector form below
+//! is not compiled).
 template <bool Accumulate, class T>
-FRUGAL_FORCEINLINE void cpu_mm_body(const T* __restrict l, std::int64_t ls_i, std::int64_t ls_k, const T* __restrict r,
-                                    std::int64_t ldr, T* __restrict out, std::int64_t ldo, int mi, int nc, int kk) {
-  constexpr int R = 4, W = 16;
-  const int mi4 = mi / R * R, nc16 = nc / W * W;
-  for (int i0 = 0; i0 < mi4; i0 += R) {
-    for (int j0 = 0; j0 < nc16; j0 += W) {
-      T acc[R][W];
-      for (int ii = 0; ii < R; ++ii)
-        for (int jj = 0; jj < W; ++jj) acc[ii][jj] = Accumulate ? out[(i0 + ii) * ldo + j0 + jj] : T(0);
-      for (int k = 0; k < kk; ++k) {
-        const T* __restrict rk = r + k * ldr + j0;
-        for (int ii = 0; ii < R; ++ii) {
-          const T a = l[(i0 + ii) * ls_i + k * ls_k];
-          for (int jj = 0; jj < W; ++jj) acc[ii][jj] += a * rk[jj];
-        }
-      }
-      for (int ii = 0; ii < R; ++ii)
-        for (int jj = 0; jj < W; ++jj) out[(i0 + ii) * ldo + j0 + jj] = acc[ii][jj];
-    }
-    for (int j = nc16; j < nc; ++j)
-      for (int ii = 0; ii < R; ++ii) {
-        T acc = Accumulate ? out[(i0 + ii) * ldo + j] : T(0);
-        for (int k = 0; k < kk; ++k) acc += l[(i0 + ii) * ls_i + k * ls_k] * r[k * ldr + j];
-        out[(i0 + ii) * ldo + j] = acc;
-      }
-  }
-  for (int i = mi4; i < mi; ++i)
-    for (int j = 0; j < nc; ++j) {
+FRUGAL_FORCEINLINE void cpu_mm_scalar(const T* __restrict l, std::int64_t ls_i, std::int64_t ls_k, const T* __restrict r,
+                                      std::int64_t ldr, T* __restrict out, std::int64_t ldo, int i0, int mi, int j0,
+                                      int nc, int kk) {
+  for (int i = i0; i < mi; ++i)
+    for (int j = j0; j < nc; ++j) {
       T acc = Accumulate ? out[i * ldo + j] : T(0);
       for (int k = 0; k < kk; ++k) acc += l[i * ls_i + k * ls_k] * r[k * ldr + j];
       out[i * ldo + j] = acc;
     }
+}
+
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
+#define FRUGAL_CPU_MM_VECTOR 1
+//! 64-byte GNU vector of T (8 doubles / 16 floats); the compiler maps it to one zmm, two ymm or four xmm
+//! registers depending on the target of the function it is used in.
+template <class T>
+struct cpu_vec {
+  typedef T type __attribute__((vector_size(64)));
+  static constexpr int lanes = static_cast<int>(64 / sizeof(T));
+};
+#endif
+
+//! The register-blocked form: 4 rows x 2 vectors of accumulators, L(i, k) broadcast, r rows loaded as vectors.
+template <bool Accumulate, class T>
+FRUGAL_FORCEINLINE void cpu_mm_body(const T* __restrict l, std::int64_t ls_i, std::int64_t ls_k, const T* __restrict r,
+                                    std::int64_t ldr, T* __restrict out, std::int64_t ldo, int mi, int nc, int kk) {
+#if defined(FRUGAL_CPU_MM_VECTOR)
+  using V = typename cpu_vec<T>::type;
+  constexpr int VL = cpu_vec<T>::lanes, R = 4, W = 2 * VL;
+  const int mi4 = mi / R * R, ncw = nc / W * W;
+  for (int i0 = 0; i0 < mi4; i0 += R) {
+    for (int j0 = 0; j0 < ncw; j0 += W) {
+      V acc[R][2];
+      for (int ii = 0; ii < R; ++ii)
+        for (int h = 0; h < 2; ++h) {
+          if (Accumulate)
+            __builtin_memcpy(&acc[ii][h], out + (i0 + ii) * ldo + j0 + h * VL, sizeof(V));
+          else
+            acc[ii][h] = V{};
+        }
+      for (int k = 0; k < kk; ++k) {
+        V r0, r1;
+        __builtin_memcpy(&r0, r + k * ldr + j0, sizeof(V));
+        __builtin_memcpy(&r1, r + k * ldr + j0 + VL, sizeof(V));
+        for (int ii = 0; ii < R; ++ii) {
+          const T a = l[(i0 + ii) * ls_i + k * ls_k];
+          acc[ii][0] += a * r0;
+          acc[ii][1] += a * r1;
+        }
+      }
+      for (int ii = 0; ii < R; ++ii)
+        for (int h = 0; h < 2; ++h) __builtin_memcpy(out + (i0 + ii) * ldo + j0 + h * VL, &acc[ii][h], sizeof(V));
+    }
+    cpu_mm_scalar<Accumulate>(l, ls_i, ls_k, r, ldr, out, ldo, i0, i0 + R, ncw, nc, kk);
+  }
+  cpu_mm_scalar<Accumulate>(l, ls_i, ls_k, r, ldr, out, ldo, mi4, mi, 0, nc, kk);
+#else
+  cpu_mm_scalar<Accumulate>(l, ls_i, ls_k, r, ldr, out, ldo, 0, mi, 0, nc, kk);
+#endif
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)

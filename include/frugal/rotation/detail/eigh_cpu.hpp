@@ -31,6 +31,7 @@ struct eigh_cpu_buffers {
   double* s = nullptr;     // [pairs, b2, b2] subproblem (f64)
   double* js = nullptr;    // [pairs, b2, b2] accumulated subproblem rotation (f64)
   double* e = nullptr;     // [pairs, b2, b2] scratch of the re-orthogonalisation
+  double* f = nullptr;     // [pairs, b2, b2] scratch of the re-orthogonalisation
   std::int64_t* rot = nullptr;  // [pairs] rotations applied per pair in this step
   std::int32_t* tiles = nullptr;  // [pairs * (pairs + 1) / 2, 2] upper tile list (P <= Q)
   std::int64_t* perm = nullptr;   // [n] eigenvalue order
@@ -53,6 +54,7 @@ struct eigh_cpu_buffers {
     b.s = c.template take<double>(sub);
     b.js = c.template take<double>(sub);
     b.e = c.template take<double>(sub);
+    b.f = c.template take<double>(sub);
     b.rot = c.template take<std::int64_t>(static_cast<std::size_t>(sh.pairs));
     b.tiles = c.template take<std::int32_t>(static_cast<std::size_t>(sh.pairs) * (sh.pairs + 1));
     b.perm = c.template take<std::int64_t>(static_cast<std::size_t>(sh.n));
@@ -68,14 +70,37 @@ inline int eigh_block_size(cpu_t, std::int64_t n, int requested) {
   return n <= 256 ? 16 : 32;
 }
 
+FRUGAL_FORCEINLINE void jacobi_transpose_square(double* m, int b2) {
+  for (int i = 0; i < b2; ++i)
+    for (int j = i + 1; j < b2; ++j) {
+      const double t = m[i * b2 + j];
+      m[i * b2 + j] = m[j * b2 + i];
+      m[j * b2 + i] = t;
+    }
+}
+
+//! Rotates rows p and q of the row-major b2 x b2 matrix m: (row_p, row_q) <- (c row_p - s row_q, s row_p + c row_q).
+FRUGAL_FORCEINLINE void jacobi_rotate_rows(double* __restrict m, int b2, int p, int q, double c, double s) {
+  double* __restrict rp = m + p * b2;
+  double* __restrict rq = m + q * b2;
+  for (int j = 0; j < b2; ++j) {
+    const double x = rp[j], y = rq[j];
+    rp[j] = c * x - s * y;
+    rq[j] = s * x + c * y;
+  }
+}
+
 //! Runs up to max_inner sweeps of cyclic Jacobi in round-robin order with the threshold test on the b2 x b2
 //! subproblem s (row-major, f64), stopping after a sweep without rotation; js accumulates the rotations
 //! (s_final = js^T s_initial js). Returns the number of rotations. Each round computes all b2/2 angles from the
-//! same s, then updates s by 2 x 2 blocks (jacobi_block_update) and js by column pairs — the order of the CUDA
-//! kernel, where a round is these two phases between two barriers.
-inline std::int64_t jacobi_subproblem(double* s, double* js, int b2, double tol, double floor_, int max_inner) {
-  for (int i = 0; i < b2 * b2; ++i) js[i] = 0;
-  for (int i = 0; i < b2; ++i) js[i * b2 + i] = 1;
+//! same s and then applies S <- Rᵀ S R. The CPU does that as row rotations, a transpose and row rotations again
+//! (S symmetric: (Rᵀ S)ᵀ = S R), so that every inner loop runs over contiguous rows; Jᵀ is accumulated by rows
+//! too. The arithmetic per element is that of the CUDA kernel's 2 x 2 block update (rows first, then columns).
+FRUGAL_FORCEINLINE std::int64_t jacobi_subproblem_body(double* s, double* js, int b2, double tol, double floor_,
+                                                       int max_inner) {
+  double* jt = js;  // Jᵀ while iterating, transposed into J at the end
+  for (int i = 0; i < b2 * b2; ++i) jt[i] = 0;
+  for (int i = 0; i < b2; ++i) jt[i * b2 + i] = 1;
   std::int64_t total = 0;
   constexpr int max_half = 64;
   int pp[max_half], qq[max_half];
@@ -102,55 +127,61 @@ inline std::int64_t jacobi_subproblem(double* s, double* js, int b2, double tol,
       }
       if (in_round == 0) continue;
       count += in_round;
-      for (int k1 = 0; k1 < half; ++k1)
-        for (int k2 = 0; k2 < half; ++k2) {
-          if (!on[k1] && !on[k2]) continue;
-          if (k1 == k2) {
-            const int p = pp[k1], q = qq[k1];
-            s[p * b2 + p] = dp[k1];
-            s[q * b2 + q] = dq[k1];
-            s[p * b2 + q] = 0;
-            s[q * b2 + p] = 0;
-            continue;
-          }
-          jacobi_block_update(s, b2, pp[k1], qq[k1], pp[k2], qq[k2], on[k1], cc[k1], ss[k1], on[k2], cc[k2], ss[k2]);
+      for (int k = 0; k < half; ++k)
+        if (on[k]) jacobi_rotate_rows(s, b2, pp[k], qq[k], cc[k], ss[k]);  // Rᵀ S
+      jacobi_transpose_square(s, b2);                                       // S R
+      for (int k = 0; k < half; ++k)
+        if (on[k]) {
+          jacobi_rotate_rows(s, b2, pp[k], qq[k], cc[k], ss[k]);  // Rᵀ S R
+          jacobi_rotate_rows(jt, b2, pp[k], qq[k], cc[k], ss[k]);  // Jᵀ <- Rᵀ Jᵀ
         }
-      for (int i = 0; i < b2; ++i) {  // J <- J R
-        double* ji = js + i * b2;
-        for (int k = 0; k < half; ++k) {
-          if (!on[k]) continue;
+      for (int k = 0; k < half; ++k)
+        if (on[k]) {
           const int p = pp[k], q = qq[k];
-          const double u = ji[p], v = ji[q];
-          ji[p] = cc[k] * u - ss[k] * v;
-          ji[q] = ss[k] * u + cc[k] * v;
+          s[p * b2 + p] = dp[k];
+          s[q * b2 + q] = dq[k];
+          s[p * b2 + q] = 0;
+          s[q * b2 + p] = 0;
         }
-      }
     }
     total += count;
     if (count == 0) break;
   }
+  jacobi_transpose_square(jt, b2);
   return total;
+}
+
+#if defined(FRUGAL_CPU_MM_X86_DISPATCH)
+__attribute__((target("avx512f,avx512vl,avx2,fma"))) inline std::int64_t jacobi_subproblem_avx512(
+    double* s, double* js, int b2, double tol, double floor_, int max_inner) {
+  return jacobi_subproblem_body(s, js, b2, tol, floor_, max_inner);
+}
+__attribute__((target("avx2,fma"))) inline std::int64_t jacobi_subproblem_avx2(double* s, double* js, int b2,
+                                                                            double tol, double floor_, int max_inner) {
+  return jacobi_subproblem_body(s, js, b2, tol, floor_, max_inner);
+}
+#endif
+
+//! jacobi_subproblem_body compiled for the widest vector instructions of this CPU (run-time choice on x86-64).
+inline std::int64_t jacobi_subproblem(double* s, double* js, int b2, double tol, double floor_, int max_inner) {
+#if defined(FRUGAL_CPU_MM_X86_DISPATCH)
+  switch (cpu_mm_level()) {
+    case 2: return jacobi_subproblem_avx512(s, js, b2, tol, floor_, max_inner);
+    case 1: return jacobi_subproblem_avx2(s, js, b2, tol, floor_, max_inner);
+    default: break;
+  }
+#endif
+  return jacobi_subproblem_body(s, js, b2, tol, floor_, max_inner);
 }
 
 //! One Newton–Schulz step J <- J (3I - JᵀJ) / 2 = J - J E / 2 with E = JᵀJ - I, in f64: removes the drift from
 //! orthogonality that the rounding of many accumulated rotations leaves in J (it is biased, so it would add up
-//! linearly over the steps of the outer iteration). e is [b2, b2] scratch.
-inline void jacobi_reorthogonalize(double* js, double* e, int b2) {
-  for (int i = 0; i < b2; ++i)
-    for (int j = 0; j < b2; ++j) {
-      double acc = i == j ? -1.0 : 0.0;
-      for (int k = 0; k < b2; ++k) acc += js[k * b2 + i] * js[k * b2 + j];
-      e[i * b2 + j] = acc;
-    }
-  for (int i = 0; i < b2; ++i) {
-    double row[128];
-    for (int j = 0; j < b2; ++j) {
-      double acc = 0;
-      for (int k = 0; k < b2; ++k) acc += js[i * b2 + k] * e[k * b2 + j];
-      row[j] = acc;
-    }
-    for (int j = 0; j < b2; ++j) js[i * b2 + j] -= 0.5 * row[j];
-  }
+//! linearly over the steps of the outer iteration). e and f are [b2, b2] scratch.
+inline void jacobi_reorthogonalize(double* js, double* e, double* f, int b2) {
+  cpu_mm<false>(js, 1, b2, js, b2, e, b2, b2, b2, b2);  // JᵀJ
+  for (int i = 0; i < b2; ++i) e[i * b2 + i] -= 1.0;
+  cpu_mm<false>(js, b2, 1, e, b2, f, b2, b2, b2, b2);   // J E
+  for (int i = 0; i < b2 * b2; ++i) js[i] -= 0.5 * f[i];
 }
 
 //! y[i][0:nc) = sum_k jt[k][i] * x[k][0:nc) (jt: [b2, b2]; x, y: [b2, ld]).
@@ -224,7 +255,7 @@ eigh_info eigh_cpu(cpu_t tag, matrix_view<const T> a, T* w, matrix_view<T> q, co
           }
           buf.rot[k] = jacobi_subproblem(s, js, b2, tol, floor_, max_inner);
           if (buf.rot[k]) {
-            jacobi_reorthogonalize(js, buf.e + k * sub, b2);
+            jacobi_reorthogonalize(js, buf.e + k * sub, buf.f + k * sub, b2);
             T* jt = buf.jt + k * sub;
             for (std::int64_t i = 0; i < sub; ++i) jt[i] = static_cast<T>(js[i]);
           }
@@ -288,11 +319,11 @@ eigh_info eigh_cpu(cpu_t tag, matrix_view<const T> a, T* w, matrix_view<T> q, co
             const int nc = static_cast<int>(std::min<std::int64_t>(vchunk, np - c0));
             int lo, hi;
             round_robin_pair(sh.m, step, k, lo, hi);
-            for (int i = 0; i < b2; ++i) {
-              const T* vr = buf.vt + jacobi_index(lo, hi, b, i) * np + c0;
-              std::copy(vr, vr + nc, x + static_cast<std::int64_t>(i) * vchunk);
-            }
-            jacobi_left_tn(buf.jt + k * sub, x, y, b2, nc, vchunk);
+            // y = J_Pᵀ Vᵀ[P, chunk], read in place from the two blocks of rows: y = J[:b]ᵀ V_lo + J[b:]ᵀ V_hi
+            const T* jk = buf.jt + k * sub;
+            cpu_mm<false>(jk, 1, b2, buf.vt + static_cast<std::int64_t>(lo) * b * np + c0, np, y, vchunk, b2, nc, b);
+            cpu_mm<true>(jk + static_cast<std::int64_t>(b) * b2, 1, b2, buf.vt + static_cast<std::int64_t>(hi) * b * np + c0, np,
+                         y, vchunk, b2, nc, b);
             for (int i = 0; i < b2; ++i) {
               T* vr = buf.vt + jacobi_index(lo, hi, b, i) * np + c0;
               std::copy(y + static_cast<std::int64_t>(i) * vchunk, y + static_cast<std::int64_t>(i) * vchunk + nc, vr);
