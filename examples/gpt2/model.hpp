@@ -183,6 +183,22 @@ inline weights random_weights(const config& cfg, std::uint64_t seed) {
 
 namespace detail {
 
+//! Parameters of a config (wte with `vocab_rows` rows), in double so absurd headers cannot overflow the count.
+inline double param_count(const config& c, double vocab_rows) {
+  const double C = c.n_embd, L = c.n_layer;
+  return vocab_rows * C + double(c.n_ctx) * C + L * (12 * C * C + 13 * C) + 2 * C;
+}
+
+//! Refuses a header whose tensors cannot fit in the file, before anything is allocated for them.
+inline void check_fits(const char* op, const std::string& path, const config& c, double vocab_rows,
+                       double bytes_per_param, std::int64_t data_bytes) {
+  const double need = param_count(c, vocab_rows) * bytes_per_param;
+  if (need > static_cast<double>(data_bytes))
+    fail(op, "'", path, "': the header describes n_layer=", c.n_layer, " n_embd=", c.n_embd, " vocab=", c.vocab_size,
+         " n_ctx=", c.n_ctx, " (", need, " bytes of tensors) but the file holds only ", data_bytes,
+         " data bytes; truncated or inconsistent");
+}
+
 //! One named tensor of a model file and where its float destination is (shape as the file must have it).
 struct tensor_slot {
   std::string name;
@@ -371,6 +387,7 @@ inline weights load_safetensors(const std::string& path, load_options opt = {}) 
   if (cfg.n_head == 0) fail(op, "'", path, "': cannot infer n_head for n_embd=", cfg.n_embd, "; pass it explicitly");
   cfg.validate(op);
   cfg.name = name_for(cfg);
+  detail::check_fits(op, path, cfg, cfg.vocab_size, 2, data_size);  // 2 bytes: the smallest dtype (F16/BF16)
 
   weights w = allocate_weights(cfg);
   for (const auto& t : detail::hf_slots(w)) {
@@ -421,6 +438,7 @@ inline weights load_llmc(const std::string& path) {
   cfg.validate(op);
   if (Vp < cfg.vocab_size) fail(op, "'", path, "': padded vocab ", Vp, " < vocab ", cfg.vocab_size);
   cfg.name = name_for(cfg);
+  detail::check_fits(op, path, cfg, Vp, static_cast<double>(frugal::dtype_size(dt)), size - 1024);
   weights w = allocate_weights(cfg);
   const std::int64_t C = cfg.n_embd, L = cfg.n_layer, T = cfg.n_ctx;
   const std::int64_t es = static_cast<std::int64_t>(frugal::dtype_size(dt));

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:-45}
 cmake -S . -B build/fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DFRUGAL_ENABLE_CUDA=OFF -DFRUGAL_BUILD_FUZZERS=ON -DFRUGAL_BUILD_EXAMPLES=OFF -DFRUGAL_INSTALL=OFF >/dev/null
-targets=$(sed -n 's/^frugal_add_fuzzer(\([a-z_0-9]*\).*/\1/p' tests/fuzz/CMakeLists.txt)
+targets=$(sed -n "s/^ *frugal_add_fuzzer(\([a-z_0-9]*\).*/\1/p" tests/fuzz/CMakeLists.txt)
 cmake --build build/fuzz -j "$(nproc)" --target $(for t in $targets; do echo fuzz_$t; done)
 for t in $targets; do
   [ -x build/fuzz/tests/fuzz/fuzz_$t ] || { echo "fuzz_$t not built (dependency missing)"; continue; }
