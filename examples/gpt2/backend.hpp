@@ -6,11 +6,17 @@
 #include <frugal/core/device.hpp>
 #include <frugal/core/view.hpp>
 #include <frugal/gemv/gemv.hpp>
+#include <frugal/rotation/larosa.hpp>
+
+#if defined(FRUGAL_GPT2_CBLAS)
+#include <cblas.h>
+#endif
 
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -57,12 +63,52 @@ struct backend<frugal::cpu_t> {
   }
   static void sync(context&) {}
 
-  //! y[rows, N] (+)= x[rows, K] · w[K, N] + bias: the prefill GEMM. On the CPU frugal::gemv's batched path (tiles of
-  //! 8 rows share one pass over the weights).
+  //! y[rows, N] (+)= x[rows, K] · w[K, N] + bias: the prefill GEMM. f32 with OpenBLAS when the build found it
+  //! (FRUGAL_GPT2_CBLAS); otherwise, and for f16/bf16, frugal::gemv's batched path (tiles of 8 rows share one pass
+  //! over the weights).
   template <class T>
   static void gemm(context& c, frugal::matrix_view<const T> x, frugal::matrix_view<const T> w, const T* bias,
                    frugal::matrix_view<T> y, bool accumulate) {
+#if defined(FRUGAL_GPT2_CBLAS)
+    if constexpr (std::is_same_v<T, float>) {
+      if (x.rows > 8) {
+        const std::int64_t rows = x.rows, N = w.cols;
+        if (bias)
+          for (std::int64_t r = 0; r < rows; ++r)
+            for (std::int64_t n = 0; n < N; ++n) y(r, n) = (accumulate ? y(r, n) : 0.f) + bias[n];
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(N),
+                    static_cast<int>(x.cols), 1.f, x.data, static_cast<int>(x.ld), w.data, static_cast<int>(w.ld),
+                    (accumulate || bias) ? 1.f : 0.f, y.data, static_cast<int>(y.ld));
+        return;
+      }
+    }
+#endif
     frugal::gemv(c.tag, x, w, bias, y, frugal::gemv_options{accumulate});
+  }
+
+  //! Offline weight rotation in f32 (LaRoSA folding): left ? W [rows, cols] <- Qᵀ·W (Q [rows, rows])
+  //!                                                          : W [rows, cols] <- W·Q  (Q [cols, cols]).
+  static void rotate(context& c, bool left, float* w, std::int64_t rows, std::int64_t cols, const float* q) {
+    const std::int64_t n = left ? rows : cols;
+#if defined(FRUGAL_GPT2_CBLAS)
+    (void)c;
+    const std::vector<float> t(w, w + rows * cols);
+    if (left)
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(cols),
+                  static_cast<int>(rows), 1.f, q, static_cast<int>(n), t.data(), static_cast<int>(cols), 0.f, w,
+                  static_cast<int>(cols));
+    else
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(cols),
+                  static_cast<int>(cols), 1.f, t.data(), static_cast<int>(cols), q, static_cast<int>(n), 0.f, w,
+                  static_cast<int>(cols));
+#else
+    const frugal::matrix_view<const float> Q(q, n, n);
+    if (left)
+      frugal::rotate_input<float, float>(c.tag, Q, frugal::matrix_view<float>(w, rows, cols), frugal::weight_layout::in_out);
+    else
+      frugal::rotate_output<float, float>(c.tag, frugal::matrix_view<float>(w, rows, cols), nullptr, Q,
+                                          frugal::weight_layout::in_out);
+#endif
   }
 
   //! Wall clock in seconds (after sync).

@@ -117,6 +117,30 @@ struct backend<frugal::cuda_t> {
                          "cublasGemmEx");
   }
 
+  //! Offline weight rotation in f32 with cuBLAS (LaRoSA folding): left ? W [rows, cols] <- Qᵀ·W : W <- W·Q.
+  static void rotate(context& c, bool left, float* w, std::int64_t rows, std::int64_t cols, const float* q) {
+    const std::int64_t n = left ? rows : cols;
+    const std::size_t wb = std::size_t(rows) * cols * sizeof(float), qb = std::size_t(n) * n * sizeof(float);
+    float *dw = static_cast<float*>(alloc(c, wb)), *dq = static_cast<float*>(alloc(c, qb)),
+          *dy = static_cast<float*>(alloc(c, wb));
+    to_device(c, dw, w, wb);
+    to_device(c, dq, q, qb);
+    const float one = 1.f, zero = 0.f;
+    // Row-major Y = A·B is column-major Yᵀ = Bᵀ·Aᵀ.
+    if (left)  // Y [rows, cols] = Qᵀ W: column-major Yᵀ = Wᵀ · Q  (Wᵀ: cols x rows, ld cols; Q col-major = Qᵀ row-major)
+      detail::cublas_check(cublasSgemm(c.blas, CUBLAS_OP_N, CUBLAS_OP_T, static_cast<int>(cols), static_cast<int>(rows),
+                                       static_cast<int>(rows), &one, dw, static_cast<int>(cols), dq, static_cast<int>(n),
+                                       &zero, dy, static_cast<int>(cols)),
+                           "cublasSgemm");
+    else  // Y = W Q: column-major Yᵀ = Qᵀ · Wᵀ
+      detail::cublas_check(cublasSgemm(c.blas, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(cols), static_cast<int>(rows),
+                                       static_cast<int>(cols), &one, dq, static_cast<int>(n), dw, static_cast<int>(cols),
+                                       &zero, dy, static_cast<int>(cols)),
+                           "cublasSgemm");
+    to_host(c, w, dy, wb);
+    release(dw), release(dq), release(dy);
+  }
+
   //! Captures fn's launches on the context stream into an instantiated graph.
   template <class F>
   static graph_t capture(context& c, F&& fn) {

@@ -13,6 +13,8 @@
 
 #include <frugal/kv/block_allocator.hpp>
 
+#include <cstdlib>
+
 namespace gpt2 {
 
 template <class Tag, class T>
@@ -31,6 +33,12 @@ int runner<Tag, T>::bench() {
                  {"date", today()}, {"bench_set", a_.bench_set}, {"texts", texts_.source}, {"page_size", a_.page_size},
                  {"rotation", a_.rotation}};
   if constexpr (!be::is_cuda) out["meta"]["threads"] = ctx_.tag.num_threads();
+  auto loadavg = [] {
+    double l[3] = {0, 0, 0};
+    return getloadavg(l, 3) == 3 ? l[0] : -1.0;
+  };
+  out["meta"]["loadavg_start"] = loadavg();  // other work on the machine (this one is shared)
+  const int reps = xl && !be::is_cuda ? 1 : 3;
   log("copy bandwidth");
   const double bw = be::copy_bandwidth(ctx_);
   out["meta"]["copy_bandwidth_GBps"] = bw / 1e9;
@@ -68,78 +76,87 @@ int runner<Tag, T>::bench() {
 
   // ---- modes at batch 1: no cache / contiguous / paged, 100 and 500 new tokens -------------------------------------
   json modes = json::array();
-  const std::vector<int> lengths = xl ? std::vector<int>{n_short} : quick ? std::vector<int>{n_short} : std::vector<int>{100, 500};
+  const std::vector<int> lengths = xl || quick ? std::vector<int>{n_short} : std::vector<int>{100, 500};
   double kv_tok_s = 0;
-  for (int n : lengths)
-    for (attn_kind a : {attn_kind::nocache, attn_kind::contiguous, attn_kind::paged}) {
-      if (xl && a != attn_kind::contiguous) continue;
-      log(std::string("mode ") + attn_name(a) + " new=" + std::to_string(n));
-      auto r = measure(*dense, attn_name(a), a, 0.f, prompts(1, P), n);
+  for (int n : lengths) {
+    std::vector<run_spec> specs;
+    for (attn_kind a : {attn_kind::contiguous, attn_kind::paged}) specs.push_back({attn_name(a), &*dense, a, 0.f, prompts(1, P), n});
+    log("modes kv / paged, new=" + std::to_string(n));
+    for (auto& r : measure_alternating(specs, reps)) {
       auto j = r.json();
       roof(j);
       modes.push_back(j);
-      if (a == attn_kind::contiguous && n == lengths.front()) kv_tok_s = r.tok_s;
-      out["modes"] = modes;
-      save();
+      if (r.mode == "kv" && n == lengths.front()) kv_tok_s = r.tok_s;
     }
+    if (!xl) {  // the no-cache mode is slow: once (its steps are long, so drift matters less)
+      log("mode nocache, new=" + std::to_string(n));
+      auto r = measure(*dense, "nocache", attn_kind::nocache, 0.f, prompts(1, P), n, {}, gpu ? reps : 1);
+      modes.push_back(r.json());
+    }
+    out["modes"] = modes;
+    save();
+  }
 
   // ---- batch > 1 -----------------------------------------------------------------------------------------------------
   if (!xl) {
     json batch = json::array();
     const std::vector<int> bs = quick ? std::vector<int>{1, 8} : std::vector<int>{1, 8, 32};
-    for (int b : bs)
-      for (attn_kind a : {attn_kind::contiguous, attn_kind::paged}) {
-        log(std::string("batch ") + std::to_string(b) + " " + attn_name(a));
-        auto r = measure(*dense, attn_name(a), a, 0.f, prompts(b, P), n_short);
-        batch.push_back(r.json());
-        out["batch"] = batch;
-        save();
-      }
+    for (int b : bs) {
+      log("batch " + std::to_string(b) + ": kv / paged");
+      std::vector<run_spec> specs;
+      for (attn_kind a : {attn_kind::contiguous, attn_kind::paged}) specs.push_back({attn_name(a), &*dense, a, 0.f, prompts(b, P), n_short});
+      for (auto& r : measure_alternating(specs, reps)) batch.push_back(r.json());
+      out["batch"] = batch;
+      save();
+    }
   }
 
-  // ---- TEAL and LaRoSA: speed and quality ----------------------------------------------------------------------------
-  const std::vector<float> ps = xl ? std::vector<float>{0.5f} : std::vector<float>{0.25f, 0.4f, 0.5f, 0.75f};
+  // ---- TEAL and LaRoSA: speed (alternating with dense in one set) and quality ------------------------------------------
+  const std::vector<float> ps = xl && !gpu ? std::vector<float>{0.5f} : std::vector<float>{0.25f, 0.4f, 0.5f, 0.75f};
   const int q_texts = xl ? 1 : (gpu ? 8 : 4), q_steps = xl ? 8 : (gpu ? 64 : 24), q_prompt = 32;
   std::vector<std::vector<std::int32_t>> qtexts;
   for (const auto& t : test_tokens)
     if (static_cast<int>(qtexts.size()) < q_texts && static_cast<int>(t.size()) > q_prompt + q_steps + 1) qtexts.push_back(t);
   log("dense reference logits");
   const auto ref = forced_logits(*dense, 0.f, qtexts, q_prompt, q_steps);
-  json sparse = json::array();
-  auto sparse_row = [&](const std::string& method, float p, const model_t& m, bool with_speed) {
-    json j;
-    if (with_speed) {
-      log(method + " p=" + fmt(p, 2));
-      auto r = measure(m, method, attn_kind::contiguous, p, prompts(1, P), n_short);
-      j = r.json();
-      j["speedup_vs_kv"] = kv_tok_s > 0 ? r.tok_s / kv_tok_s : 0.0;
-      j["ceiling"] = dense_bytes / r.weight_bytes;
-      roof(j);
-    } else {
-      j = {{"mode", method}, {"p", p}};
-    }
-    j["quality"] = quality(ref, forced_logits(m, p, qtexts, q_prompt, q_steps));
-    sparse.push_back(j);
-    out["sparse"] = sparse;
-    save();
-  };
-  for (float p : ps) sparse_row("teal", p, *dense, true);
   log("LaRoSA calibration");
   const auto t_cal = std::chrono::steady_clock::now();
-  const auto rot = larosa_calibrate<Tag, T>(ctx_, *dense, calibration_tokens(nullptr), lopt());
-  out["larosa_calibration"] = {{"tokens", static_cast<int>(calibration_tokens(nullptr).size())},
-                               {"seconds", secs(t_cal)}, {"rotations", rot.q.size()}, {"rotation", a_.rotation}};
-  if (xl) dense.reset();  // one model at a time on small machines
+  const auto ctoks = calibration_tokens(nullptr);
+  const auto rot = larosa_calibrate<Tag, T>(ctx_, *dense, ctoks, lopt());
+  out["larosa_calibration"] = {{"tokens", ctoks.size()}, {"seconds", secs(t_cal)}, {"rotations", rot.q.size()},
+                               {"rotation", a_.rotation}, {"damping", 0.01}};
+  const auto t_fold = std::chrono::steady_clock::now();
+  auto folded = upload_model<Tag, T>(ctx_, larosa_apply<Tag>(ctx_, host_weights(), rot));
+  out["larosa_calibration"]["fold_seconds"] = secs(t_fold);
+  out["larosa_calibration"]["folded_weight_bytes_per_token"] = folded.weight_bytes_per_token(0.f);
+  json sparse = json::array();
   {
-    const auto t_fold = std::chrono::steady_clock::now();
-    auto folded = upload_model<Tag, T>(ctx_, larosa_apply(host_weights(), rot));
-    out["larosa_calibration"]["fold_seconds"] = secs(t_fold);
-    out["larosa_calibration"]["folded_weight_bytes_per_token"] = folded.weight_bytes_per_token(0.f);
-    sparse_row("larosa", 0.f, folded, !xl);
-    for (float p : ps) sparse_row("larosa", p, folded, true);
+    std::vector<run_spec> specs = {{"kv", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n_short}};
+    if (!xl) specs.push_back({"larosa", &folded, attn_kind::contiguous, 0.f, prompts(1, P), n_short});
+    for (float p : ps) {
+      specs.push_back({"teal", &*dense, attn_kind::contiguous, p, prompts(1, P), n_short});
+      specs.push_back({"larosa", &folded, attn_kind::contiguous, p, prompts(1, P), n_short});
+    }
+    log("sparse decode speed: " + std::to_string(specs.size()) + " configurations x " + std::to_string(reps));
+    const auto res = measure_alternating(specs, reps);
+    const double base = res[0].tok_s;
+    for (std::size_t i = 0; i < res.size(); ++i) {
+      auto j = res[i].json();
+      j["speedup_vs_kv"] = res[i].tok_s / base;
+      j["ceiling"] = dense_bytes / res[i].weight_bytes;
+      roof(j);
+      if (i > 0) {
+        log("quality " + res[i].mode + " p=" + fmt(res[i].p, 2));
+        j["quality"] = quality(ref, forced_logits(*specs[i].m, specs[i].p, qtexts, q_prompt, q_steps));
+      }
+      sparse.push_back(j);
+    }
+    out["sparse"] = sparse;
+    save();
   }
   if (xl) {
     out["seconds"] = secs(t_begin);
+    out["meta"]["loadavg_end"] = loadavg();
     save();
     log("done");
     return 0;
@@ -192,7 +209,7 @@ int runner<Tag, T>::bench() {
     auto pm = upload_model<Tag, T>(ctx_, pb.weights_copy());
     log("LaRoSA calibration on the patch model");
     const auto prot = larosa_calibrate<Tag, T>(ctx_, pm, calibration_tokens(&pb), lopt());
-    auto pf = upload_model<Tag, T>(ctx_, larosa_apply(pb.weights_copy(), prot));
+    auto pf = upload_model<Tag, T>(ctx_, larosa_apply<Tag>(ctx_, pb.weights_copy(), prot));
     json rows = json::array();
     double tb_s = 0, tp_s = 0, tc_s = 0;
     int nb = 0, np = 0;
@@ -236,17 +253,18 @@ int runner<Tag, T>::bench() {
       }
       fail("bench", "no held-out text of ", P, " patch tokens");
     }();
-    auto r = measure(pm, "patch", attn_kind::contiguous, 0.f, pprompt, n_short);
+    auto r = measure(pm, "patch", attn_kind::contiguous, 0.f, pprompt, n_short, {}, reps);
     auto j = r.json();
     j["speedup_vs_kv"] = kv_tok_s > 0 ? r.tok_s / kv_tok_s : 0.0;
     modes.push_back(j);
-    auto rc = measure(pf, "combined", attn_kind::paged, a_.p, pprompt, n_short);
+    auto rc = measure(pf, "combined", attn_kind::paged, a_.p, pprompt, n_short, {}, reps);
     auto jc = rc.json();
     jc["speedup_vs_kv"] = kv_tok_s > 0 ? rc.tok_s / kv_tok_s : 0.0;
     modes.push_back(jc);
     out["modes"] = modes;
   }
   out["seconds"] = secs(t_begin);
+  out["meta"]["loadavg_end"] = loadavg();
   save();
   log("done");
   return 0;

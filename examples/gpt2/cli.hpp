@@ -68,7 +68,10 @@ struct cli {
 
   static cli parse(int argc, char** argv) {
     cli a;
-    for (int i = 0; i < argc; ++i) a.command += (i ? " " : "") + std::string(argv[i]);
+    for (int i = 0; i < argc; ++i) {
+      if (i) a.command.push_back(' ');
+      a.command.append(argv[i]);
+    }
     auto need = [&](int& i) -> std::string {
       if (i + 1 >= argc) fail("cli", "option ", argv[i], " needs a value");
       return argv[++i];

@@ -55,7 +55,8 @@ struct device_model {
   bool rms = false;   // norms without centring (rotation-folded model)
   B wte;              // [V, C] input embedding
   B wpe;              // [n_ctx, C]
-  B lm_w;             // [C, V] LM head, channel-major
+  B lm_w;             // [C, lm_ld] LM head, channel-major; rows padded to a multiple of 8 (16-byte GEMV vectors)
+  std::int64_t lm_ld = 0;
   B lm_b;             // [V] or empty
   B lnf_g, lnf_b;     // [C] or empty
   struct layer {
@@ -97,6 +98,14 @@ device_model<Tag, T> upload_model(typename backend<Tag>::context& c, weights&& w
     frugal::to_channel_major<float>(frugal::matrix_view<const float>(w.wte.data(), V, C),
                                     frugal::matrix_view<float>(w.lm_w.data(), C, V));
   }
+  // Pad the LM head's rows to a multiple of 8 elements (V = 50257 is odd): the CUDA GEMV reads 16-byte vectors.
+  m.lm_ld = (V + 7) / 8 * 8;
+  if (m.lm_ld != V) {
+    std::vector<float> padded(static_cast<std::size_t>(C * m.lm_ld), 0.f);
+    for (std::int64_t k = 0; k < C; ++k)
+      std::copy_n(w.lm_w.begin() + k * V, V, padded.begin() + k * m.lm_ld);
+    w.lm_w = std::move(padded);
+  }
   m.lm_w = upload<Tag, T>(c, std::move(w.lm_w));
   m.lm_b = upload<Tag, T>(c, std::move(w.lm_b));
   m.wte = upload<Tag, T>(c, std::move(w.wte_in.empty() ? w.wte : w.wte_in));
@@ -128,6 +137,7 @@ struct session_options {
   attn_kind attn = attn_kind::contiguous;
   int max_batch = 1;
   int max_seq = 1024;   //!< tokens per sequence: prompt + generated
+  int reserve = 0;      //!< contiguous KV: tokens reserved per sequence (0: max_seq; servers reserve n_ctx)
   int page_size = 16;   //!< paged KV
   float p = 0.f;        //!< decode sparsity at each block input (0: dense)
   sampling sample;      //!< greedy by default
@@ -145,7 +155,7 @@ class session {
  public:
   session(ctx_t& c, const device_model<Tag, T>& m, session_options o)
       : c_(c), m_(m), o_(o), kv_(c, m.cfg, o.attn, o.attn == attn_kind::nocache ? 1 : o.max_batch, o.max_seq,
-                                  o.page_size) {
+                                  o.page_size, o.attn == attn_kind::contiguous ? o.reserve : 0) {
     const auto& cfg = m.cfg;
     if (o.max_seq > cfg.n_ctx) fail("session", "max_seq (=", o.max_seq, ") exceeds the model context n_ctx=", cfg.n_ctx);
     if (o.attn == attn_kind::nocache && o.max_batch != 1)
@@ -309,8 +319,7 @@ class session {
       }
     }
     ops::layernorm(tag, x, C, nz(m_.lnf_g), nz(m_.lnf_b), b, C, !m_.rms, h);
-    frugal::gemv(tag, cmv<T>(h, b, C), cmv<T>(m_.lm_w.data(), C, V_), nz(m_.lm_b), mv<T>(logits_.data(), b, V_), {},
-                 ws());
+    frugal::gemv(tag, cmv<T>(h, b, C), lm_head(), nz(m_.lm_b), mv<T>(logits_.data(), b, V_), {}, ws());
     if (!forced_) ops::select_next(tag, logits_.data(), b, V_, o_.sample, step_, tokens_, history_, hist_ld_);
     ops::advance(tag, pos_, lens_, b, step_, forced_ ? history_ : nullptr, hist_ld_, tokens_);
   }
@@ -337,8 +346,7 @@ class session {
 
   //! LM head + selection for rows 0..b-1 after their prefill (h holds the normalised last rows).
   void head(int b) {
-    frugal::gemv(c_.tag, cmv<T>(h_.data(), b, C_), cmv<T>(m_.lm_w.data(), C_, V_), nz(m_.lm_b),
-                 mv<T>(logits_.data(), b, V_), {}, ws());
+    frugal::gemv(c_.tag, cmv<T>(h_.data(), b, C_), lm_head(), nz(m_.lm_b), mv<T>(logits_.data(), b, V_), {}, ws());
     if (!forced_) ops::select_next(c_.tag, logits_.data(), b, V_, o_.sample, step_, tokens_, history_, hist_ld_);
     ops::advance(c_.tag, pos_, nullptr, 0, step_, nullptr, 0, tokens_);  // step -1 -> 0 (positions already set)
   }
@@ -353,8 +361,7 @@ class session {
     });
     ops::layernorm(c_.tag, X_.data() + std::int64_t(len - 1) * C_, C_, nz(m_.lnf_g), nz(m_.lnf_b), 1, C_, !m_.rms,
                    h_.data());
-    frugal::gemv(c_.tag, cmv<T>(h_.data(), 1, C_), cmv<T>(m_.lm_w.data(), C_, V_), nz(m_.lm_b),
-                 mv<T>(logits_.data(), 1, V_), {}, ws());
+    frugal::gemv(c_.tag, cmv<T>(h_.data(), 1, C_), lm_head(), nz(m_.lm_b), mv<T>(logits_.data(), 1, V_), {}, ws());
     // the chosen token is written straight after the sequence (history = ptok_ + prompt_len, index = step + 1)
     ops::select_next(c_.tag, logits_.data(), 1, V_, o_.sample, step_, tokens_, ptok_ + prompt_len_, 0);
     ops::advance(c_.tag, pos_, nullptr, 0, step_, nullptr, 0, tokens_);
@@ -395,6 +402,7 @@ class session {
   }
 
   static const T* nz(const buffer<Tag, T>& b) { return b.empty() ? nullptr : b.data(); }
+  cmv<T> lm_head() const { return cmv<T>(m_.lm_w.data(), C_, V_, m_.lm_ld); }
   frugal::workspace ws() const { return frugal::workspace{ws_.data(), ws_.bytes()}; }
 
   ctx_t& c_;

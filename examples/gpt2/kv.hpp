@@ -1,7 +1,8 @@
 // examples/gpt2/kv.hpp — the GPT-2 engine's KV store over frugal::kv: contiguous per-sequence storage or a paged
 // cache with frugal::block_allocator, and the attention calls of prefill and decode.
 //
-//   contiguous  k, v per layer [max_batch, max_seq, C] (C = heads * 64): every sequence reserves max_seq tokens.
+//   contiguous  k, v per layer [max_batch, reserve, C] (C = heads * 64): every sequence reserves `reserve` tokens
+//               (the model's n_ctx by default: a server without paging does not know how long a sequence will get).
 //   paged       one pool [layers, blocks, 2, page, heads, 64] shared by all sequences; a sequence takes a block only
 //               when its last one is full (block_allocator); the dense block table lives in device memory and is
 //               updated with one small asynchronous copy per new block (no synchronisation: the host knows every
@@ -16,7 +17,9 @@
 #include <frugal/kv/decode_attention.hpp>
 #include <frugal/kv/paged_kv.hpp>
 
+#include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "backend.hpp"
@@ -37,9 +40,11 @@ class kv_store {
   using ctx_t = typename be::context;
 
  public:
-  kv_store(ctx_t& c, const config& cfg, attn_kind kind, int max_batch, int max_seq, int page_size)
+  //! max_seq: the longest sequence of the run (paged pool: max_batch * ceil(max_seq / page) blocks; split-K plan);
+  //! reserve: tokens each sequence's contiguous storage holds (>= max_seq; 0: max_seq).
+  kv_store(ctx_t& c, const config& cfg, attn_kind kind, int max_batch, int max_seq, int page_size, int reserve = 0)
       : kind_(kind), L_(cfg.n_layer), H_(cfg.n_head), D_(cfg.head_dim()), C_(cfg.n_embd), B_(max_batch),
-        S_(max_seq), page_(page_size) {
+        S_(max_seq), R_(std::max(reserve, max_seq)), page_(page_size) {
     params_.q_heads = H_;
     if (kind == attn_kind::paged) {
       max_blocks_ = (S_ + page_ - 1) / page_;
@@ -53,7 +58,7 @@ class kv_store {
       be::to_device(c, table_.data(), table_h_, sizeof(std::int32_t) * B_ * max_blocks_);
       seq_.assign(B_, -1);
     } else {
-      mem_ = buffer<Tag, T>(c, static_cast<std::size_t>(L_) * 2 * B_ * S_ * C_);
+      mem_ = buffer<Tag, T>(c, static_cast<std::size_t>(L_) * 2 * B_ * R_ * C_);
     }
     ints_ = buffer<Tag, std::int32_t>(c, static_cast<std::size_t>(B_) + 3 + S_);
     slots_ = ints_.data(), pre_ = slots_ + B_, pslots_ = pre_ + 3;
@@ -121,7 +126,7 @@ class kv_store {
 
   //! Before the layers of a decode step: the slot of each row's position (device-side, graph-safe).
   void begin_step(ctx_t& c, int b, const std::int32_t* pos) {
-    ops::kv_slots(c.tag, pos, b, kind_ == attn_kind::paged ? table_.data() : nullptr, max_blocks_, page_, S_, slots_);
+    ops::kv_slots(c.tag, pos, b, kind_ == attn_kind::paged ? table_.data() : nullptr, max_blocks_, page_, R_, slots_);
   }
 
   //! Decode for rows 0..b-1: append each row's K/V at its position, attend over lens[r] keys.
@@ -141,13 +146,13 @@ class kv_store {
     }
   }
 
-  //! Bytes of KV memory allocated (the pool, or max_batch * max_seq rows).
+  //! Bytes of KV memory allocated (the pool, or max_batch * reserve rows).
   std::size_t bytes_allocated() const { return mem_.bytes(); }
-  //! Bytes that hold (or are reserved for) the current sequences: paged = used blocks; contiguous = b * max_seq rows.
+  //! Bytes that hold (or are reserved for) the current sequences: paged = used blocks; contiguous = b * reserve rows.
   std::size_t bytes_in_use(int b) const {
     const std::size_t row = static_cast<std::size_t>(2) * L_ * C_ * sizeof(T);
     if (alloc_) return static_cast<std::size_t>(alloc_->num_used_blocks()) * page_ * row;
-    return static_cast<std::size_t>(b) * S_ * row;
+    return static_cast<std::size_t>(b) * R_ * row;
   }
   //! Bytes of K/V the stored tokens need exactly (lengths * row bytes).
   std::size_t bytes_needed(const std::vector<int>& lens) const {
@@ -161,13 +166,13 @@ class kv_store {
   frugal::paged_kv_view<T> paged() const { return frugal::paged_kv_view<T>(mem_.data(), num_blocks_, page_, H_, D_, L_); }
   //! Layer `layer`, sequences r .. r + b - 1, of the contiguous storage ([layer][k|v][B][S][C]).
   frugal::contiguous_kv_view<T> contiguous(int layer, int r, int b) const {
-    const std::int64_t per = static_cast<std::int64_t>(B_) * S_ * C_;
-    T* k = mem_.data() + (static_cast<std::int64_t>(layer) * 2) * per + static_cast<std::int64_t>(r) * S_ * C_;
-    return frugal::contiguous_kv_view<T>(k, k + per, b, S_, H_, D_);
+    const std::int64_t per = static_cast<std::int64_t>(B_) * R_ * C_;
+    T* k = mem_.data() + (static_cast<std::int64_t>(layer) * 2) * per + static_cast<std::int64_t>(r) * R_ * C_;
+    return frugal::contiguous_kv_view<T>(k, k + per, b, R_, H_, D_);
   }
 
   attn_kind kind_;
-  int L_, H_, D_, C_, B_, S_, page_;
+  int L_, H_, D_, C_, B_, S_, R_, page_;
   int max_blocks_ = 0, num_blocks_ = 0;
   frugal::attention_params params_{};
   std::unique_ptr<frugal::block_allocator> alloc_;

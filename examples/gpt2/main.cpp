@@ -2,30 +2,21 @@
 #include <cstdio>
 #include <exception>
 
-#include "app.hpp"
-
-#if defined(FRUGAL_GPT2_CUDA)
-namespace gpt2 {
-int run_cuda(const cli& a);  // gpt2_cuda.cu
-}
-#endif
+#include "entry.hpp"
 
 int main(int argc, char** argv) {
   try {
     const gpt2::cli a = gpt2::cli::parse(argc, argv);
+    const frugal::dtype dt = frugal::parse_dtype(a.dtype);
     if (a.device == "cuda") {
 #if defined(FRUGAL_GPT2_CUDA)
-      return gpt2::run_cuda(a);
+      return dt == frugal::dtype::f16 ? gpt2::run_cuda_f16(a) : dt == frugal::dtype::bf16 ? gpt2::run_cuda_bf16(a) : gpt2::run_cuda_f32(a);
 #else
       std::fprintf(stderr, "gpt2: this build has no CUDA (configure with -DFRUGAL_ENABLE_CUDA=ON); use --device cpu\n");
       return 2;
 #endif
     }
-    switch (frugal::parse_dtype(a.dtype)) {
-      case frugal::dtype::f16: return gpt2::runner<frugal::cpu_t, frugal::half>(a).run();
-      case frugal::dtype::bf16: return gpt2::runner<frugal::cpu_t, frugal::bfloat16>(a).run();
-      default: return gpt2::runner<frugal::cpu_t, float>(a).run();
-    }
+    return dt == frugal::dtype::f16 ? gpt2::run_cpu_f16(a) : dt == frugal::dtype::bf16 ? gpt2::run_cpu_bf16(a) : gpt2::run_cpu_f32(a);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpt2: %s\n", e.what());
     return 1;

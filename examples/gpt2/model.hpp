@@ -183,21 +183,18 @@ inline weights random_weights(const config& cfg, std::uint64_t seed) {
 
 namespace detail {
 
-//! Parameters of a config (wte with `vocab_rows` rows), in double so absurd headers cannot overflow the count.
-inline double param_count(const config& c, double vocab_rows) {
-  const double C = c.n_embd, L = c.n_layer;
-  return vocab_rows * C + double(c.n_ctx) * C + L * (12 * C * C + 13 * C) + 2 * C;
-}
-
-//! Refuses a header whose tensors cannot fit in the file, before anything is allocated for them.
-inline void check_fits(const char* op, const std::string& path, const config& c, double vocab_rows,
-                       double bytes_per_param, std::int64_t data_bytes) {
-  const double need = param_count(c, vocab_rows) * bytes_per_param;
-  if (need > static_cast<double>(data_bytes))
-    fail(op, "'", path, "': the header describes n_layer=", c.n_layer, " n_embd=", c.n_embd, " vocab=", c.vocab_size,
-         " n_ctx=", c.n_ctx, " (", need, " bytes of tensors) but the file holds only ", data_bytes,
-         " data bytes; truncated or inconsistent");
-}
+//! Name and shape of every tensor of a file format, in file order, computed from the config alone (no allocation),
+//! so that a header describing more data than the file holds is refused before anything is allocated — naming the
+//! first tensor that does not fit. Element counts are formed in double: absurd headers cannot overflow them.
+struct tensor_desc {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  double count() const {
+    double n = 1;
+    for (auto d : shape) n *= static_cast<double>(d);
+    return n;
+  }
+};
 
 //! One named tensor of a model file and where its float destination is (shape as the file must have it).
 struct tensor_slot {
@@ -208,29 +205,50 @@ struct tensor_slot {
 };
 
 //! Every tensor of GPT-2 in HF naming (without prefix), with its Conv1D shape.
-inline std::vector<tensor_slot> hf_slots(weights& w) {
-  const std::int64_t C = w.cfg.n_embd, V = w.cfg.vocab_size, T = w.cfg.n_ctx;
-  std::vector<tensor_slot> s;
-  s.push_back({"wte.weight", {V, C}, &w.wte});
-  s.push_back({"wpe.weight", {T, C}, &w.wpe});
-  for (int i = 0; i < w.cfg.n_layer; ++i) {
-    auto& l = w.layers[i];
+inline std::vector<tensor_desc> hf_layout(const config& c) {
+  const std::int64_t C = c.n_embd, V = c.vocab_size, T = c.n_ctx;
+  std::vector<tensor_desc> s = {{"wte.weight", {V, C}}, {"wpe.weight", {T, C}}};
+  for (int i = 0; i < c.n_layer; ++i) {
     const std::string p = "h." + std::to_string(i) + ".";
-    s.push_back({p + "ln_1.weight", {C}, &l.ln1_g});
-    s.push_back({p + "ln_1.bias", {C}, &l.ln1_b});
-    s.push_back({p + "attn.c_attn.weight", {C, 3 * C}, &l.qkv_w});
-    s.push_back({p + "attn.c_attn.bias", {3 * C}, &l.qkv_b});
-    s.push_back({p + "attn.c_proj.weight", {C, C}, &l.proj_w});
-    s.push_back({p + "attn.c_proj.bias", {C}, &l.proj_b});
-    s.push_back({p + "ln_2.weight", {C}, &l.ln2_g});
-    s.push_back({p + "ln_2.bias", {C}, &l.ln2_b});
-    s.push_back({p + "mlp.c_fc.weight", {C, 4 * C}, &l.fc_w});
-    s.push_back({p + "mlp.c_fc.bias", {4 * C}, &l.fc_b});
-    s.push_back({p + "mlp.c_proj.weight", {4 * C, C}, &l.fcproj_w});
-    s.push_back({p + "mlp.c_proj.bias", {C}, &l.fcproj_b});
+    for (auto& d : std::vector<tensor_desc>{{p + "ln_1.weight", {C}}, {p + "ln_1.bias", {C}},
+                                            {p + "attn.c_attn.weight", {C, 3 * C}}, {p + "attn.c_attn.bias", {3 * C}},
+                                            {p + "attn.c_proj.weight", {C, C}}, {p + "attn.c_proj.bias", {C}},
+                                            {p + "ln_2.weight", {C}}, {p + "ln_2.bias", {C}},
+                                            {p + "mlp.c_fc.weight", {C, 4 * C}}, {p + "mlp.c_fc.bias", {4 * C}},
+                                            {p + "mlp.c_proj.weight", {4 * C, C}}, {p + "mlp.c_proj.bias", {C}}})
+      s.push_back(std::move(d));
   }
-  s.push_back({"ln_f.weight", {C}, &w.lnf_g});
-  s.push_back({"ln_f.bias", {C}, &w.lnf_b});
+  s.push_back({"ln_f.weight", {C}});
+  s.push_back({"ln_f.bias", {C}});
+  return s;
+}
+
+//! The same tensors bound to the arrays of `w` (allocated).
+inline std::vector<tensor_slot> hf_slots(weights& w) {
+  const auto lay = hf_layout(w.cfg);
+  std::vector<std::vector<float>*> dst = {&w.wte, &w.wpe};
+  for (auto& l : w.layers)
+    for (auto* v : {&l.ln1_g, &l.ln1_b, &l.qkv_w, &l.qkv_b, &l.proj_w, &l.proj_b, &l.ln2_g, &l.ln2_b, &l.fc_w, &l.fc_b,
+                    &l.fcproj_w, &l.fcproj_b})
+      dst.push_back(v);
+  dst.push_back(&w.lnf_g);
+  dst.push_back(&w.lnf_b);
+  std::vector<tensor_slot> s;
+  for (std::size_t i = 0; i < lay.size(); ++i) s.push_back({lay[i].name, lay[i].shape, dst[i]});
+  return s;
+}
+
+//! llm.c's tensors in file order (all layers of one kind together; linears [out, in]; wte with vp rows).
+inline std::vector<tensor_desc> llmc_layout(const config& c, std::int64_t vp) {
+  const std::int64_t C = c.n_embd, T = c.n_ctx;
+  std::vector<tensor_desc> s = {{"wte", {vp, C}}, {"wpe", {T, C}}};
+  const std::vector<tensor_desc> kinds = {{"ln1w", {C}},        {"ln1b", {C}},    {"qkvw", {3 * C, C}}, {"qkvb", {3 * C}},
+                                          {"attprojw", {C, C}}, {"attprojb", {C}}, {"ln2w", {C}},       {"ln2b", {C}},
+                                          {"fcw", {4 * C, C}},  {"fcb", {4 * C}}, {"fcprojw", {C, 4 * C}}, {"fcprojb", {C}}};
+  for (const auto& k : kinds)
+    for (int i = 0; i < c.n_layer; ++i) s.push_back({k.name + "[layer " + std::to_string(i) + "]", k.shape});
+  s.push_back({"lnfw", {C}});
+  s.push_back({"lnfb", {C}});
   return s;
 }
 
@@ -387,10 +405,13 @@ inline weights load_safetensors(const std::string& path, load_options opt = {}) 
   if (cfg.n_head == 0) fail(op, "'", path, "': cannot infer n_head for n_embd=", cfg.n_embd, "; pass it explicitly");
   cfg.validate(op);
   cfg.name = name_for(cfg);
-  detail::check_fits(op, path, cfg, cfg.vocab_size, 2, data_size);  // 2 bytes: the smallest dtype (F16/BF16)
-
-  weights w = allocate_weights(cfg);
-  for (const auto& t : detail::hf_slots(w)) {
+  // Every entry is checked (presence, dtype, shape, offsets inside the file) before anything is allocated.
+  struct located {
+    frugal::dtype dt;
+    std::int64_t begin;
+  };
+  std::vector<located> where;
+  for (const auto& t : detail::hf_layout(cfg)) {
     const auto& e = entry(t.name);
     const std::string key = prefix + t.name;
     const std::string dts = e["dtype"].is_string() ? e["dtype"].get<std::string>() : "?";
@@ -406,16 +427,18 @@ inline weights load_safetensors(const std::string& path, load_options opt = {}) 
     if (!off[0].is_number_integer() || !off[1].is_number_integer())
       fail(op, "'", path, "': tensor '", key, "' has bad data_offsets");
     const std::int64_t b = off[0].get<std::int64_t>(), en = off[1].get<std::int64_t>();
-    std::int64_t n = 1;
-    for (auto d : s) n *= d;
-    if (b < 0 || en < b || en - b != n * static_cast<std::int64_t>(frugal::dtype_size(dt)))
+    const double need = t.count() * static_cast<double>(frugal::dtype_size(dt));
+    if (b < 0 || en < b || static_cast<double>(en - b) != need)
       fail(op, "'", path, "': tensor '", key, "' has data_offsets [", b, ", ", en, ") but shape ", detail::shape_str(s),
-           " of ", dts, " needs ", n * static_cast<std::int64_t>(frugal::dtype_size(dt)), " bytes");
+           " of ", dts, " needs ", need, " bytes");
     if (en > data_size)
       fail(op, "'", path, "': tensor '", key, "' is truncated (data ends at byte ", en, " but the file holds ", data_size,
            " data bytes)");
-    detail::read_tensor(f, data_begin + b, dt, t, op, path);
+    where.push_back({dt, b});
   }
+  weights w = allocate_weights(cfg);
+  const auto slots = detail::hf_slots(w);
+  for (std::size_t i = 0; i < slots.size(); ++i) detail::read_tensor(f, data_begin + where[i].begin, where[i].dt, slots[i], op, path);
   return w;
 }
 
@@ -438,7 +461,16 @@ inline weights load_llmc(const std::string& path) {
   cfg.validate(op);
   if (Vp < cfg.vocab_size) fail(op, "'", path, "': padded vocab ", Vp, " < vocab ", cfg.vocab_size);
   cfg.name = name_for(cfg);
-  detail::check_fits(op, path, cfg, Vp, static_cast<double>(frugal::dtype_size(dt)), size - 1024);
+  {  // before allocating: the first tensor that does not fit in the file, by name
+    double at = 1024;
+    for (const auto& t : detail::llmc_layout(cfg, Vp)) {
+      const double end = at + t.count() * static_cast<double>(frugal::dtype_size(dt));
+      if (end > static_cast<double>(size))
+        fail(op, "'", path, "': tensor '", t.name, "' is truncated (needs bytes [", at, ", ", end,
+             ") but the file has ", size, ")");
+      at = end;
+    }
+  }
   weights w = allocate_weights(cfg);
   const std::int64_t C = cfg.n_embd, L = cfg.n_layer, T = cfg.n_ctx;
   const std::int64_t es = static_cast<std::int64_t>(frugal::dtype_size(dt));

@@ -156,7 +156,7 @@ __global__ void select_kernel(const T* __restrict__ logits, int V, gpt2::samplin
     if (s.top_k > 0 && s.top_k < V) {  // largest key with count(>= key) >= k
       std::uint32_t lo = 0, hi = 0xffffffffu;
       while (lo < hi) {
-        const std::uint32_t mid = lo + (hi - lo + 1) / 2;
+        const std::uint32_t mid = static_cast<std::uint32_t>((std::uint64_t(lo) + hi + 1) / 2);  // no wrap at 2^32
         unsigned c = 0;
         for (int i = threadIdx.x; i < V; i += blockDim.x) c += fkey(load_f(l[i]) * invt) >= mid;
         if (block_count(c, shm) >= static_cast<unsigned>(s.top_k)) lo = mid; else hi = mid - 1;
@@ -175,7 +175,7 @@ __global__ void select_kernel(const T* __restrict__ logits, int V, gpt2::samplin
       tot = block_sum(tot, shm);
       std::uint32_t lo = cut, hi = 0xffffffffu;  // largest key with mass(>= key) >= top_p
       while (lo < hi) {
-        const std::uint32_t mid = lo + (hi - lo + 1) / 2;
+        const std::uint32_t mid = static_cast<std::uint32_t>((std::uint64_t(lo) + hi + 1) / 2);
         float m = 0.f;
         for (int i = threadIdx.x; i < V; i += blockDim.x) {
           const float z = load_f(l[i]) * invt;

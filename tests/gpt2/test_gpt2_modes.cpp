@@ -17,7 +17,7 @@ using namespace gpt2;
 config small_config() {
   config c;
   c.name = "test";
-  c.n_layer = 3, c.n_head = 4, c.n_embd = 128, c.vocab_size = 1000, c.n_ctx = 96;
+  c.n_layer = 3, c.n_head = 4, c.n_embd = 128, c.vocab_size = 1001, c.n_ctx = 96;  // odd V: padded LM head
   return c;
 }
 

@@ -1,0 +1,5 @@
+// examples/gpt2/run_cpu_f16.cpp — the gpt2 program on the CPU in f16 (one translation unit per dtype: parallel builds).
+#include "app.hpp"
+#include "entry.hpp"
+
+int gpt2::run_cpu_f16(const cli& a) { return runner<frugal::cpu_t, frugal::half>(a).run(); }

@@ -1,0 +1,136 @@
+// Tests of LaRoSA in the GPT-2 example: LayerNorm folding and rotation folding (model-level and layer-level with
+// residual adapters) leave the logits unchanged at p = 0, within the dtype's tolerance, and calibration produces
+// orthogonal rotations.
+#include <doctest/doctest.h>
+
+#include <common/test_util.hpp>
+
+#include <cmath>
+#include <vector>
+
+#include "larosa.hpp"
+
+namespace {
+
+using namespace gpt2;
+
+config small_config() {
+  config c;
+  c.name = "test";
+  c.n_layer = 3, c.n_head = 4, c.n_embd = 128, c.vocab_size = 1000, c.n_ctx = 96;
+  return c;
+}
+
+weights model_with_affine(std::uint64_t seed) {
+  auto w = random_weights(small_config(), seed);
+  for (auto& l : w.layers) {  // non-trivial LayerNorm parameters and biases, so that the folding is exercised
+    detail::fill_normal(l.ln1_g, seed, 101, 0.2f), detail::fill_normal(l.ln1_b, seed, 102, 0.1f);
+    detail::fill_normal(l.ln2_g, seed, 103, 0.2f), detail::fill_normal(l.ln2_b, seed, 104, 0.1f);
+    detail::fill_normal(l.qkv_b, seed, 105, 0.05f), detail::fill_normal(l.proj_b, seed, 106, 0.05f);
+    detail::fill_normal(l.fc_b, seed, 107, 0.05f), detail::fill_normal(l.fcproj_b, seed, 108, 0.05f);
+    for (auto& g : l.ln1_g) g += 1.f;
+    for (auto& g : l.ln2_g) g += 1.f;
+  }
+  detail::fill_normal(w.lnf_g, seed, 109, 0.2f), detail::fill_normal(w.lnf_b, seed, 110, 0.1f);
+  for (auto& g : w.lnf_g) g += 1.f;
+  return w;
+}
+
+std::vector<std::int32_t> tokens(int n, int seed, int V) {
+  std::vector<std::int32_t> p(n);
+  for (int i = 0; i < n; ++i) p[i] = static_cast<std::int32_t>(detail::splitmix64(seed * 7919 + i) % V);
+  return p;
+}
+
+//! Teacher-forced logits of every decode step (prefill 8 tokens, then feed the rest), concatenated.
+template <class T>
+std::vector<float> logits(backend<frugal::cpu_t>::context& c, const device_model<frugal::cpu_t, T>& m, float p,
+                          const std::vector<std::int32_t>& text) {
+  session_options o;
+  o.max_seq = static_cast<int>(text.size()) + 2;
+  o.p = p;
+  session<frugal::cpu_t, T> s(c, m, o);
+  const std::vector<std::vector<std::int32_t>> pr = {std::vector<std::int32_t>(text.begin(), text.begin() + 8)};
+  const std::vector<std::vector<std::int32_t>> f = {std::vector<std::int32_t>(text.begin() + 8, text.end())};
+  s.start(pr, &f);
+  std::vector<float> all;
+  for (std::size_t i = 8; i < text.size(); ++i) {
+    s.decode(1);
+    const auto l = s.logits();
+    all.insert(all.end(), l.begin(), l.end());
+  }
+  return all;
+}
+
+double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) num += double(a[i] - b[i]) * (a[i] - b[i]), den += double(b[i]) * b[i];
+  return std::sqrt(num / den);
+}
+
+}  // namespace
+
+TEST_CASE("gpt2 larosa: LayerNorm folding keeps the logits (f32)") {
+  backend<frugal::cpu_t>::context c;
+  const auto text = tokens(24, 1, 1000);
+  auto dense = upload_model<frugal::cpu_t, float>(c, model_with_affine(3));
+  auto folded = upload_model<frugal::cpu_t, float>(c, fold_layernorms(model_with_affine(3)));
+  CHECK(folded.rms);
+  CHECK(rel_err(logits(c, folded, 0.f, text), logits(c, dense, 0.f, text)) < 1e-5);
+}
+
+TEST_CASE_TEMPLATE("gpt2 larosa: folded rotations at p = 0 match dense within the dtype's tolerance", T, float,
+                   frugal::half, frugal::bfloat16) {
+  // f32 ~ 1e-6; 16-bit: the folded model rounds different numbers (rotated weights), so the two differ by the
+  // rounding noise of the dtype accumulated over the layers.
+  const double tol = std::is_same_v<T, float> ? 2e-5 : std::is_same_v<T, frugal::half> ? 2e-2 : 1e-1;
+  backend<frugal::cpu_t>::context c;
+  const auto text = tokens(24, 2, 1000);
+  auto dense = upload_model<frugal::cpu_t, T>(c, model_with_affine(5));
+  const auto ref = logits(c, dense, 0.f, text);
+  for (bool layerwise : {false, true}) {
+    CAPTURE(layerwise);
+    larosa_options o;
+    o.layerwise = layerwise;
+    const auto rot = larosa_calibrate(c, dense, tokens(64, 9, 1000), o);
+    CHECK(rot.q.size() == (layerwise ? 3u : 1u));
+    // orthogonality of each Q
+    for (const auto& q : rot.q) {
+      double worst = 0;
+      const int C = rot.dim;
+      for (int i = 0; i < C; i += 7)
+        for (int j = 0; j < C; j += 5) {
+          double d = 0;
+          for (int k = 0; k < C; ++k) d += double(q[k * C + i]) * q[k * C + j];
+          worst = std::max(worst, std::abs(d - (i == j ? 1.0 : 0.0)));
+        }
+      CHECK(worst < 1e-4);
+    }
+    auto folded = upload_model<frugal::cpu_t, T>(c, larosa_apply<frugal::cpu_t>(c, model_with_affine(5), rot));
+    CHECK(folded.layers[0].adapter.empty() == !layerwise);
+    const auto got = logits(c, folded, 0.f, text);
+    CHECK(rel_err(got, ref) < tol);
+    // sparsity changes the logits but keeps them finite and mostly on the same top-1 at a light p
+    const auto sp = logits(c, folded, 0.25f, text);
+    const double e = rel_err(sp, ref);
+    CHECK(e > 0);
+    CHECK(std::isfinite(e));
+  }
+}
+
+TEST_CASE("gpt2 larosa: bytes per token count the kept channels and the adapters") {
+  backend<frugal::cpu_t>::context c;
+  auto dense = upload_model<frugal::cpu_t, float>(c, random_weights(small_config(), 1));
+  const double d0 = dense.weight_bytes_per_token(0.f), d5 = dense.weight_bytes_per_token(0.5f);
+  const auto cfg = small_config();
+  const double C = cfg.n_embd, V = cfg.vocab_size, L = cfg.n_layer;
+  CHECK(d0 == doctest::Approx(4.0 * (L * (12 * C * C + 13 * C) + C * V + 4 * C)));
+  CHECK(d5 == doctest::Approx(4.0 * (L * (6 * C * C + 13 * C) + C * V + 4 * C)));
+  larosa_options o;
+  o.layerwise = true;
+  const auto rot = larosa_calibrate(c, dense, tokens(32, 3, 1000), o);
+  auto folded = upload_model<frugal::cpu_t, float>(c, larosa_apply<frugal::cpu_t>(c, random_weights(small_config(), 1), rot));
+  // folded: no LayerNorm parameters, an LM-head bias, and (L - 1) adapters
+  CHECK(folded.weight_bytes_per_token(0.f) ==
+        doctest::Approx(4.0 * (L * (12 * C * C + 9 * C) + (L - 1) * C * C + C * V + V + 2 * C)));
+}
