@@ -27,7 +27,7 @@ cmake --build $b --target test_rotation_cuda bench_rotation_eigh -j16 > "$out/bu
 say "build: ${SECONDS}s"
 
 SECONDS=0
-timeout "$(left 170)" $b/tests/rotation/test_rotation_cuda -d > "$out/test_rotation_cuda.log" 2>&1
+FRUGAL_SLOW_TESTS=1 timeout "$(left 170)" $b/tests/rotation/test_rotation_cuda -d > "$out/test_rotation_cuda.log" 2>&1
 say "tests rc=$? (${SECONDS}s)"
 grep -E 'MESSAGE: cuda' "$out/test_rotation_cuda.log" | sed 's/.*MESSAGE: //' | awk '{$1=$1};1' | cut -c1-150 >> "$sum"
 grep -E '^[0-9.]+ s:|ERROR|FAILED|CRASHED|test cases|Status' "$out/test_rotation_cuda.log" | head -40 | tee -a "$sum"

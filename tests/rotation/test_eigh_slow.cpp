@@ -1,13 +1,16 @@
 // eigh on the CPU, label "slow": every prescribed spectrum at n = 768, and n = 1600 (random SPD, graded spectrum);
-// accuracy bounds 10·n·eps(T), f32 and f64.
+// accuracy bounds 10·n·eps(T), f32 and f64. The cases run only with FRUGAL_SLOW_TESTS set (minutes; CI skips them):
+//   FRUGAL_SLOW_TESTS=1 ctest -L slow
 #include <frugal/rotation/eigh.hpp>
 
+#include <cstdlib>
 #include <vector>
 
 #include "common/test_util.hpp"
 #include "rotation_test_util.hpp"
 
-TEST_CASE_TEMPLATE("eigh cpu (slow): n = 768, all spectra", T, float, double) {
+TEST_CASE_TEMPLATE("eigh cpu (slow): n = 768, all spectra" * doctest::skip(std::getenv("FRUGAL_SLOW_TESTS") == nullptr), T,
+                   float, double) {
   const int n = 768;
   std::uint64_t seed = 40;
   for (const auto& c : rotation_test::spectra(n)) {
@@ -26,7 +29,8 @@ TEST_CASE_TEMPLATE("eigh cpu (slow): n = 768, all spectra", T, float, double) {
   }
 }
 
-TEST_CASE_TEMPLATE("eigh cpu (slow): n = 1600", T, float, double) {
+TEST_CASE_TEMPLATE("eigh cpu (slow): n = 1600" * doctest::skip(std::getenv("FRUGAL_SLOW_TESTS") == nullptr), T, float,
+                   double) {
   const int n = 1600;
   const auto cases = rotation_test::spectra(n);
   for (const auto* c : {&cases[0], &cases[3]}) {

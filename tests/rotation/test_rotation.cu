@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <type_traits>
 #include <limits>
@@ -103,7 +104,11 @@ TEST_CASE_TEMPLATE("cuda eigh: n = 768, all spectra; n = 1600, random SPD, repea
   check_gpu_spectra<T>(1600, 0, {0, 2, 3});
 }
 
-TEST_CASE_TEMPLATE("cuda eigh: n = 4096, random SPD (and graded spectrum in f32)", T, float, double) {
+// Runs only with FRUGAL_SLOW_TESTS set (minutes of host-side f64 work for the test matrices and the checks):
+//   FRUGAL_SLOW_TESTS=1 test_rotation_cuda -tc='*4096*'
+TEST_CASE_TEMPLATE("cuda eigh: n = 4096, random SPD (and graded spectrum in f32)" *
+                       doctest::skip(std::getenv("FRUGAL_SLOW_TESTS") == nullptr),
+                   T, float, double) {
   FRUGAL_REQUIRE_GPU();
   const int n = 4096;
   check_gpu_case<T>(rotation_test::random_spd(n, 77), n, "random SPD");
