@@ -51,8 +51,8 @@ std::vector<T> upload_matrix(int n, T* d) {
 }
 
 template <class T>
-void finish(benchmark::State& state, int n, double total, bool is_syevd, const std::vector<T>& a, const T* dw, const T* dq,
-            bool column_major) {
+void finish(benchmark::State& state, int n, double total, bool is_syevd, const std::vector<T>& a, const T* dw,
+            const T* dq, bool column_major) {
   const double per = total / static_cast<double>(state.iterations());
   const auto key = std::make_pair(static_cast<int>(sizeof(T)), n);
   if (is_syevd) syevd_seconds()[key] = per;
@@ -70,8 +70,9 @@ void bm_frugal(benchmark::State& state, int n) {
   const auto a = upload_matrix<T>(n, da.p);
   const std::size_t bytes = frugal::eigh_workspace_bytes<T>(frugal::cuda, n);
   dev<std::byte> ws(bytes);
-  frugal::eigh_info info = frugal::eigh<T>(frugal::cuda, frugal::matrix_view<const T>(da.p, n, n), dw.p,
-                                           frugal::matrix_view<T>(dq.p, n, n), frugal::workspace{ws.p, bytes});  // warm-up
+  frugal::eigh_info info =
+      frugal::eigh<T>(frugal::cuda, frugal::matrix_view<const T>(da.p, n, n), dw.p, frugal::matrix_view<T>(dq.p, n, n),
+                      frugal::workspace{ws.p, bytes});  // warm-up
   double total = 0;
   for (auto _ : state) {
     frugal_bench::cuda_timer t;
@@ -151,12 +152,18 @@ template <class T>
 void register_n(int n, int iters, bool with_syevj) {
   const std::string base = std::string("eigh/cuda/") + (sizeof(T) == 4 ? "f32/" : "f64/") + std::to_string(n) + "/";
   benchmark::RegisterBenchmark((base + "syevd").c_str(), [n](benchmark::State& s) { bm_cusolver<T>(s, n, false); })
-      ->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(iters);
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond)
+      ->Iterations(iters);
   if (with_syevj)
     benchmark::RegisterBenchmark((base + "syevj").c_str(), [n](benchmark::State& s) { bm_cusolver<T>(s, n, true); })
-        ->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(iters);
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond)
+        ->Iterations(iters);
   benchmark::RegisterBenchmark((base + "frugal").c_str(), [n](benchmark::State& s) { bm_frugal<T>(s, n); })
-      ->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(iters);
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond)
+      ->Iterations(iters);
 }
 
 }  // namespace

@@ -28,8 +28,8 @@ void set_accuracy(benchmark::State& state, const std::vector<double>& a, const s
   std::vector<double> wd(w.begin(), w.end()), qd(q.size());
   for (int i = 0; i < n; ++i)
     for (int j = 0; j < n; ++j)
-      qd[static_cast<std::size_t>(i) * n + j] =
-          static_cast<double>(q_column_major ? q[static_cast<std::size_t>(j) * n + i] : q[static_cast<std::size_t>(i) * n + j]);
+      qd[static_cast<std::size_t>(i) * n + j] = static_cast<double>(
+          q_column_major ? q[static_cast<std::size_t>(j) * n + i] : q[static_cast<std::size_t>(i) * n + j]);
   const auto acc = rotation_test::measure(a, wd, qd, n);
   state.counters["orth"] = acc.orth;
   state.counters["residual"] = acc.residual;

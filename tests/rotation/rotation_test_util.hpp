@@ -75,7 +75,9 @@ inline std::vector<double> with_spectrum(const std::vector<double>& lam, std::ui
   const auto u = n <= 800 ? random_orthogonal(n, seed) : householder_orthogonal(n, 24, seed);
   std::vector<double> ul(u.size()), a(u.size());
   for (int k = 0; k < n; ++k)
-    for (int j = 0; j < n; ++j) ul[static_cast<std::size_t>(k) * n + j] = lam[static_cast<std::size_t>(k)] * u[static_cast<std::size_t>(k) * n + j];
+    for (int j = 0; j < n; ++j)
+      ul[static_cast<std::size_t>(k) * n + j] =
+          lam[static_cast<std::size_t>(k)] * u[static_cast<std::size_t>(k) * n + j];
   // a[i][j] = sum_k u[k][i] * lam_k * u[k][j]
   frugal::detail::parallel_for(frugal::cpu, n, 8, [&](std::int64_t i0, std::int64_t i1) {
     frugal::detail::cpu_mm<false>(u.data() + i0, 1, n, ul.data(), n, a.data() + i0 * n, n, static_cast<int>(i1 - i0), n,
@@ -98,8 +100,8 @@ inline std::vector<double> random_spd(int n, std::uint64_t seed) {
   for (auto& v : xt) v = nd(rng) / std::sqrt(static_cast<double>(m));
   frugal::detail::parallel_for(frugal::cpu, n, 8, [&](std::int64_t i0, std::int64_t i1) {
     // a[i][j] = sum_k xt[k][i] xt[k][j]
-    frugal::detail::cpu_mm<false>(xt.data() + i0, 1, n, xt.data(), n, a.data() + i0 * n, n, static_cast<int>(i1 - i0), n,
-                                  m);
+    frugal::detail::cpu_mm<false>(xt.data() + i0, 1, n, xt.data(), n, a.data() + i0 * n, n, static_cast<int>(i1 - i0),
+                                  n, m);
   });
   for (int i = 0; i < n; ++i)
     for (int j = 0; j < i; ++j) a[static_cast<std::size_t>(i) * n + j] = a[static_cast<std::size_t>(j) * n + i];

@@ -20,7 +20,8 @@ void reference(const std::vector<T>& x, std::int64_t tokens, std::int64_t d, std
       const double xi = frugal::detail::to_double(x[static_cast<std::size_t>(t * d + i)]);
       s[static_cast<std::size_t>(i)] += xi;
       for (std::int64_t j = 0; j < d; ++j)
-        h[static_cast<std::size_t>(i * d + j)] += xi * frugal::detail::to_double(x[static_cast<std::size_t>(t * d + j)]);
+        h[static_cast<std::size_t>(i * d + j)] +=
+            xi * frugal::detail::to_double(x[static_cast<std::size_t>(t * d + j)]);
     }
 }
 
@@ -54,10 +55,14 @@ TEST_CASE_TEMPLATE("covariance cpu: streaming sums equal the f64 reference", T, 
       acc.finalize(frugal::cpu, frugal::matrix_view<double>(cov.data(), d, d), frugal::covariance_options{true, 0.5});
       double tr = 0;
       for (std::int64_t i = 0; i < d; ++i)
-        tr += (h[static_cast<std::size_t>(i * d + i)] - s[static_cast<std::size_t>(i)] * s[static_cast<std::size_t>(i)] / tokens) / tokens;
+        tr += (h[static_cast<std::size_t>(i * d + i)] -
+               s[static_cast<std::size_t>(i)] * s[static_cast<std::size_t>(i)] / tokens) /
+              tokens;
       for (std::int64_t i = 0; i < d; ++i)
         for (std::int64_t j = 0; j < d; ++j) {
-          double e = (h[static_cast<std::size_t>(i * d + j)] - s[static_cast<std::size_t>(i)] * s[static_cast<std::size_t>(j)] / tokens) / tokens;
+          double e = (h[static_cast<std::size_t>(i * d + j)] -
+                      s[static_cast<std::size_t>(i)] * s[static_cast<std::size_t>(j)] / tokens) /
+                     tokens;
           if (i == j) e += 0.5 * tr / d;
           CHECK(cov[static_cast<std::size_t>(i * d + j)] == doctest::Approx(e).epsilon(1e-9).scale(1.0));
         }
@@ -79,7 +84,8 @@ TEST_CASE("covariance cpu: merging partial accumulators equals one pass; f32 out
   a.finalize(frugal::cpu, frugal::matrix_view<float>(c2.data(), d, d), frugal::covariance_options{false, 0.01});
   for (std::size_t e = 0; e < c1.size(); ++e) CHECK(c1[e] == doctest::Approx(c2[e]).epsilon(1e-6));
   for (std::int64_t i = 0; i < d; ++i)
-    for (std::int64_t j = 0; j < d; ++j) CHECK(c1[static_cast<std::size_t>(i * d + j)] == c1[static_cast<std::size_t>(j * d + i)]);
+    for (std::int64_t j = 0; j < d; ++j)
+      CHECK(c1[static_cast<std::size_t>(i * d + j)] == c1[static_cast<std::size_t>(j * d + i)]);
   // reset
   a.reset(frugal::cpu);
   CHECK(a.count() == 0);
@@ -114,14 +120,14 @@ TEST_CASE("covariance cpu: errors") {
   FRUGAL_CHECK_THROWS_WITH(acc.finalize(frugal::cpu, frugal::matrix_view<float>(cov.data(), d, d)),
                            "frugal::covariance_finalize: no tokens accumulated (count=0)");
   acc.add<float>(frugal::cpu, frugal::matrix_view<const float>(x.data(), 4, 8));
-  FRUGAL_CHECK_THROWS_WITH(acc.finalize(frugal::cpu, frugal::matrix_view<float>(cov.data(), d, d),
-                                        frugal::covariance_options{true, 0.0}),
-                           "centered=true needs a state that tracks the mean");
+  FRUGAL_CHECK_THROWS_WITH(
+      acc.finalize(frugal::cpu, frugal::matrix_view<float>(cov.data(), d, d), frugal::covariance_options{true, 0.0}),
+      "centered=true needs a state that tracks the mean");
   FRUGAL_CHECK_THROWS_WITH(acc.finalize(frugal::cpu, frugal::matrix_view<float>(cov.data(), 4, 4)),
                            "cov has shape [4, 4] but must be [8, 8]");
-  FRUGAL_CHECK_THROWS_WITH(acc.finalize(frugal::cpu, frugal::matrix_view<float>(cov.data(), d, d),
-                                        frugal::covariance_options{false, -1.0}),
-                           "damping (=-1) must be >= 0");
+  FRUGAL_CHECK_THROWS_WITH(
+      acc.finalize(frugal::cpu, frugal::matrix_view<float>(cov.data(), d, d), frugal::covariance_options{false, -1.0}),
+      "damping (=-1) must be >= 0");
   frugal::covariance_accumulator other(9);
   FRUGAL_CHECK_THROWS_WITH(acc.merge(frugal::cpu, other), "frugal::covariance_merge: dims differ: 8 vs 9");
   frugal::covariance_accumulator with_mean(8, true);
@@ -131,7 +137,8 @@ TEST_CASE("covariance cpu: errors") {
   FRUGAL_CHECK_THROWS_WITH(frugal::covariance_state_on(small.data(), small.size(), d, false),
                            "memory too small: 8 bytes given");
   auto st = acc.state();
-  FRUGAL_CHECK_THROWS_WITH(frugal::covariance_accumulate<float>(frugal::cpu, frugal::matrix_view<const float>(x.data(), 4, 8),
-                                                                st, frugal::workspace{small.data(), small.size()}),
-                           "covariance_accumulate: workspace too small");
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::covariance_accumulate<float>(frugal::cpu, frugal::matrix_view<const float>(x.data(), 4, 8), st,
+                                           frugal::workspace{small.data(), small.size()}),
+      "covariance_accumulate: workspace too small");
 }

@@ -48,7 +48,8 @@ void check_case(const std::vector<double>& a64, const std::vector<double>& lam, 
     double scale = 0;
     for (double v : lam) scale = std::max(scale, std::fabs(v));
     double err = 0;
-    for (int i = 0; i < n; ++i) err = std::max(err, std::fabs(r.w[static_cast<std::size_t>(i)] - sorted[static_cast<std::size_t>(i)]));
+    for (int i = 0; i < n; ++i)
+      err = std::max(err, std::fabs(r.w[static_cast<std::size_t>(i)] - sorted[static_cast<std::size_t>(i)]));
     CHECK(err <= bound * scale);
   }
 }
@@ -127,7 +128,8 @@ TEST_CASE("eigh cpu: strided views and a workspace from the caller") {
   const auto a64 = rotation_test::random_spd(n, 9);
   std::vector<float> a(static_cast<std::size_t>(n) * ld, 99.f), q(static_cast<std::size_t>(n) * ld, 7.f), w(n);
   for (int i = 0; i < n; ++i)
-    for (int j = 0; j < n; ++j) a[static_cast<std::size_t>(i) * ld + j] = static_cast<float>(a64[static_cast<std::size_t>(i) * n + j]);
+    for (int j = 0; j < n; ++j)
+      a[static_cast<std::size_t>(i) * ld + j] = static_cast<float>(a64[static_cast<std::size_t>(i) * n + j]);
   std::vector<std::byte> ws(frugal::eigh_workspace_bytes<float>(frugal::cpu, n));
   frugal::eigh<float>(frugal::cpu, frugal::matrix_view<const float>(a.data(), n, n, ld), w.data(),
                       frugal::matrix_view<float>(q.data(), n, n, ld), frugal::workspace{ws.data(), ws.size()});
@@ -151,8 +153,8 @@ TEST_CASE("eigh cpu: bad input throws before writing, with the values") {
   FRUGAL_CHECK_THROWS_WITH(
       frugal::eigh<double>(frugal::cpu, frugal::matrix_view<const double>(a.data(), 3, 4), w.data(), qv),
       "frugal::eigh: a must be square, got shape [3, 4]");
-  FRUGAL_CHECK_THROWS_WITH(frugal::eigh<double>(frugal::cpu, frugal::matrix_view<const double>(a.data(), n, n), w.data(),
-                                                frugal::matrix_view<double>(q.data(), 3, 3)),
+  FRUGAL_CHECK_THROWS_WITH(frugal::eigh<double>(frugal::cpu, frugal::matrix_view<const double>(a.data(), n, n),
+                                                w.data(), frugal::matrix_view<double>(q.data(), 3, 3)),
                            "q has shape [3, 3] but must be [n, n] with n=4");
   FRUGAL_CHECK_THROWS_WITH(
       frugal::eigh<double>(frugal::cpu, frugal::matrix_view<const double>(a.data(), n, n), nullptr, qv),

@@ -9,8 +9,8 @@
 #include "common/test_util.hpp"
 #include "rotation_test_util.hpp"
 
-TEST_CASE_TEMPLATE("eigh cpu (slow): n = 768, all spectra" * doctest::skip(std::getenv("FRUGAL_SLOW_TESTS") == nullptr), T,
-                   float, double) {
+TEST_CASE_TEMPLATE("eigh cpu (slow): n = 768, all spectra" * doctest::skip(std::getenv("FRUGAL_SLOW_TESTS") == nullptr),
+                   T, float, double) {
   const int n = 768;
   std::uint64_t seed = 40;
   for (const auto& c : rotation_test::spectra(n)) {
@@ -20,8 +20,9 @@ TEST_CASE_TEMPLATE("eigh cpu (slow): n = 768, all spectra" * doctest::skip(std::
     std::vector<T> w(n), q(static_cast<std::size_t>(n) * n);
     const auto info = frugal::eigh<T>(frugal::cpu, frugal::matrix_view<const T>(a.data(), n, n), w.data(),
                                       frugal::matrix_view<T>(q.data(), n, n));
-    const auto acc = rotation_test::measure(std::vector<double>(a.begin(), a.end()), std::vector<double>(w.begin(), w.end()),
-                                            std::vector<double>(q.begin(), q.end()), n);
+    const auto acc =
+        rotation_test::measure(std::vector<double>(a.begin(), a.end()), std::vector<double>(w.begin(), w.end()),
+                               std::vector<double>(q.begin(), q.end()), n);
     const double bound = 10.0 * n * frugal::dtype_traits<T>::eps;
     INFO(c.name, " orth=", acc.orth, " residual=", acc.residual, " sweeps=", info.sweeps);
     CHECK(acc.orth <= bound);
@@ -39,8 +40,9 @@ TEST_CASE_TEMPLATE("eigh cpu (slow): n = 1600" * doctest::skip(std::getenv("FRUG
     std::vector<T> w(n), q(static_cast<std::size_t>(n) * n);
     const auto info = frugal::eigh<T>(frugal::cpu, frugal::matrix_view<const T>(a.data(), n, n), w.data(),
                                       frugal::matrix_view<T>(q.data(), n, n));
-    const auto acc = rotation_test::measure(std::vector<double>(a.begin(), a.end()), std::vector<double>(w.begin(), w.end()),
-                                            std::vector<double>(q.begin(), q.end()), n);
+    const auto acc =
+        rotation_test::measure(std::vector<double>(a.begin(), a.end()), std::vector<double>(w.begin(), w.end()),
+                               std::vector<double>(q.begin(), q.end()), n);
     const double bound = 10.0 * n * frugal::dtype_traits<T>::eps;
     INFO(c->name, " orth=", acc.orth, " residual=", acc.residual, " sweeps=", info.sweeps);
     CHECK(acc.orth <= bound);

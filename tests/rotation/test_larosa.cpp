@@ -32,8 +32,9 @@ vec linear(const vec& x, int T, int K, int N, const vec& w, const vec* b, frugal
     for (int n = 0; n < N; ++n) {
       double acc = b ? (*b)[static_cast<std::size_t>(n)] : 0.0;
       for (int k = 0; k < K; ++k)
-        acc += x[static_cast<std::size_t>(t) * K + k] *
-               (l == frugal::weight_layout::in_out ? w[static_cast<std::size_t>(k) * N + n] : w[static_cast<std::size_t>(n) * K + k]);
+        acc += x[static_cast<std::size_t>(t) * K + k] * (l == frugal::weight_layout::in_out
+                                                             ? w[static_cast<std::size_t>(k) * N + n]
+                                                             : w[static_cast<std::size_t>(n) * K + k]);
       y[static_cast<std::size_t>(t) * N + n] = acc;
     }
   return y;
@@ -47,7 +48,8 @@ vec topk_rows(const vec& x, int T, int d, int k) {
     std::iota(idx.begin(), idx.end(), 0);
     const double* r = x.data() + static_cast<std::size_t>(t) * d;
     std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return std::fabs(r[a]) > std::fabs(r[b]); });
-    for (int i = 0; i < k; ++i) y[static_cast<std::size_t>(t) * d + idx[static_cast<std::size_t>(i)]] = r[idx[static_cast<std::size_t>(i)]];
+    for (int i = 0; i < k; ++i)
+      y[static_cast<std::size_t>(t) * d + idx[static_cast<std::size_t>(i)]] = r[idx[static_cast<std::size_t>(i)]];
   }
   return y;
 }
@@ -63,15 +65,15 @@ struct model {
   std::vector<layer> layers;
   // folded form only
   bool folded = false;
-  vec lm_w, lm_b;                  // [V, d] out_in, [V]
-  std::vector<vec> adapters;       // [L-1] of [d, d] (empty: none)
-  int topk = 0;                    // top-k on the attention and MLP inputs (0: off)
+  vec lm_w, lm_b;             // [V, d] out_in, [V]
+  std::vector<vec> adapters;  // [L-1] of [d, d] (empty: none)
+  int topk = 0;               // top-k on the attention and MLP inputs (0: off)
 };
 
 model make_model(std::uint64_t seed) {
   model m;
   const int d = m.d;
-  m.wte = randn(static_cast<std::size_t>(m.V) * d, seed + 1, 0.5, 0.3);   // non-zero mean on purpose
+  m.wte = randn(static_cast<std::size_t>(m.V) * d, seed + 1, 0.5, 0.3);  // non-zero mean on purpose
   m.wpe = randn(static_cast<std::size_t>(m.maxT) * d, seed + 2, 0.2, -0.1);
   m.lnfg = randn(d, seed + 3, 0.2, 1.0);
   m.lnfb = randn(d, seed + 4, 0.1);
@@ -117,7 +119,9 @@ vec norm_rows(const vec& x, int T, int d, bool layernorm, const vec* g, const ve
   return y;
 }
 
-double gelu(double x) { return 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))); }
+double gelu(double x) {
+  return 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+}
 
 //! Logits [T, V]. Original: LayerNorm with γ/β, tied head. Folded: RMS norm, no gain, untied head, adapters.
 //! `inputs` collects the normalised attention inputs per layer when non-null.
@@ -127,7 +131,9 @@ vec forward(const model& m, const std::vector<int>& tok, std::vector<vec>* input
   vec x(static_cast<std::size_t>(T) * d);
   for (int t = 0; t < T; ++t)
     for (int i = 0; i < d; ++i)
-      x[static_cast<std::size_t>(t) * d + i] = m.wte[static_cast<std::size_t>(tok[static_cast<std::size_t>(t)]) * d + i] + m.wpe[static_cast<std::size_t>(t) * d + i];
+      x[static_cast<std::size_t>(t) * d + i] =
+          m.wte[static_cast<std::size_t>(tok[static_cast<std::size_t>(t)]) * d + i] +
+          m.wpe[static_cast<std::size_t>(t) * d + i];
   for (int l = 0; l < m.L; ++l) {
     const layer& y = m.layers[static_cast<std::size_t>(l)];
     vec u = m.folded ? norm_rows(x, T, d, false, nullptr, nullptr) : norm_rows(x, T, d, true, &y.ln1g, &y.ln1b);
@@ -142,7 +148,8 @@ vec forward(const model& m, const std::vector<int>& tok, std::vector<vec>* input
         for (int j = 0; j <= t; ++j) {
           double acc = 0;
           for (int c = 0; c < hd; ++c)
-            acc += qkv[static_cast<std::size_t>(t) * 3 * d + h * hd + c] * qkv[static_cast<std::size_t>(j) * 3 * d + d + h * hd + c];
+            acc += qkv[static_cast<std::size_t>(t) * 3 * d + h * hd + c] *
+                   qkv[static_cast<std::size_t>(j) * 3 * d + d + h * hd + c];
           s[static_cast<std::size_t>(j)] = acc / std::sqrt(static_cast<double>(hd));
           mx = std::max(mx, s[static_cast<std::size_t>(j)]);
         }
@@ -150,7 +157,8 @@ vec forward(const model& m, const std::vector<int>& tok, std::vector<vec>* input
         for (auto& v : s) z += (v = std::exp(v - mx));
         for (int j = 0; j <= t; ++j)
           for (int c = 0; c < hd; ++c)
-            att[static_cast<std::size_t>(t) * d + h * hd + c] += s[static_cast<std::size_t>(j)] / z * qkv[static_cast<std::size_t>(j) * 3 * d + 2 * d + h * hd + c];
+            att[static_cast<std::size_t>(t) * d + h * hd + c] +=
+                s[static_cast<std::size_t>(j)] / z * qkv[static_cast<std::size_t>(j) * 3 * d + 2 * d + h * hd + c];
       }
     const vec o = linear(att, T, d, d, y.proj_w, &y.proj_b, io);
     for (std::size_t e = 0; e < x.size(); ++e) x[e] += o[e];
@@ -160,7 +168,8 @@ vec forward(const model& m, const std::vector<int>& tok, std::vector<vec>* input
     for (auto& v : hdn) v = gelu(v);
     const vec mo = linear(hdn, T, 4 * d, d, y.mproj_w, &y.mproj_b, io);
     for (std::size_t e = 0; e < x.size(); ++e) x[e] += mo[e];
-    if (!m.adapters.empty() && l + 1 < m.L) x = linear(x, T, d, d, m.adapters[static_cast<std::size_t>(l)], nullptr, io);
+    if (!m.adapters.empty() && l + 1 < m.L)
+      x = linear(x, T, d, d, m.adapters[static_cast<std::size_t>(l)], nullptr, io);
   }
   if (!m.folded) {
     const vec u = norm_rows(x, T, d, true, &m.lnfg, &m.lnfb);
@@ -210,7 +219,8 @@ model rotate(model m, const std::vector<vec>& q) {
     if (l + 1 < m.L && q[static_cast<std::size_t>(l)] != q[static_cast<std::size_t>(l + 1)]) {
       m.adapters.resize(static_cast<std::size_t>(m.L - 1));
       m.adapters[static_cast<std::size_t>(l)].resize(static_cast<std::size_t>(d) * d);
-      frugal::rotation_adapter<double>(frugal::cpu, qv(l), qv(l + 1), view(m.adapters[static_cast<std::size_t>(l)], d, d));
+      frugal::rotation_adapter<double>(frugal::cpu, qv(l), qv(l + 1),
+                                       view(m.adapters[static_cast<std::size_t>(l)], d, d));
     }
   }
   frugal::rotate_input<double, double>(frugal::cpu, qv(m.L - 1), view(m.lm_w, m.V, d), oi);
@@ -241,16 +251,18 @@ TEST_CASE("larosa: each folding identity, both layouts") {
     // rotate_input: (u Q) W' == u W
     {
       auto w2 = w;
-      frugal::rotate_input<double, double>(frugal::cpu, frugal::matrix_view<const double>(qk.data(), K, K), wv(w2), layout);
+      frugal::rotate_input<double, double>(frugal::cpu, frugal::matrix_view<const double>(qk.data(), K, K), wv(w2),
+                                           layout);
       const auto uq = linear(u, T, K, K, qk, nullptr, frugal::weight_layout::in_out);
       CHECK(max_rel_diff(y, linear(uq, T, K, N, w2, &b, layout)) < 1e-13);
     }
     // rotate_output: u W' + b' == (u W + b) Q
     {
       auto w2 = w, b2 = b;
-      frugal::rotate_output<double, double>(frugal::cpu, wv(w2), b2.data(), frugal::matrix_view<const double>(qn.data(), N, N),
-                                            layout);
-      CHECK(max_rel_diff(linear(y, T, N, N, qn, nullptr, frugal::weight_layout::in_out), linear(u, T, K, N, w2, &b2, layout)) < 1e-13);
+      frugal::rotate_output<double, double>(frugal::cpu, wv(w2), b2.data(),
+                                            frugal::matrix_view<const double>(qn.data(), N, N), layout);
+      CHECK(max_rel_diff(linear(y, T, N, N, qn, nullptr, frugal::weight_layout::in_out),
+                         linear(u, T, K, N, w2, &b2, layout)) < 1e-13);
     }
     // center_output: every output row has zero mean, and differs from y by its mean only
     {
@@ -264,7 +276,9 @@ TEST_CASE("larosa: each folding identity, both layouts") {
           mean2 += y2[static_cast<std::size_t>(t) * N + n] / N;
         }
         CHECK(std::fabs(mean2) < 1e-13);
-        for (int n = 0; n < N; ++n) CHECK(y2[static_cast<std::size_t>(t) * N + n] == doctest::Approx(y[static_cast<std::size_t>(t) * N + n] - mean).epsilon(1e-12));
+        for (int n = 0; n < N; ++n)
+          CHECK(y2[static_cast<std::size_t>(t) * N + n] ==
+                doctest::Approx(y[static_cast<std::size_t>(t) * N + n] - mean).epsilon(1e-12));
       }
     }
     // fold_layernorm: (γ⊙x̂ + β) W + b == x̂ W' + b'
@@ -274,7 +288,9 @@ TEST_CASE("larosa: each folding identity, both layouts") {
       frugal::fold_layernorm(frugal::cpu, g.data(), be.data(), wv(w2), b2.data(), layout);
       vec ln = u;
       for (int t = 0; t < T; ++t)
-        for (int k = 0; k < K; ++k) ln[static_cast<std::size_t>(t) * K + k] = u[static_cast<std::size_t>(t) * K + k] * g[static_cast<std::size_t>(k)] + be[static_cast<std::size_t>(k)];
+        for (int k = 0; k < K; ++k)
+          ln[static_cast<std::size_t>(t) * K + k] =
+              u[static_cast<std::size_t>(t) * K + k] * g[static_cast<std::size_t>(k)] + be[static_cast<std::size_t>(k)];
       CHECK(max_rel_diff(linear(ln, T, K, N, w, &b, layout), linear(u, T, K, N, w2, &b2, layout)) < 1e-13);
     }
   }
@@ -284,7 +300,8 @@ TEST_CASE("larosa: each folding identity, both layouts") {
   frugal::rotation_adapter<double>(frugal::cpu, frugal::matrix_view<const double>(qa.data(), K, K),
                                    frugal::matrix_view<const double>(qb.data(), K, K), view(a, K, K));
   const auto io = frugal::weight_layout::in_out;
-  CHECK(max_rel_diff(linear(u, T, K, K, qb, nullptr, io), linear(linear(u, T, K, K, qa, nullptr, io), T, K, K, a, nullptr, io)) < 1e-13);
+  CHECK(max_rel_diff(linear(u, T, K, K, qb, nullptr, io),
+                     linear(linear(u, T, K, K, qa, nullptr, io), T, K, K, a, nullptr, io)) < 1e-13);
 }
 
 TEST_CASE("larosa: 16-bit and f32 weights fold within their precision") {
@@ -304,8 +321,8 @@ TEST_CASE("larosa: 16-bit and f32 weights fold within their precision") {
   }
   frugal::rotate_input<frugal::bfloat16, float>(frugal::cpu, frugal::matrix_view<const float>(qf.data(), K, K),
                                                 view(wb, K, N), frugal::weight_layout::in_out);
-  frugal::rotate_input<frugal::half, double>(frugal::cpu, frugal::matrix_view<const double>(q.data(), K, K), view(wh, K, N),
-                                             frugal::weight_layout::in_out);
+  frugal::rotate_input<frugal::half, double>(frugal::cpu, frugal::matrix_view<const double>(q.data(), K, K),
+                                             view(wh, K, N), frugal::weight_layout::in_out);
   frugal::rotate_input<float, float>(frugal::cpu, frugal::matrix_view<const float>(qf.data(), K, K), view(wf, K, N),
                                      frugal::weight_layout::in_out);
   double eb = 0, eh = 0, ef = 0, s = 0;
@@ -339,8 +356,10 @@ TEST_CASE("larosa: folded + rotated toy GPT-2 computes the same logits at sparsi
     std::vector<vec> inputs;
     forward(folded, cal, &inputs);
     for (int l = 0; l < orig.L; ++l) {
-      per_layer.add<double>(frugal::cpu, l, frugal::matrix_view<const double>(inputs[static_cast<std::size_t>(l)].data(), 8, d));
-      single.add<double>(frugal::cpu, 0, frugal::matrix_view<const double>(inputs[static_cast<std::size_t>(l)].data(), 8, d));
+      per_layer.add<double>(frugal::cpu, l,
+                            frugal::matrix_view<const double>(inputs[static_cast<std::size_t>(l)].data(), 8, d));
+      single.add<double>(frugal::cpu, 0,
+                         frugal::matrix_view<const double>(inputs[static_cast<std::size_t>(l)].data(), 8, d));
     }
   }
   std::vector<vec> q_layer(static_cast<std::size_t>(orig.L), vec(static_cast<std::size_t>(d) * d));
@@ -363,12 +382,15 @@ TEST_CASE("larosa: folded + rotated toy GPT-2 computes the same logits at sparsi
 
   // the same in f32 (weights folded in f32 by the same functions): f32 tolerance
   {
-    std::vector<float> w(orig.layers[0].attn_w.begin(), orig.layers[0].attn_w.end()), b(orig.layers[0].attn_b.begin(), orig.layers[0].attn_b.end());
-    std::vector<float> g(orig.layers[0].ln1g.begin(), orig.layers[0].ln1g.end()), be(orig.layers[0].ln1b.begin(), orig.layers[0].ln1b.end());
+    std::vector<float> w(orig.layers[0].attn_w.begin(), orig.layers[0].attn_w.end()),
+        b(orig.layers[0].attn_b.begin(), orig.layers[0].attn_b.end());
+    std::vector<float> g(orig.layers[0].ln1g.begin(), orig.layers[0].ln1g.end()),
+        be(orig.layers[0].ln1b.begin(), orig.layers[0].ln1b.end());
     std::vector<float> qf(q_layer[0].begin(), q_layer[0].end());
-    frugal::fold_layernorm(frugal::cpu, g.data(), be.data(), view(w, d, 3 * d), b.data(), frugal::weight_layout::in_out);
-    frugal::rotate_input<float, float>(frugal::cpu, frugal::matrix_view<const float>(qf.data(), d, d), view(w, d, 3 * d),
-                                       frugal::weight_layout::in_out);
+    frugal::fold_layernorm(frugal::cpu, g.data(), be.data(), view(w, d, 3 * d), b.data(),
+                           frugal::weight_layout::in_out);
+    frugal::rotate_input<float, float>(frugal::cpu, frugal::matrix_view<const float>(qf.data(), d, d),
+                                       view(w, d, 3 * d), frugal::weight_layout::in_out);
     vec w64 = folded.layers[0].attn_w;
     frugal::rotate_input<double, double>(frugal::cpu, frugal::matrix_view<const double>(q_layer[0].data(), d, d),
                                          view(w64, d, 3 * d), frugal::weight_layout::in_out);
@@ -422,20 +444,21 @@ TEST_CASE("larosa: rotated top-k keeps more energy than top-k on correlated acti
 TEST_CASE("larosa: errors") {
   const int K = 4, N = 3;
   vec w(static_cast<std::size_t>(K) * N, 1.0), b(N, 0.0), q(9, 0.0), g(K, 1.0);
-  FRUGAL_CHECK_THROWS_WITH((frugal::rotate_input<double, double>(frugal::cpu, frugal::matrix_view<const double>(q.data(), 3, 3),
-                                                                 view(w, K, N), frugal::weight_layout::in_out)),
-                           "frugal::rotate_input: q has shape [3, 3] but must be [4, 4]");
   FRUGAL_CHECK_THROWS_WITH(
-      (frugal::rotate_output<double, double>(frugal::cpu, view(w, N, K), b.data(), frugal::matrix_view<const double>(q.data(), 2, 2),
-                                             frugal::weight_layout::out_in)),
-      "frugal::rotate_output: q has shape [2, 2] but must be [3, 3]");
+      (frugal::rotate_input<double, double>(frugal::cpu, frugal::matrix_view<const double>(q.data(), 3, 3),
+                                            view(w, K, N), frugal::weight_layout::in_out)),
+      "frugal::rotate_input: q has shape [3, 3] but must be [4, 4]");
+  FRUGAL_CHECK_THROWS_WITH((frugal::rotate_output<double, double>(frugal::cpu, view(w, N, K), b.data(),
+                                                                  frugal::matrix_view<const double>(q.data(), 2, 2),
+                                                                  frugal::weight_layout::out_in)),
+                           "frugal::rotate_output: q has shape [2, 2] but must be [3, 3]");
   q[4] = std::nan("");
   FRUGAL_CHECK_THROWS_WITH((frugal::rotate_output<double, double>(frugal::cpu, view(w, K, N), b.data(),
                                                                   frugal::matrix_view<const double>(q.data(), 3, 3),
                                                                   frugal::weight_layout::in_out)),
                            "q has a non-finite value at (1, 1)");
-  FRUGAL_CHECK_THROWS_WITH(frugal::fold_layernorm(frugal::cpu, g.data(), g.data(), view(w, K, N), static_cast<double*>(nullptr),
-                                                  frugal::weight_layout::in_out),
+  FRUGAL_CHECK_THROWS_WITH(frugal::fold_layernorm(frugal::cpu, g.data(), g.data(), view(w, K, N),
+                                                  static_cast<double*>(nullptr), frugal::weight_layout::in_out),
                            "frugal::fold_layernorm: beta is given but bias is null");
   FRUGAL_CHECK_THROWS_WITH(frugal::larosa_calibration(0, 8), "sites (=0) must be >= 1");
   frugal::larosa_calibration cal(2, 8);

@@ -8,9 +8,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <string>
 #include <type_traits>
-#include <limits>
 #include <vector>
 
 #include "common/cuda_test_util.cuh"
@@ -71,7 +71,9 @@ void check_gpu_case(const std::vector<double>& a64, int n, const char* name, int
                     frugal::matrix_view<T>(qc.data(), n, n));
     double fro = 0, err = 0;
     for (double v : at) fro += v * v;
-    for (int i = 0; i < n; ++i) err = std::max(err, std::fabs(g.w[static_cast<std::size_t>(i)] - static_cast<double>(wc[static_cast<std::size_t>(i)])));
+    for (int i = 0; i < n; ++i)
+      err = std::max(
+          err, std::fabs(g.w[static_cast<std::size_t>(i)] - static_cast<double>(wc[static_cast<std::size_t>(i)])));
     CHECK(err <= bound * std::sqrt(fro));
   }
 }
@@ -168,10 +170,10 @@ TEST_CASE("cuda eigh: bad input throws before writing, with the values") {
   FRUGAL_CHECK_THROWS_WITH(frugal::eigh<float>(frugal::cuda, frugal::matrix_view<const float>(da.data(), n, n - 1),
                                                dw.data(), frugal::matrix_view<float>(dq.data(), n, n), w),
                            "a must be square, got shape [40, 39]");
-  FRUGAL_CHECK_THROWS_WITH(frugal::eigh<float>(frugal::cuda, frugal::matrix_view<const float>(da.data(), n, n),
-                                               dw.data(), frugal::matrix_view<float>(dq.data(), n, n),
-                                               frugal::workspace{ws.data(), 1000}),
-                           "workspace too small: 1000 bytes given");
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::eigh<float>(frugal::cuda, frugal::matrix_view<const float>(da.data(), n, n), dw.data(),
+                          frugal::matrix_view<float>(dq.data(), n, n), frugal::workspace{ws.data(), 1000}),
+      "workspace too small: 1000 bytes given");
   af[static_cast<std::size_t>(20) * n + 3] = 0.25f;
   da.upload(af);
   frugal::eigh_options o;
@@ -186,7 +188,8 @@ TEST_CASE_TEMPLATE("cuda covariance: sums, merge and finalize equal the CPU", T,
   FRUGAL_REQUIRE_GPU();
   for (std::int64_t d : {1, 65, 130, 768}) {
     for (std::int64_t tokens : {0, 1, 33, 1000}) {
-      const auto x = frugal_test::random_vector<T>(static_cast<std::size_t>(std::max<std::int64_t>(tokens, 1) * d), 7 + d + tokens);
+      const auto x = frugal_test::random_vector<T>(static_cast<std::size_t>(std::max<std::int64_t>(tokens, 1) * d),
+                                                   7 + d + tokens);
       device_buffer<T> dx(x);
       device_buffer<std::byte> m1(frugal::covariance_state_bytes(d, true)), m2(frugal::covariance_state_bytes(d, true));
       auto s1 = frugal::covariance_state_on(m1.data(), m1.size(), d, true);
@@ -195,7 +198,8 @@ TEST_CASE_TEMPLATE("cuda covariance: sums, merge and finalize equal the CPU", T,
       frugal::covariance_reset(frugal::cuda, s2);
       const std::int64_t cut = tokens / 3;
       frugal::covariance_accumulate<T>(frugal::cuda, frugal::matrix_view<const T>(dx.data(), cut, d), s1);
-      frugal::covariance_accumulate<T>(frugal::cuda, frugal::matrix_view<const T>(dx.data() + cut * d, tokens - cut, d), s2);
+      frugal::covariance_accumulate<T>(frugal::cuda, frugal::matrix_view<const T>(dx.data() + cut * d, tokens - cut, d),
+                                       s2);
       frugal::covariance_merge(frugal::cuda, s1, s2);
       CHECK(s1.count == tokens);
       frugal::covariance_accumulator ref(d, true);
@@ -235,8 +239,9 @@ TEST_CASE("cuda covariance: errors") {
   auto s = frugal::covariance_state_on(m.data(), m.size(), 8, false);
   frugal::covariance_reset(frugal::cuda, s);
   device_buffer<float> x(64), c(64);
-  FRUGAL_CHECK_THROWS_WITH(frugal::covariance_accumulate<float>(frugal::cuda, frugal::matrix_view<const float>(x.data(), 8, 7), s),
-                           "x has 7 columns but the state has dim=8");
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::covariance_accumulate<float>(frugal::cuda, frugal::matrix_view<const float>(x.data(), 8, 7), s),
+      "x has 7 columns but the state has dim=8");
   FRUGAL_CHECK_THROWS_WITH(frugal::covariance_finalize(frugal::cuda, s, frugal::matrix_view<float>(c.data(), 8, 8)),
                            "no tokens accumulated (count=0)");
 }
@@ -271,10 +276,14 @@ TEST_CASE_TEMPLATE("cuda larosa_rotation: same eigenvalues and leading eigenvect
   const auto qg = dq.download();
   const auto lg = dl.download();
   const double tol = 100 * d * frugal::dtype_traits<T>::eps;
-  for (std::int64_t i = 0; i < d; ++i) CHECK(static_cast<double>(lg[static_cast<std::size_t>(i)]) == doctest::Approx(static_cast<double>(lc[static_cast<std::size_t>(i)])).epsilon(tol));
+  for (std::int64_t i = 0; i < d; ++i)
+    CHECK(static_cast<double>(lg[static_cast<std::size_t>(i)]) ==
+          doctest::Approx(static_cast<double>(lc[static_cast<std::size_t>(i)])).epsilon(tol));
   for (std::int64_t k = 0; k < 8; ++k) {  // well separated leading eigenvalues: same vector up to sign
     double dot = 0;
-    for (std::int64_t r = 0; r < d; ++r) dot += static_cast<double>(qg[static_cast<std::size_t>(r * d + k)]) * static_cast<double>(qc[static_cast<std::size_t>(r * d + k)]);
+    for (std::int64_t r = 0; r < d; ++r)
+      dot += static_cast<double>(qg[static_cast<std::size_t>(r * d + k)]) *
+             static_cast<double>(qc[static_cast<std::size_t>(r * d + k)]);
     CHECK(std::fabs(dot) == doctest::Approx(1.0).epsilon(1e-3));
   }
 }

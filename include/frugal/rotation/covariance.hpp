@@ -48,10 +48,10 @@ FRUGAL_NAMESPACE_BEGIN
 
 //! Running sums of one calibration stream (see the header comment). Non-owning.
 struct covariance_state {
-  double* xtx = nullptr;    // [dim, dim], upper triangle
-  double* sum = nullptr;    // [dim] or null
+  double* xtx = nullptr;  // [dim, dim], upper triangle
+  double* sum = nullptr;  // [dim] or null
   std::int64_t dim = 0;
-  std::int64_t count = 0;   // tokens accumulated
+  std::int64_t count = 0;  // tokens accumulated
 };
 
 struct covariance_options {
@@ -134,8 +134,7 @@ inline void covariance_reset(cpu_t, covariance_state& s) {
 }
 
 template <class T>
-void covariance_accumulate(cpu_t tag, matrix_view<const std::type_identity_t<T>> x, covariance_state& s,
-                           workspace ws) {
+void covariance_accumulate(cpu_t tag, matrix_view<const std::type_identity_t<T>> x, covariance_state& s, workspace ws) {
   static_assert(detail::covariance_input_ok<T>, "frugal::covariance_accumulate: x must be f32, f64, f16 or bf16");
   detail::check_covariance_accumulate<T>(x, s);
   const std::size_t need = covariance_workspace_bytes(tag, s.dim);
@@ -185,7 +184,8 @@ class covariance_accumulator {
     state_.sum = track_mean ? sum_.data() : nullptr;
     state_.dim = dim;
   }
-  covariance_accumulator(const covariance_accumulator& o) : covariance_accumulator(o.state_.dim, o.state_.sum != nullptr) {
+  covariance_accumulator(const covariance_accumulator& o)
+      : covariance_accumulator(o.state_.dim, o.state_.sum != nullptr) {
     xtx_ = o.xtx_;
     sum_ = o.sum_;
     state_.xtx = xtx_.data();
@@ -237,7 +237,7 @@ inline std::size_t covariance_workspace_bytes(cuda_t, std::int64_t dim) {
 
 //! Zeroes a device state (cudaMemsetAsync on tag.stream).
 template <class Tag>
-  requires std::is_same_v<Tag, cuda_t>
+requires std::is_same_v<Tag, cuda_t>
 void covariance_reset(Tag tag, covariance_state& s) {
   detail::check_covariance_state("covariance_reset", s);
 #if defined(__CUDACC__)
@@ -266,7 +266,7 @@ void covariance_accumulate(cuda_t tag, matrix_view<const std::type_identity_t<T>
 
 //! into += from, both device states.
 template <class Tag>
-  requires std::is_same_v<Tag, cuda_t>
+requires std::is_same_v<Tag, cuda_t>
 void covariance_merge(Tag tag, covariance_state& into, const covariance_state& from) {
   detail::check_covariance_merge(into, from);
 #if defined(__CUDACC__)

@@ -10,24 +10,31 @@
 // (Jacobi 1846; parallel ordering of Brent & Luk, SIAM J. Sci. Stat. Comput. 6, 1985; block form as in
 // Van Loan, "The block Jacobi method for computing the singular value decomposition", 1986):
 //   * n is padded with zero rows/columns to n_pad, a multiple of 2b, and split into m = n_pad / b blocks of b
-//     indices (b = 16 for n <= 256, else 32 on the CPU; the CUDA solver picks b = 16 or 32 by n).
+//     indices (CPU: b = 16 for n <= 256, else 32; CUDA: b = 16 for n <= 1024, else 32; options.block_size).
 //   * A sweep is m-1 steps; step r pairs the blocks by the round-robin ("circle method") schedule, so the m/2
-//     pairs of a step are disjoint. For every pair P = (I, J) the 2b x 2b subproblem A[P, P] is diagonalised
-//     in f64 by scalar cyclic Jacobi (round-robin order inside too, up to 30 inner sweeps), giving an
-//     orthogonal J_P. Then A <- Jᵀ A J (tile by tile: A[P, Q] <- J_Pᵀ A[P, Q] J_Q, computed in T; the diagonal
-//     tiles are written from the f64 subproblem) and V <- V J. The m/2 pairs are independent: the CPU runs
-//     them with detail::parallel_for, the CUDA solver with one thread block per pair / tile.
+//     pairs of a step are disjoint. For every pair P = (I, J) the 2b x 2b subproblem A[P, P] gets
+//     options.max_inner_sweeps (default 1; more did not save outer sweeps in our measurements) sweeps of
+//     scalar cyclic Jacobi in f64 (round-robin order inside too: each round computes the b angles, then
+//     applies all b disjoint rotations at once), giving J_P, which one f64 Newton–Schulz step
+//     J <- J (3I - JᵀJ) / 2 re-orthogonalises. Then A <- Jᵀ A J (tile by tile: A[P, Q] <- J_Pᵀ A[P, Q] J_Q,
+//     computed in T; the diagonal tiles are written from the f64 subproblem) and V <- V J. The m/2 pairs are
+//     independent: the CPU runs them with detail::parallel_for (and the tiles too), the CUDA solver with one
+//     thread block per pair and one per tile.
 //   * Threshold: the scalar rotation (p, q) is applied only when
 //         |a_pq| > max(eps · sqrt(|a_pp a_qq|), eps · ||A||_F / n),      eps = machine epsilon of T.
 //     The first term is the relative criterion of Demmel & Veselić (1992); the floor stops rotations that only
 //     move rounding noise (all entries under it together are below eps · ||A||_F).
 //   * Convergence: a sweep in which no rotation passes the threshold (so A is diagonal to that tolerance). The
-//     solver stops after options.max_sweeps sweeps (default 40; 6 to 12 are typical) and then throws
-//     frugal::error naming the rotations still applied in the last sweep — a result is never returned silently
-//     unconverged.
-//   * Precision: A and V are kept in T; the subproblems and their rotations are computed in f64 and rounded to
-//     T once per step. With T = float this gives max|QᵀQ - I| and ||AQ - QΛ||_F / ||A||_F well below the
-//     10·n·eps(T) the tests demand (docs/rotation.md has the measured figures); no refinement step is applied.
+//     solver stops after options.max_sweeps sweeps (default 100, as cuSOLVER syevj; 9 to 14 are needed for
+//     covariance-like matrices, up to ~35 for spectra made of a few highly repeated eigenvalues) and then
+//     throws frugal::error naming the rotations still applied in the last sweep — a result is never returned
+//     silently unconverged.
+//   * Precision: A and V are kept in T; the subproblems, their rotations and the re-orthogonalisation are
+//     computed in f64, and each J_P is rounded to T once per step. This gives max|QᵀQ - I| and
+//     ||AQ - QΛ||_F / ||A||_F far below the 10·n·eps(T) the tests demand (f32: ~1e-6 at n = 768..4096; f64:
+//     ~1e-14; docs/rotation.md). Without the Newton–Schulz step the biased rounding of accumulated f64 rotations
+//     made the f64 orthogonality error grow linearly with the number of steps (to ~n·eps/4). No refinement of
+//     the final Q is applied.
 //
 // Bad input throws frugal::error before anything is written: a not square, q not [n, n], w null, a non-finite
 // value (reported with its position), or max|a_ij - a_ji| > symmetry_tolerance · max|a| (position and values).
@@ -58,7 +65,7 @@
 FRUGAL_NAMESPACE_BEGIN
 
 // eigh_options and eigh_info are defined in detail/jacobi_common.hpp (shared with the implementations):
-//   eigh_options { int max_sweeps = 40; double symmetry_tolerance = -1 (1000 eps(T)); int block_size = 0 (auto);
+//   eigh_options { int max_sweeps = 100; double symmetry_tolerance = -1 (1000 eps(T)); int block_size = 0 (auto);
 //                  int max_inner_sweeps = 1; }
 //   eigh_info    { int sweeps; std::int64_t rotations; }
 
@@ -91,18 +98,17 @@ void eigh_check_shapes(const matrix_view<const T>& a, const T* w, const matrix_v
 
 //! What the value checks need to know about a (host scan or device reduction).
 struct eigh_scan {
-  double fro = 0;        // ||(a + aᵀ)/2||_F
-  double max_abs = 0;    // max |a_ij|
-  double max_asym = 0;   // max |a_ij - a_ji|
-  std::int64_t asym_at = -1;     // linear index i*n+j of max_asym
+  double fro = 0;                  // ||(a + aᵀ)/2||_F
+  double max_abs = 0;              // max |a_ij|
+  double max_asym = 0;             // max |a_ij - a_ji|
+  std::int64_t asym_at = -1;       // linear index i*n+j of max_asym
   std::int64_t nonfinite_at = -1;  // first (row-major) non-finite entry, -1 if none
 };
 
 template <class T>
 void eigh_check_values(const eigh_scan& s, std::int64_t n, double sym_tol, double bad_value) {
   if (s.nonfinite_at >= 0)
-    fail("eigh", "a has a non-finite value (", bad_value, ") at (", s.nonfinite_at / n, ", ", s.nonfinite_at % n,
-         ")");
+    fail("eigh", "a has a non-finite value (", bad_value, ") at (", s.nonfinite_at / n, ", ", s.nonfinite_at % n, ")");
   FRUGAL_CHECK(s.max_asym <= sym_tol * s.max_abs, "eigh", "a is not symmetric: |a_ij - a_ji| = ", s.max_asym,
                " at (i, j) = (", s.asym_at / std::max<std::int64_t>(n, 1), ", ",
                s.asym_at % std::max<std::int64_t>(n, 1), ") exceeds symmetry_tolerance (=", sym_tol,
@@ -181,7 +187,8 @@ eigh_info eigh(cpu_t tag, matrix_view<const std::type_identity_t<T>> a, T* w, ma
   const std::int64_t n = a.rows;
   if (n == 0) return {};
   const auto scan = detail::eigh_scan_cpu(tag, a);
-  const double bad = scan.nonfinite_at >= 0 ? static_cast<double>(a(scan.nonfinite_at / n, scan.nonfinite_at % n)) : 0.0;
+  const double bad =
+      scan.nonfinite_at >= 0 ? static_cast<double>(a(scan.nonfinite_at / n, scan.nonfinite_at % n)) : 0.0;
   detail::eigh_check_values<T>(scan, n, detail::eigh_symmetry_tolerance<T>(options), bad);
   if (n == 1) {
     w[0] = a(0, 0);

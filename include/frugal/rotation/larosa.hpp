@@ -253,7 +253,7 @@ void rotate_input(cpu_t tag, matrix_view<const std::type_identity_t<Q>> q, matri
   if (layout == weight_layout::in_out)
     detail::fold_left_multiply_t(tag, w, m);  // [K, N] <- Qᵀ W
   else
-    detail::fold_right_multiply(tag, w, m);   // [N, K] <- W Q  (= (Qᵀ Wᵀ)ᵀ)
+    detail::fold_right_multiply(tag, w, m);  // [N, K] <- W Q  (= (Qᵀ Wᵀ)ᵀ)
 }
 
 //! A writer into the rotated residual stream x̃ = x·Q: W <- W·Q and b <- b·Q, so that u·W' + b' = (u·W + b)·Q.
@@ -267,7 +267,7 @@ void rotate_output(cpu_t tag, matrix_view<T> w, T* bias, matrix_view<const std::
   const std::int64_t N = detail::outputs_of(w, layout);
   const auto m = detail::rotation_to_f64("rotate_output", q, N);
   if (layout == weight_layout::in_out)
-    detail::fold_right_multiply(tag, w, m);   // [K, N] <- W Q
+    detail::fold_right_multiply(tag, w, m);  // [K, N] <- W Q
   else
     detail::fold_left_multiply_t(tag, w, m);  // [N, K] <- Qᵀ W
   if (bias) detail::fold_right_multiply(tag, matrix_view<T>(bias, 1, N), m);
@@ -297,9 +297,9 @@ void rotation_adapter(cpu_t tag, matrix_view<const std::type_identity_t<Q>> q_fr
 // ------------------------------------------------------------------------------------------------ calibration
 
 struct larosa_options {
-  double damping = 0.01;   //!< fraction of the mean diagonal added before the eigendecomposition (LaRoSA: 1%)
-  bool centered = false;   //!< PCA of the centred covariance (LaRoSA: uncentred second moment)
-  eigh_options eigh{};     //!< solver options
+  double damping = 0.01;  //!< fraction of the mean diagonal added before the eigendecomposition (LaRoSA: 1%)
+  bool centered = false;  //!< PCA of the centred covariance (LaRoSA: uncentred second moment)
+  eigh_options eigh{};    //!< solver options
 };
 
 //! Q [d, d] (columns = eigenvectors of the damped covariance, eigenvalues descending) from finished sums; the

@@ -20,15 +20,23 @@
 FRUGAL_NAMESPACE_BEGIN
 namespace detail {
 
-__device__ __forceinline__ double cov_load(double v) { return v; }
-__device__ __forceinline__ double cov_load(float v) { return static_cast<double>(v); }
-__device__ __forceinline__ double cov_load(__half v) { return static_cast<double>(__half2float(v)); }
-__device__ __forceinline__ double cov_load(__nv_bfloat16 v) { return static_cast<double>(__bfloat162float(v)); }
+__device__ __forceinline__ double cov_load(double v) {
+  return v;
+}
+__device__ __forceinline__ double cov_load(float v) {
+  return static_cast<double>(v);
+}
+__device__ __forceinline__ double cov_load(__half v) {
+  return static_cast<double>(__half2float(v));
+}
+__device__ __forceinline__ double cov_load(__nv_bfloat16 v) {
+  return static_cast<double>(__bfloat162float(v));
+}
 
 template <class C>
-__global__ void __launch_bounds__(256) covariance_accumulate_kernel(const C* __restrict x, std::int64_t ldx,
-                                                                    std::int64_t tokens, std::int64_t d, int nt,
-                                                                    double* __restrict xtx, double* __restrict sum) {
+__global__ void __launch_bounds__(256)
+    covariance_accumulate_kernel(const C* __restrict x, std::int64_t ldx, std::int64_t tokens, std::int64_t d, int nt,
+                                 double* __restrict xtx, double* __restrict sum) {
   constexpr int TILE = 64, CT = 32;
   __shared__ double xi[CT][TILE + 1], xj[CT][TILE + 1];
   // upper tile number blockIdx.x -> (ti, tj), row by row
@@ -135,8 +143,8 @@ void covariance_accumulate_cuda(cuda_t tag, const matrix_view<const T>& x, State
   if (x.rows == 0) return;
   const int nt = static_cast<int>((s.dim + 63) / 64);
   const unsigned blocks = static_cast<unsigned>(static_cast<std::int64_t>(nt) * (nt + 1) / 2);
-  covariance_accumulate_kernel<cuda_type_t<T>><<<blocks, 256, 0, tag.stream>>>(as_cuda(x.data), x.ld, x.rows, s.dim,
-                                                                                nt, s.xtx, s.sum);
+  covariance_accumulate_kernel<cuda_type_t<T>>
+      <<<blocks, 256, 0, tag.stream>>>(as_cuda(x.data), x.ld, x.rows, s.dim, nt, s.xtx, s.sum);
   check_launch("covariance_accumulate", "covariance_accumulate_kernel");
 }
 

@@ -15,9 +15,9 @@ namespace detail {
 //! Accumulators are T. Scalar reference form (used for edges, and for whole products where the vector form below
 //! is not compiled).
 template <bool Accumulate, class T>
-FRUGAL_FORCEINLINE void cpu_mm_scalar(const T* __restrict l, std::int64_t ls_i, std::int64_t ls_k, const T* __restrict r,
-                                      std::int64_t ldr, T* __restrict out, std::int64_t ldo, int i0, int mi, int j0,
-                                      int nc, int kk) {
+FRUGAL_FORCEINLINE void cpu_mm_scalar(const T* __restrict l, std::int64_t ls_i, std::int64_t ls_k,
+                                      const T* __restrict r, std::int64_t ldr, T* __restrict out, std::int64_t ldo,
+                                      int i0, int mi, int j0, int nc, int kk) {
   for (int i = i0; i < mi; ++i)
     for (int j = j0; j < nc; ++j) {
       T acc = Accumulate ? out[i * ldo + j] : T(0);
@@ -80,9 +80,9 @@ FRUGAL_FORCEINLINE void cpu_mm_body(const T* __restrict l, std::int64_t ls_i, st
 #define FRUGAL_CPU_MM_X86_DISPATCH 1
 template <bool Accumulate, class T>
 __attribute__((target("avx512f,avx512vl,avx2,fma"))) void cpu_mm_avx512(const T* l, std::int64_t ls_i,
-                                                                        std::int64_t ls_k, const T* r,
-                                                                        std::int64_t ldr, T* out, std::int64_t ldo,
-                                                                        int mi, int nc, int kk) {
+                                                                        std::int64_t ls_k, const T* r, std::int64_t ldr,
+                                                                        T* out, std::int64_t ldo, int mi, int nc,
+                                                                        int kk) {
   cpu_mm_body<Accumulate>(l, ls_i, ls_k, r, ldr, out, ldo, mi, nc, kk);
 }
 template <bool Accumulate, class T>
@@ -109,9 +109,12 @@ void cpu_mm(const T* l, std::int64_t ls_i, std::int64_t ls_k, const T* r, std::i
             int mi, int nc, int kk) {
 #if defined(FRUGAL_CPU_MM_X86_DISPATCH)
   switch (cpu_mm_level()) {
-    case 2: return cpu_mm_avx512<Accumulate>(l, ls_i, ls_k, r, ldr, out, ldo, mi, nc, kk);
-    case 1: return cpu_mm_avx2<Accumulate>(l, ls_i, ls_k, r, ldr, out, ldo, mi, nc, kk);
-    default: break;
+    case 2:
+      return cpu_mm_avx512<Accumulate>(l, ls_i, ls_k, r, ldr, out, ldo, mi, nc, kk);
+    case 1:
+      return cpu_mm_avx2<Accumulate>(l, ls_i, ls_k, r, ldr, out, ldo, mi, nc, kk);
+    default:
+      break;
   }
 #endif
   cpu_mm_body<Accumulate>(l, ls_i, ls_k, r, ldr, out, ldo, mi, nc, kk);

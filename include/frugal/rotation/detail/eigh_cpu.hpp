@@ -25,14 +25,14 @@ namespace detail {
 //! Scratch of one CPU solve, carved in a fixed order from the caller's workspace (see eigh_workspace_bytes).
 template <class T>
 struct eigh_cpu_buffers {
-  T* a = nullptr;          // [n_pad, n_pad] working copy of A, driven to diagonal form
-  T* vt = nullptr;         // [n_pad, n_pad] V^T: row i is the eigenvector of a[i][i]
-  T* jt = nullptr;         // [pairs, b2, b2] rotation of each pair in working precision
-  double* s = nullptr;     // [pairs, b2, b2] subproblem (f64)
-  double* js = nullptr;    // [pairs, b2, b2] accumulated subproblem rotation (f64)
-  double* e = nullptr;     // [pairs, b2, b2] scratch of the re-orthogonalisation
-  double* f = nullptr;     // [pairs, b2, b2] scratch of the re-orthogonalisation
-  std::int64_t* rot = nullptr;  // [pairs] rotations applied per pair in this step
+  T* a = nullptr;                 // [n_pad, n_pad] working copy of A, driven to diagonal form
+  T* vt = nullptr;                // [n_pad, n_pad] V^T: row i is the eigenvector of a[i][i]
+  T* jt = nullptr;                // [pairs, b2, b2] rotation of each pair in working precision
+  double* s = nullptr;            // [pairs, b2, b2] subproblem (f64)
+  double* js = nullptr;           // [pairs, b2, b2] accumulated subproblem rotation (f64)
+  double* e = nullptr;            // [pairs, b2, b2] scratch of the re-orthogonalisation
+  double* f = nullptr;            // [pairs, b2, b2] scratch of the re-orthogonalisation
+  std::int64_t* rot = nullptr;    // [pairs] rotations applied per pair in this step
   std::int32_t* tiles = nullptr;  // [pairs * (pairs + 1) / 2, 2] upper tile list (P <= Q)
   std::int64_t* perm = nullptr;   // [n] eigenvalue order
   T* scratch = nullptr;           // [threads, 2 * b2 * vchunk + b2 * b2] per-thread tile buffers
@@ -129,10 +129,10 @@ FRUGAL_FORCEINLINE std::int64_t jacobi_subproblem_body(double* s, double* js, in
       count += in_round;
       for (int k = 0; k < half; ++k)
         if (on[k]) jacobi_rotate_rows(s, b2, pp[k], qq[k], cc[k], ss[k]);  // Rᵀ S
-      jacobi_transpose_square(s, b2);                                       // S R
+      jacobi_transpose_square(s, b2);                                      // S R
       for (int k = 0; k < half; ++k)
         if (on[k]) {
-          jacobi_rotate_rows(s, b2, pp[k], qq[k], cc[k], ss[k]);  // Rᵀ S R
+          jacobi_rotate_rows(s, b2, pp[k], qq[k], cc[k], ss[k]);   // Rᵀ S R
           jacobi_rotate_rows(jt, b2, pp[k], qq[k], cc[k], ss[k]);  // Jᵀ <- Rᵀ Jᵀ
         }
       for (int k = 0; k < half; ++k)
@@ -152,12 +152,15 @@ FRUGAL_FORCEINLINE std::int64_t jacobi_subproblem_body(double* s, double* js, in
 }
 
 #if defined(FRUGAL_CPU_MM_X86_DISPATCH)
-__attribute__((target("avx512f,avx512vl,avx2,fma"))) inline std::int64_t jacobi_subproblem_avx512(
-    double* s, double* js, int b2, double tol, double floor_, int max_inner) {
+__attribute__((target("avx512f,avx512vl,avx2,fma"))) inline std::int64_t jacobi_subproblem_avx512(double* s, double* js,
+                                                                                                  int b2, double tol,
+                                                                                                  double floor_,
+                                                                                                  int max_inner) {
   return jacobi_subproblem_body(s, js, b2, tol, floor_, max_inner);
 }
 __attribute__((target("avx2,fma"))) inline std::int64_t jacobi_subproblem_avx2(double* s, double* js, int b2,
-                                                                            double tol, double floor_, int max_inner) {
+                                                                               double tol, double floor_,
+                                                                               int max_inner) {
   return jacobi_subproblem_body(s, js, b2, tol, floor_, max_inner);
 }
 #endif
@@ -166,9 +169,12 @@ __attribute__((target("avx2,fma"))) inline std::int64_t jacobi_subproblem_avx2(d
 inline std::int64_t jacobi_subproblem(double* s, double* js, int b2, double tol, double floor_, int max_inner) {
 #if defined(FRUGAL_CPU_MM_X86_DISPATCH)
   switch (cpu_mm_level()) {
-    case 2: return jacobi_subproblem_avx512(s, js, b2, tol, floor_, max_inner);
-    case 1: return jacobi_subproblem_avx2(s, js, b2, tol, floor_, max_inner);
-    default: break;
+    case 2:
+      return jacobi_subproblem_avx512(s, js, b2, tol, floor_, max_inner);
+    case 1:
+      return jacobi_subproblem_avx2(s, js, b2, tol, floor_, max_inner);
+    default:
+      break;
   }
 #endif
   return jacobi_subproblem_body(s, js, b2, tol, floor_, max_inner);
@@ -180,7 +186,7 @@ inline std::int64_t jacobi_subproblem(double* s, double* js, int b2, double tol,
 inline void jacobi_reorthogonalize(double* js, double* e, double* f, int b2) {
   cpu_mm<false>(js, 1, b2, js, b2, e, b2, b2, b2, b2);  // JᵀJ
   for (int i = 0; i < b2; ++i) e[i * b2 + i] -= 1.0;
-  cpu_mm<false>(js, b2, 1, e, b2, f, b2, b2, b2, b2);   // J E
+  cpu_mm<false>(js, b2, 1, e, b2, f, b2, b2, b2, b2);  // J E
   for (int i = 0; i < b2 * b2; ++i) js[i] -= 0.5 * f[i];
 }
 
@@ -269,68 +275,69 @@ eigh_info eigh_cpu(cpu_t tag, matrix_view<const T> a, T* w, matrix_view<T> q, co
       const std::int64_t items = ntiles + static_cast<std::int64_t>(pairs) * vchunks;
       const int parts = static_cast<int>(std::min<std::int64_t>(threads, items));
       parallel_for(tag, parts, 1, [&](std::int64_t c0, std::int64_t c1) {
-       for (std::int64_t part = c0; part < c1; ++part) {
-        T* x = buf.scratch + static_cast<std::size_t>(part) * per_thread;
-        T* y = x + static_cast<std::size_t>(b2) * std::max(b2, vchunk);
-        T* z = y + static_cast<std::size_t>(b2) * std::max(b2, vchunk);
-        const std::int64_t i0 = items * part / parts, i1 = items * (part + 1) / parts;
-        for (std::int64_t it = i0; it < i1; ++it) {
-          if (it < ntiles) {
-            const int kp = buf.tiles[2 * it], kq = buf.tiles[2 * it + 1];
-            int lp, hp, lq, hq;
-            round_robin_pair(sh.m, step, kp, lp, hp);
-            round_robin_pair(sh.m, step, kq, lq, hq);
-            if (kp == kq) {
-              if (!buf.rot[kp]) continue;
-              const double* s = buf.s + kp * sub;
+        for (std::int64_t part = c0; part < c1; ++part) {
+          T* x = buf.scratch + static_cast<std::size_t>(part) * per_thread;
+          T* y = x + static_cast<std::size_t>(b2) * std::max(b2, vchunk);
+          T* z = y + static_cast<std::size_t>(b2) * std::max(b2, vchunk);
+          const std::int64_t i0 = items * part / parts, i1 = items * (part + 1) / parts;
+          for (std::int64_t it = i0; it < i1; ++it) {
+            if (it < ntiles) {
+              const int kp = buf.tiles[2 * it], kq = buf.tiles[2 * it + 1];
+              int lp, hp, lq, hq;
+              round_robin_pair(sh.m, step, kp, lp, hp);
+              round_robin_pair(sh.m, step, kq, lq, hq);
+              if (kp == kq) {
+                if (!buf.rot[kp]) continue;
+                const double* s = buf.s + kp * sub;
+                for (int i = 0; i < b2; ++i) {
+                  T* ar = buf.a + jacobi_index(lp, hp, b, i) * np;
+                  for (int j = 0; j < b2; ++j) ar[jacobi_index(lp, hp, b, j)] = static_cast<T>(s[i * b2 + j]);
+                }
+                continue;
+              }
+              if (!buf.rot[kp] && !buf.rot[kq]) continue;
               for (int i = 0; i < b2; ++i) {
-                T* ar = buf.a + jacobi_index(lp, hp, b, i) * np;
-                for (int j = 0; j < b2; ++j) ar[jacobi_index(lp, hp, b, j)] = static_cast<T>(s[i * b2 + j]);
+                const T* ar = buf.a + jacobi_index(lp, hp, b, i) * np;
+                for (int j = 0; j < b2; ++j) x[i * b2 + j] = ar[jacobi_index(lq, hq, b, j)];
               }
-              continue;
-            }
-            if (!buf.rot[kp] && !buf.rot[kq]) continue;
-            for (int i = 0; i < b2; ++i) {
-              const T* ar = buf.a + jacobi_index(lp, hp, b, i) * np;
-              for (int j = 0; j < b2; ++j) x[i * b2 + j] = ar[jacobi_index(lq, hq, b, j)];
-            }
-            const T* cur = x;
-            if (buf.rot[kp]) {
-              jacobi_left_tn(buf.jt + kp * sub, x, y, b2, b2, b2);
-              cur = y;
-            }
-            if (buf.rot[kq]) {
-              jacobi_right_nn(cur, buf.jt + kq * sub, z, b2);
-              cur = z;
-            }
-            for (int i = 0; i < b2; ++i) {
-              const std::int64_t gi = jacobi_index(lp, hp, b, i);
-              for (int j = 0; j < b2; ++j) {
-                const std::int64_t gj = jacobi_index(lq, hq, b, j);
-                buf.a[gi * np + gj] = cur[i * b2 + j];
-                buf.a[gj * np + gi] = cur[i * b2 + j];
+              const T* cur = x;
+              if (buf.rot[kp]) {
+                jacobi_left_tn(buf.jt + kp * sub, x, y, b2, b2, b2);
+                cur = y;
               }
-            }
-          } else {
-            const std::int64_t v = it - ntiles;
-            const int k = static_cast<int>(v / vchunks);
-            if (!buf.rot[k]) continue;
-            const std::int64_t c0 = (v % vchunks) * vchunk;
-            const int nc = static_cast<int>(std::min<std::int64_t>(vchunk, np - c0));
-            int lo, hi;
-            round_robin_pair(sh.m, step, k, lo, hi);
-            // y = J_Pᵀ Vᵀ[P, chunk], read in place from the two blocks of rows: y = J[:b]ᵀ V_lo + J[b:]ᵀ V_hi
-            const T* jk = buf.jt + k * sub;
-            cpu_mm<false>(jk, 1, b2, buf.vt + static_cast<std::int64_t>(lo) * b * np + c0, np, y, vchunk, b2, nc, b);
-            cpu_mm<true>(jk + static_cast<std::int64_t>(b) * b2, 1, b2, buf.vt + static_cast<std::int64_t>(hi) * b * np + c0, np,
-                         y, vchunk, b2, nc, b);
-            for (int i = 0; i < b2; ++i) {
-              T* vr = buf.vt + jacobi_index(lo, hi, b, i) * np + c0;
-              std::copy(y + static_cast<std::int64_t>(i) * vchunk, y + static_cast<std::int64_t>(i) * vchunk + nc, vr);
+              if (buf.rot[kq]) {
+                jacobi_right_nn(cur, buf.jt + kq * sub, z, b2);
+                cur = z;
+              }
+              for (int i = 0; i < b2; ++i) {
+                const std::int64_t gi = jacobi_index(lp, hp, b, i);
+                for (int j = 0; j < b2; ++j) {
+                  const std::int64_t gj = jacobi_index(lq, hq, b, j);
+                  buf.a[gi * np + gj] = cur[i * b2 + j];
+                  buf.a[gj * np + gi] = cur[i * b2 + j];
+                }
+              }
+            } else {
+              const std::int64_t v = it - ntiles;
+              const int k = static_cast<int>(v / vchunks);
+              if (!buf.rot[k]) continue;
+              const std::int64_t c0 = (v % vchunks) * vchunk;
+              const int nc = static_cast<int>(std::min<std::int64_t>(vchunk, np - c0));
+              int lo, hi;
+              round_robin_pair(sh.m, step, k, lo, hi);
+              // y = J_Pᵀ Vᵀ[P, chunk], read in place from the two blocks of rows: y = J[:b]ᵀ V_lo + J[b:]ᵀ V_hi
+              const T* jk = buf.jt + k * sub;
+              cpu_mm<false>(jk, 1, b2, buf.vt + static_cast<std::int64_t>(lo) * b * np + c0, np, y, vchunk, b2, nc, b);
+              cpu_mm<true>(jk + static_cast<std::int64_t>(b) * b2, 1, b2,
+                           buf.vt + static_cast<std::int64_t>(hi) * b * np + c0, np, y, vchunk, b2, nc, b);
+              for (int i = 0; i < b2; ++i) {
+                T* vr = buf.vt + jacobi_index(lo, hi, b, i) * np + c0;
+                std::copy(y + static_cast<std::int64_t>(i) * vchunk, y + static_cast<std::int64_t>(i) * vchunk + nc,
+                          vr);
+              }
             }
           }
         }
-       }
       });
     }
     info.sweeps = sweep;
@@ -343,9 +350,8 @@ eigh_info eigh_cpu(cpu_t tag, matrix_view<const T> a, T* w, matrix_view<T> q, co
 
   // Eigenvalues descending (ties by index), eigenvectors gathered as columns of q.
   std::iota(buf.perm, buf.perm + n, std::int64_t{0});
-  std::stable_sort(buf.perm, buf.perm + n, [&](std::int64_t x, std::int64_t y) {
-    return buf.a[x * np + x] > buf.a[y * np + y];
-  });
+  std::stable_sort(buf.perm, buf.perm + n,
+                   [&](std::int64_t x, std::int64_t y) { return buf.a[x * np + x] > buf.a[y * np + y]; });
   for (std::int64_t k = 0; k < n; ++k) w[k] = buf.a[buf.perm[k] * np + buf.perm[k]];
   parallel_for(tag, n, 32, [&](std::int64_t r0, std::int64_t r1) {
     for (std::int64_t r = r0; r < r1; ++r)

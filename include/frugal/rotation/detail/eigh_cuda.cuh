@@ -7,8 +7,8 @@
 //   eigh_init_kernel                            working copy (A + Aᵀ)/2, zero padded; Vᵀ = I
 //   per step of a sweep:
 //     eigh_pair_kernel<B2>    one block per pair P: one scalar Jacobi sweep (f64, shared memory) on A[P, P] —
-//                             per round: the B2/2 angles, a barrier, S <- Rᵀ S R by 2 x 2 blocks and J <- J R, a barrier —
-//                             one Newton–Schulz re-orthogonalisation of J_P, writes A[P, P] and J_P (in T)
+//                             per round: the B2/2 angles, a barrier, S <- Rᵀ S R by 2 x 2 blocks and J <- J R, a
+//                             barrier — one Newton–Schulz re-orthogonalisation of J_P, writes A[P, P] and J_P (in T)
 //     eigh_update_kernel<B2>  one block per upper tile A[P, Q] (P < Q): J_Pᵀ A[P, Q] J_Q, mirrored into A[Q, P];
 //                             and one block per tile of Vᵀ: Vᵀ[P, cols] <- J_Pᵀ Vᵀ[P, cols]
 //   eigh_rank_kernel, eigh_gather_kernel         sort descending, write w and the columns of q
@@ -106,7 +106,8 @@ __global__ void eigh_init_kernel(const T* __restrict a, std::int64_t lda, std::i
        e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     const std::int64_t i = e / np, j = e % np;
     T v = T(0);
-    if (i < n && j < n) v = static_cast<T>(0.5 * (static_cast<double>(a[i * lda + j]) + static_cast<double>(a[j * lda + i])));
+    if (i < n && j < n)
+      v = static_cast<T>(0.5 * (static_cast<double>(a[i * lda + j]) + static_cast<double>(a[j * lda + i])));
     aw[e] = v;
     vt[e] = i == j ? T(1) : T(0);
   }
@@ -121,16 +122,14 @@ constexpr std::size_t eigh_pair_smem() {
 }
 
 template <class T, int B2>
-__global__ void __launch_bounds__(eigh_threads) eigh_pair_kernel(T* __restrict aw, std::int64_t np, T* __restrict jt,
-                                                                 int* __restrict rot,
-                                                                 unsigned long long* __restrict count, int m,
-                                                                 int step, double tol, double floor_,
-                                                                 int max_inner) {
+__global__ void __launch_bounds__(eigh_threads)
+    eigh_pair_kernel(T* __restrict aw, std::int64_t np, T* __restrict jt, int* __restrict rot,
+                     unsigned long long* __restrict count, int m, int step, double tol, double floor_, int max_inner) {
   constexpr int LD = B2 + 1, H = B2 / 2, b = B2 / 2;
   extern __shared__ double smem_pair[];
-  double* S = smem_pair;            // [B2][LD] subproblem
-  double* J = S + B2 * LD;          // [B2][LD] accumulated rotation
-  double* E = J + B2 * LD;          // [B2][LD] scratch (re-orthogonalisation)
+  double* S = smem_pair;    // [B2][LD] subproblem
+  double* J = S + B2 * LD;  // [B2][LD] accumulated rotation
+  double* E = J + B2 * LD;  // [B2][LD] scratch (re-orthogonalisation)
   __shared__ double cs[H], sn[H], dp[H], dq[H];
   __shared__ int pp[H], qq[H], on[H];
   __shared__ std::int64_t gidx[B2];
@@ -263,14 +262,14 @@ __device__ inline void eigh_tile_mm(const T* l, int li, int lk, const T* r, T* o
 }
 
 template <class T, int B2>
-__global__ void __launch_bounds__(eigh_threads) eigh_update_kernel(T* __restrict aw, T* __restrict vt, std::int64_t np,
-                                                                   const T* __restrict jt, const int* __restrict rot,
-                                                                   int m, int step) {
+__global__ void __launch_bounds__(eigh_threads)
+    eigh_update_kernel(T* __restrict aw, T* __restrict vt, std::int64_t np, const T* __restrict jt,
+                       const int* __restrict rot, int m, int step) {
   constexpr int LD = B2 + 1, b = B2 / 2;
   extern __shared__ __align__(16) unsigned char smem_update[];
   T* X = reinterpret_cast<T*>(smem_update);  // [B2][LD]
-  T* Jb = X + B2 * LD;                        // [B2][LD]
-  T* Y = Jb + B2 * LD;                        // [B2][LD]
+  T* Jb = X + B2 * LD;                       // [B2][LD]
+  T* Y = Jb + B2 * LD;                       // [B2][LD]
   __shared__ std::int64_t gp[B2], gq[B2];
 
   const int pairs = m / 2, tid = threadIdx.x;
@@ -397,9 +396,8 @@ eigh_info eigh_cuda_sweeps(cudaStream_t st, const jacobi_shape& sh, const eigh_c
   for (int sweep = 1; sweep <= options.max_sweeps; ++sweep) {
     FRUGAL_CUDA_CHECK(cudaMemsetAsync(buf.count, 0, sizeof(unsigned long long), st), "eigh");
     for (int step = 0; step < sh.m - 1; ++step) {
-      eigh_pair_kernel<T, B2><<<sh.pairs, eigh_threads, pair_smem, st>>>(buf.a, sh.n_pad, buf.jt, buf.rot, buf.count,
-                                                                         sh.m, step, tol, floor_,
-                                                                         options.max_inner_sweeps);
+      eigh_pair_kernel<T, B2><<<sh.pairs, eigh_threads, pair_smem, st>>>(
+          buf.a, sh.n_pad, buf.jt, buf.rot, buf.count, sh.m, step, tol, floor_, options.max_inner_sweeps);
       check_launch("eigh", "eigh_pair_kernel");
       eigh_update_kernel<T, B2><<<static_cast<unsigned>(upd_blocks), eigh_threads, upd_smem, st>>>(
           buf.a, buf.vt, sh.n_pad, buf.jt, buf.rot, sh.m, step);

@@ -14,7 +14,7 @@ FRUGAL_NAMESPACE_BEGIN
 
 //! Options of frugal::eigh (see rotation/eigh.hpp).
 struct eigh_options {
-  int max_sweeps = 40;               //!< sweeps before giving up with frugal::error
+  int max_sweeps = 100;              //!< sweeps before giving up with frugal::error (as syevj)
   double symmetry_tolerance = -1.0;  //!< allowed max|a_ij - a_ji| / max|a|; negative: 1000 · eps(T)
   int block_size = 0;                //!< b (subproblems are 2b x 2b); 0 = automatic, else 4..64 and even
   int max_inner_sweeps = 1;          //!< scalar Jacobi sweeps per 2b x 2b subproblem and step (stops early when
@@ -22,8 +22,8 @@ struct eigh_options {
 };
 
 struct eigh_info {
-  int sweeps = 0;                 //!< outer sweeps run, the last one applied no rotation
-  std::int64_t rotations = 0;     //!< 2x2 rotations applied in total
+  int sweeps = 0;              //!< outer sweeps run, the last one applied no rotation
+  std::int64_t rotations = 0;  //!< 2x2 rotations applied in total
 };
 
 namespace detail {
@@ -144,24 +144,24 @@ inline int eigh_cuda_block_size(std::int64_t n, int requested) {
 
 //! Device result of the input scan (one per solve) — plain data so that host code can read it back.
 struct eigh_scan_device {
-  double fro2;                 // sum of squares of the symmetric part
+  double fro2;  // sum of squares of the symmetric part
   double max_abs;
   double max_asym;
-  long long asym_at;           // linear index of max_asym (smallest on ties)
-  long long nonfinite_at;      // smallest linear index of a non-finite entry, or n*n
-  double bad_value;            // the value at nonfinite_at
+  long long asym_at;       // linear index of max_asym (smallest on ties)
+  long long nonfinite_at;  // smallest linear index of a non-finite entry, or n*n
+  double bad_value;        // the value at nonfinite_at
 };
 
 //! Device workspace of the CUDA solver, carved in this order (the size query runs the same code).
 template <class T>
 struct eigh_cuda_buffers {
-  T* a = nullptr;                   // [n_pad, n_pad]
-  T* vt = nullptr;                  // [n_pad, n_pad] V^T
-  T* jt = nullptr;                  // [pairs, b2, b2]
-  int* rot = nullptr;               // [pairs] rotations per pair in the current step
+  T* a = nullptr;                       // [n_pad, n_pad]
+  T* vt = nullptr;                      // [n_pad, n_pad] V^T
+  T* jt = nullptr;                      // [pairs, b2, b2]
+  int* rot = nullptr;                   // [pairs] rotations per pair in the current step
   unsigned long long* count = nullptr;  // [1] rotations in the current sweep
   eigh_scan_device* scan = nullptr;     // [scan_blocks + 1] per-block partials, then the total
-  int* rank = nullptr;              // [n] output position of eigenvalue i
+  int* rank = nullptr;                  // [n] output position of eigenvalue i
   static constexpr int scan_rows = 16;  // rows of a per scan block
 
   static std::int64_t scan_blocks(std::int64_t n) { return (n + scan_rows - 1) / scan_rows; }
