@@ -86,13 +86,13 @@ __global__ void __launch_bounds__(256)
   if (diag && sum != nullptr && threadIdx.x < TILE && i0 + threadIdx.x < d) sum[i0 + threadIdx.x] += colsum;
 }
 
-__global__ void covariance_merge_kernel(double* __restrict into, const double* __restrict from, std::int64_t d) {
+static __global__ void covariance_merge_kernel(double* __restrict into, const double* __restrict from, std::int64_t d) {
   for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < d * d;
        e += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
     if (e / d <= e % d) into[e] += from[e];
 }
 
-__global__ void covariance_add_kernel(double* __restrict into, const double* __restrict from, std::int64_t n) {
+static __global__ void covariance_add_kernel(double* __restrict into, const double* __restrict from, std::int64_t n) {
   for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < n;
        e += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
     into[e] += from[e];

@@ -90,7 +90,7 @@ __global__ void eigh_scan_kernel(const T* __restrict a, std::int64_t lda, std::i
   eigh_scan_block_reduce(s, part + blockIdx.x);
 }
 
-__global__ void eigh_scan_final_kernel(eigh_scan_device* __restrict part, std::int64_t blocks, std::int64_t n) {
+static __global__ void eigh_scan_final_kernel(eigh_scan_device* __restrict part, std::int64_t blocks, std::int64_t n) {
   eigh_scan_device s{0.0, 0.0, 0.0, n * n, n * n, 0.0};
   for (std::int64_t b = threadIdx.x; b < blocks; b += eigh_threads) eigh_scan_merge(s, part[b]);
   eigh_scan_block_reduce(s, part + blocks);

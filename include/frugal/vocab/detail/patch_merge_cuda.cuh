@@ -42,7 +42,7 @@ __device__ inline std::int64_t patch_lower_bound(const std::int64_t* a, std::int
   return lo;
 }
 
-__global__ void patch_match_kernel(patch_merge_table_view t, const std::int32_t* __restrict__ ids,
+static __global__ void patch_match_kernel(patch_merge_table_view t, const std::int32_t* __restrict__ ids,
                                    const std::int64_t* __restrict__ offsets, std::int64_t docs, std::int64_t total,
                                    std::uint8_t* __restrict__ len, std::int32_t* __restrict__ emit) {
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -62,7 +62,7 @@ __global__ void patch_match_kernel(patch_merge_table_view t, const std::int32_t*
   }
 }
 
-__global__ void patch_chunk_kernel(const std::uint8_t* __restrict__ len, std::int64_t total, std::int64_t chunks,
+static __global__ void patch_chunk_kernel(const std::uint8_t* __restrict__ len, std::int64_t total, std::int64_t chunks,
                                    int entries, std::uint8_t* __restrict__ exit_off, std::int32_t* __restrict__ count) {
   const std::int64_t x = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (x >= chunks * 4) return;
@@ -80,7 +80,7 @@ __global__ void patch_chunk_kernel(const std::uint8_t* __restrict__ len, std::in
   count[x] = n;
 }
 
-__global__ void __launch_bounds__(patch_scan_threads)
+static __global__ void __launch_bounds__(patch_scan_threads)
     patch_scan_kernel(const std::uint8_t* __restrict__ exit_off, const std::int32_t* __restrict__ count,
                       std::int64_t chunks, int entries, std::uint8_t* __restrict__ entry,
                       std::int64_t* __restrict__ first_out, std::int64_t* __restrict__ total_out) {
@@ -125,7 +125,7 @@ __global__ void __launch_bounds__(patch_scan_threads)
   }
 }
 
-__global__ void patch_doc_base_kernel(const std::uint8_t* __restrict__ len, const std::int64_t* __restrict__ offsets,
+static __global__ void patch_doc_base_kernel(const std::uint8_t* __restrict__ len, const std::int64_t* __restrict__ offsets,
                                       std::int64_t docs, std::int64_t total, std::int64_t chunks,
                                       const std::uint8_t* __restrict__ entry,
                                       const std::int64_t* __restrict__ first_out, std::int64_t* __restrict__ base) {
@@ -142,7 +142,7 @@ __global__ void patch_doc_base_kernel(const std::uint8_t* __restrict__ len, cons
   }
 }
 
-__global__ void patch_emit_kernel(const std::uint8_t* __restrict__ len, const std::int32_t* __restrict__ emit,
+static __global__ void patch_emit_kernel(const std::uint8_t* __restrict__ len, const std::int32_t* __restrict__ emit,
                                   const std::int64_t* __restrict__ offsets, std::int64_t docs, std::int64_t total,
                                   std::int64_t chunks, const std::uint8_t* __restrict__ entry,
                                   const std::int64_t* __restrict__ first_out, const std::int64_t* __restrict__ base,
@@ -161,7 +161,7 @@ __global__ void patch_emit_kernel(const std::uint8_t* __restrict__ len, const st
   }
 }
 
-__global__ void patch_counts_kernel(const std::int64_t* __restrict__ offsets, std::int64_t docs, std::int64_t total,
+static __global__ void patch_counts_kernel(const std::int64_t* __restrict__ offsets, std::int64_t docs, std::int64_t total,
                                     const std::int64_t* __restrict__ base, const std::int64_t* __restrict__ total_out,
                                     std::int64_t* __restrict__ out_counts) {
   const std::int64_t d = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
