@@ -89,6 +89,7 @@ class runner {
 
   int run() {
     if (!a_.bench_out.empty()) return bench();
+    if (!a_.profile_out.empty()) return profile();
     return generate(a_.demo);
   }
 
@@ -360,6 +361,63 @@ class runner {
 
   // ---- the benchmark suite (bench.sh) -------------------------------------------------------------------------------
   int bench();
+
+  // ---- --profile: where the time of one decode step goes ------------------------------------------------------------
+  int profile() {
+    const int n = a_.new_tokens < 16 ? 64 : a_.new_tokens, P = 50;
+    std::vector<std::int32_t> pt;
+    for (const auto& d : texts_.test) {
+      auto ids = tok_.encode(d);
+      pt.insert(pt.end(), ids.begin(), ids.end());
+      if (static_cast<int>(pt.size()) >= P) break;
+    }
+    while (static_cast<int>(pt.size()) < P) pt.push_back(pt.empty() ? 0 : pt[pt.size() % std::max<std::size_t>(1, pt.size())]);
+    pt.resize(P);
+    const prompts_t prompts(a_.batch, pt);
+    auto dense = upload_model<Tag, T>(ctx_, host_weights());
+    nlohmann::json out;
+    out["meta"] = {{"command", a_.command}, {"device", be::name}, {"device_name", device_desc()},
+                   {"dtype", frugal::dtype_traits<T>::name}, {"model", cfg_.name}, {"date", today()}, {"batch", a_.batch},
+                   {"steps", n}, {"prompt_tokens", P}};
+    out["runs"] = nlohmann::json::array();
+    std::vector<std::pair<std::string, float>> cfgs = {{"kv", 0.f}};
+    if (a_.p > 0) cfgs.push_back({"teal", a_.p});
+    for (const auto& [name, p] : cfgs) {
+      session_options o;
+      o.attn = attn_kind::contiguous, o.max_batch = a_.batch, o.max_seq = P + 2 * n + 8, o.p = p;
+      double graph_s = 0;
+      {
+        session<Tag, T> s(ctx_, dense, o);
+        s.start(prompts);
+        s.decode(2);
+        const double t0 = be::now(ctx_);
+        s.decode(n);
+        graph_s = (be::now(ctx_) - t0) / n;
+      }
+      session<Tag, T> s(ctx_, dense, o);
+      s.start(prompts);
+      s.decode(2);
+      const auto ops = s.profile(n);
+      double sum = 0;
+      for (const auto& e : ops) sum += e.second;
+      std::printf("\n%s p=%.2f, %s %s, GPT-2 %s, batch %d: one decode step\n", name.c_str(), p, be::name,
+                  frugal::dtype_traits<T>::name, cfg_.name.c_str(), a_.batch);
+      std::printf("  %-26s %10s %7s\n", "op (all layers)", "us/step", "share");
+      nlohmann::json jo = nlohmann::json::array();
+      for (const auto& [op, sec] : ops) {
+        std::printf("  %-26s %10.1f %6.1f%%\n", op.c_str(), sec * 1e6, 100 * sec / sum);
+        jo.push_back({{"op", op}, {"us", sec * 1e6}});
+      }
+      std::printf("  %-26s %10.1f   (op by op, an event after each op)\n", "sum", sum * 1e6);
+      std::printf("  %-26s %10.1f   (the same step replayed as one CUDA Graph / plain loop)\n", "whole step", graph_s * 1e6);
+      std::printf("  weight bytes / step: %.1f MB -> %.0f GB/s achieved in the whole step\n",
+                  dense.weight_bytes_per_token(p) / 1e6, dense.weight_bytes_per_token(p) / graph_s / 1e9);
+      out["runs"].push_back({{"mode", name}, {"p", p}, {"ops", jo}, {"sum_us", sum * 1e6}, {"step_us", graph_s * 1e6},
+                             {"weight_bytes", dense.weight_bytes_per_token(p)}});
+    }
+    std::ofstream(a_.profile_out) << out.dump(1) << "\n";
+    return 0;
+  }
 
   const cli& a_;
   typename be::context ctx_;

@@ -116,6 +116,18 @@ struct backend<frugal::cpu_t> {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   }
 
+  //! Per-op timer for --profile: mark(name) after each op; durations between marks (ops are synchronous here).
+  struct profiler {
+    std::vector<std::pair<const char*, double>> t;
+    void begin(context& c) { t.assign(1, {nullptr, now(c)}); }
+    void mark(context& c, const char* name) { t.push_back({name, now(c)}); }
+    std::vector<std::pair<const char*, double>> end(context&) {
+      std::vector<std::pair<const char*, double>> r;
+      for (std::size_t i = 1; i < t.size(); ++i) r.push_back({t[i].first, t[i].second - t[i - 1].second});
+      return r;
+    }
+  };
+
   //! Read+write bandwidth of a large memcpy (bytes/s), for the roofline figures.
   static double copy_bandwidth(context& c, std::size_t bytes = std::size_t(1) << 30) {
     std::vector<char> a(bytes, 1), b(bytes, 2);

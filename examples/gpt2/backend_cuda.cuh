@@ -171,6 +171,43 @@ struct backend<frugal::cuda_t> {
     return prop.name;
   }
 
+  //! Per-op timer for --profile: a CUDA event after each op (no graph), durations between consecutive events.
+  struct profiler {
+    std::vector<cudaEvent_t> ev;
+    std::vector<const char*> names;
+    std::size_t used = 0;
+    void record(context& c) {
+      if (used == ev.size()) {
+        cudaEvent_t e;
+        FRUGAL_CUDA_CHECK(cudaEventCreate(&e), "gpt2 profiler");
+        ev.push_back(e);
+      }
+      FRUGAL_CUDA_CHECK(cudaEventRecord(ev[used++], c.tag.stream), "gpt2 profiler");
+    }
+    void begin(context& c) {
+      used = 0;
+      names.clear();
+      record(c);
+    }
+    void mark(context& c, const char* name) {
+      names.push_back(name);
+      record(c);
+    }
+    std::vector<std::pair<const char*, double>> end(context& c) {
+      sync(c);
+      std::vector<std::pair<const char*, double>> r;
+      for (std::size_t i = 1; i < used; ++i) {
+        float ms = 0;
+        FRUGAL_CUDA_CHECK(cudaEventElapsedTime(&ms, ev[i - 1], ev[i]), "gpt2 profiler");
+        r.push_back({names[i - 1], ms * 1e-3});
+      }
+      return r;
+    }
+    ~profiler() {
+      for (auto e : ev) cudaEventDestroy(e);
+    }
+  };
+
   static double now(context& c) {
     sync(c);
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();

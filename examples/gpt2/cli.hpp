@@ -34,6 +34,7 @@ struct cli {
   std::uint64_t sample_seed = 0;
   bool demo = false;
   std::string bench_out;  // --bench FILE.json
+  std::string profile_out;  // --profile FILE.json
   std::string bench_set = "full";
   int calib_tokens = 512;
   std::string command;  // the command line, for the JSON
@@ -45,6 +46,7 @@ struct cli {
         "usage: gpt2 [options]\n"
         "  --demo                    short tour on random-init 124M: every mode, a measured table (README demo)\n"
         "  --bench FILE.json         benchmark suite (see examples/gpt2/bench.sh); --bench-set full|quick|xl\n"
+        "  --profile FILE.json       time every op of a decode step (dense and --p sparse), vs the CUDA Graph replay\n"
         "  --device cpu|cuda         (default cpu)\n"
         "  --dtype f32|f16|bf16      (default f32 on cpu, f16 on cuda)\n"
         "  --model 124M|355M|774M|1558M   configuration for random init (default 124M)\n"
@@ -88,6 +90,7 @@ struct cli {
       if (o == "-h" || o == "--help") usage(), std::exit(0);
       else if (o == "--demo") a.demo = true;
       else if (o == "--bench") a.bench_out = need(i);
+      else if (o == "--profile") a.profile_out = need(i);
       else if (o == "--bench-set") a.bench_set = need(i);
       else if (o == "--device") a.device = need(i);
       else if (o == "--dtype") a.dtype = need(i);

@@ -299,31 +299,74 @@ class session {
     auto tag = c_.tag;
     T *x = x_.data(), *h = h_.data(), *tmp = t_.data();
     ops::embed(tag, m_.wte.data(), m_.wpe.data(), tokens_, pos_, b, C, x);
+    mark("embed");
     kv_.begin_step(c_, b, pos_);
+    mark("kv slots");
     const int k1 = sparsity::keep(C, o_.p), k4 = sparsity::keep(4 * C, o_.p);
     for (int l = 0; l < cfg.n_layer; ++l) {
       const auto& L = m_.layers[l];
       ops::layernorm(tag, x, C, nz(L.ln1_g), nz(L.ln1_b), b, C, !m_.rms, h);
+      mark("layernorm");
       linear(cmv<T>(h, b, C), k1, L.qkv_w, 3 * C, L.qkv_b, mv<T>(qkv_.data(), b, 3 * C), false);
+      mark("gemv qkv");
       kv_.decode(c_, l, b, lens_, cmv<T>(qkv_.data(), b, C, 3 * C), cmv<T>(qkv_.data() + C, b, C, 3 * C),
                  cmv<T>(qkv_.data() + 2 * C, b, C, 3 * C), mv<T>(att_.data(), b, C));
+      mark("kv append + attention");
       linear(cmv<T>(att_.data(), b, C), k1, L.proj_w, C, L.proj_b, mv<T>(x, b, C), true);
+      mark("gemv o_proj");
       ops::layernorm(tag, x, C, nz(L.ln2_g), nz(L.ln2_b), b, C, !m_.rms, h);
+      mark("layernorm");
       linear(cmv<T>(h, b, C), k1, L.fc_w, 4 * C, L.fc_b, mv<T>(f_.data(), b, 4 * C), false);
+      mark("gemv fc");
       ops::gelu(tag, f_.data(), std::int64_t(b) * 4 * C);
+      mark("gelu");
       linear(cmv<T>(f_.data(), b, 4 * C), k4, L.fcproj_w, C, L.fcproj_b, mv<T>(x, b, C), true);
+      mark("gemv down");
       if (!L.adapter.empty()) {
         frugal::gemv(tag, cmv<T>(x, b, C), cmv<T>(L.adapter.data(), C, C), static_cast<const T*>(nullptr),
                      mv<T>(tmp, b, C), {}, ws());
         std::swap(x, tmp);
+        mark("gemv adapter");
       }
     }
     ops::layernorm(tag, x, C, nz(m_.lnf_g), nz(m_.lnf_b), b, C, !m_.rms, h);
+    mark("layernorm");
     frugal::gemv(tag, cmv<T>(h, b, C), lm_head(), nz(m_.lm_b), mv<T>(logits_.data(), b, V_), {}, ws());
+    mark("gemv lm_head");
     if (!forced_) ops::select_next(tag, logits_.data(), b, V_, o_.sample, step_, tokens_, history_, hist_ld_);
+    mark("select");
     ops::advance(tag, pos_, lens_, b, step_, forced_ ? history_ : nullptr, hist_ld_, tokens_);
+    mark("advance");
   }
 
+  void mark(const char* name) {
+    if (prof_) prof_->mark(c_, name);
+  }
+
+ public:
+  //! Runs n decode steps op by op (no CUDA Graph), timing every op; returns seconds per step for each op name
+  //! (summed over the layers), in first-seen order.
+  std::vector<std::pair<std::string, double>> profile(int n) {
+    if (o_.attn == attn_kind::nocache) fail("session::profile", "profiles the KV-cache modes");
+    typename be::profiler prof;
+    prof_ = &prof;
+    std::vector<std::pair<std::string, double>> acc;
+    for (int i = 0; i < n; ++i) {
+      for (int r = 0; r < b_; ++r) kv_.reserve(c_, r, ++lens_h_[r]);
+      prof.begin(c_);
+      decode_step();
+      for (const auto& [name, sec] : prof.end(c_)) {
+        auto it = std::find_if(acc.begin(), acc.end(), [&](const auto& e) { return e.first == name; });
+        if (it == acc.end()) acc.push_back({name, sec / n});
+        else it->second += sec / n;
+      }
+      ++steps_;
+    }
+    prof_ = nullptr;
+    return acc;
+  }
+
+ private:
   //! Decode GEMV of a block input: dense, or fused top-k keeping k of K channels.
   void linear(cmv<T> x, int k, const buffer<Tag, T>& w, int N, const buffer<Tag, T>& bias, mv<T> y, bool acc) {
     const cmv<T> W(w.data(), x.cols, N);
@@ -418,6 +461,7 @@ class session {
                *ppos_ = nullptr, *history_ = nullptr;
   buffer<Tag, std::byte> ws_;
   typename be::graph_t graph_{};
+  typename be::profiler* prof_ = nullptr;
 };
 
 }  // namespace gpt2

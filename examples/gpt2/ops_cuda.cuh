@@ -202,6 +202,7 @@ __global__ void select_kernel(const T* __restrict__ logits, int V, gpt2::samplin
 
 // After a decode step: the step counter and every position advance by one (on the device, inside the graph); with
 // teacher forcing the next input token is forced[r * ld + step].
+template <int = 0>  // a template: defined in several translation units without clashing
 __global__ void advance_kernel(std::int32_t* pos, std::int32_t* lens, int rows, std::int32_t* step,
                                const std::int32_t* forced, int ld, std::int32_t* tokens) {
   const int r = blockIdx.x * blockDim.x + threadIdx.x;
@@ -215,11 +216,13 @@ __global__ void advance_kernel(std::int32_t* pos, std::int32_t* lens, int rows, 
   if (r == 0) *step = s;
 }
 
+template <int = 0>  // a template: defined in several translation units without clashing
 __global__ void copy_column_kernel(const std::int32_t* m, int ld, int rows, std::int32_t* tokens) {
   const int r = blockIdx.x * blockDim.x + threadIdx.x;
   if (r < rows) tokens[r] = m[std::int64_t(r) * ld];
 }
 
+template <int = 0>  // a template: defined in several translation units without clashing
 __global__ void kv_slots_kernel(const std::int32_t* pos, int rows, const std::int32_t* table, int max_blocks, int page,
                                 int max_len, std::int32_t* slots) {
   const int r = blockIdx.x * blockDim.x + threadIdx.x;
@@ -285,19 +288,19 @@ void select_next(cuda_t tag, const T* logits, int rows, int V, const sampling& s
 inline void advance(cuda_t tag, std::int32_t* pos, std::int32_t* lens, int rows, std::int32_t* step,
                     const std::int32_t* forced, int ld, std::int32_t* tokens) {
   if (rows > 1024) gpt2::fail("advance", "more than 1024 rows");
-  kernels::advance_kernel<<<1, rows > 0 ? (rows + 31) / 32 * 32 : 32, 0, tag.stream>>>(pos, lens, rows, step, forced,
+  kernels::advance_kernel<><<<1, rows > 0 ? (rows + 31) / 32 * 32 : 32, 0, tag.stream>>>(pos, lens, rows, step, forced,
                                                                                       ld, tokens);
   frugal::detail::check_launch("gpt2::advance", "advance_kernel");
 }
 
 inline void copy_column(cuda_t tag, const std::int32_t* m, int ld, int rows, std::int32_t* tokens) {
-  kernels::copy_column_kernel<<<(rows + 127) / 128, 128, 0, tag.stream>>>(m, ld, rows, tokens);
+  kernels::copy_column_kernel<><<<(rows + 127) / 128, 128, 0, tag.stream>>>(m, ld, rows, tokens);
   frugal::detail::check_launch("gpt2::copy_column", "copy_column_kernel");
 }
 
 inline void kv_slots(cuda_t tag, const std::int32_t* pos, int rows, const std::int32_t* table, int max_blocks, int page,
                      int max_len, std::int32_t* slots) {
-  kernels::kv_slots_kernel<<<(rows + 127) / 128, 128, 0, tag.stream>>>(pos, rows, table, max_blocks, page, max_len,
+  kernels::kv_slots_kernel<><<<(rows + 127) / 128, 128, 0, tag.stream>>>(pos, rows, table, max_blocks, page, max_len,
                                                                        slots);
   frugal::detail::check_launch("gpt2::kv_slots", "kv_slots_kernel");
 }
