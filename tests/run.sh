@@ -6,7 +6,7 @@
 # Configurations, each built in its own folder and tested with ctest:
 #   build/cuda  CUDA on (when nvcc is found; kernels for sm_90 unless CMAKE_CUDA_ARCHITECTURES is set): CPU tests
 #               run, CUDA test cases skip without a GPU and run on a GPU machine; benchmarks and examples compile.
-#   build/cpu   -DFRUGAL_ENABLE_CUDA=OFF: proves the CPU path needs no CUDA Toolkit.
+#   build/cpu   -DFRUGAL_ENABLE_CUDA=OFF: proves the CPU path (tests, examples) needs no CUDA Toolkit.
 #   build/asan  CPU tests again under AddressSanitizer + UndefinedBehaviorSanitizer (halt on first error).
 #   build/fuzz  every libFuzzer target (clang, ASan+UBSan) for FUZZ_SECONDS (default 30) each.
 # FRUGAL_TEST_CONFIGS="cpu asan" limits the set; JOBS sets build parallelism.
@@ -38,7 +38,7 @@ for c in $configs; do
       else
         echo "=== frugal tests: cuda skipped (no nvcc on this machine) ==="
       fi ;;
-    cpu) run_config cpu -DCMAKE_BUILD_TYPE=Release -DFRUGAL_ENABLE_CUDA=OFF -DFRUGAL_BUILD_BENCHMARKS=ON ;;
+    cpu) run_config cpu -DCMAKE_BUILD_TYPE=Release -DFRUGAL_ENABLE_CUDA=OFF -DFRUGAL_BUILD_BENCHMARKS=OFF ;;
     asan) ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
           run_config asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFRUGAL_ENABLE_CUDA=OFF -DFRUGAL_SANITIZE=ON \
           -DFRUGAL_INSTALL=OFF -DFRUGAL_BUILD_EXAMPLES=OFF ;;
