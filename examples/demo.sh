@@ -17,6 +17,6 @@ fi
 bash tests/vocab/fetch-gpt2-tokenizer.sh "$root/.cache/gpt2"
 
 cmake -S . -B build/demo -G Ninja -DCMAKE_BUILD_TYPE=Release -DFRUGAL_ENABLE_CUDA=$cuda -DFRUGAL_BUILD_TESTS=OFF \
-  -DFRUGAL_INSTALL=OFF -DCMAKE_CUDA_ARCHITECTURES="${CMAKE_CUDA_ARCHITECTURES:-native}" >/dev/null
+  -DFRUGAL_INSTALL=OFF -DFRUGAL_GPT2_LEAN=ON -DCMAKE_CUDA_ARCHITECTURES="${CMAKE_CUDA_ARCHITECTURES:-native}" >/dev/null
 cmake --build build/demo --target gpt2 -j "$(nproc)"
 exec build/demo/examples/gpt2/gpt2 --demo --device "$device" --tokenizer-dir "$root/.cache/gpt2" "$@"
