@@ -14,6 +14,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -23,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli.hpp"
@@ -38,6 +41,13 @@ inline std::string today() {
   char b[32];
   std::strftime(b, sizeof b, "%Y-%m-%d", std::gmtime(&t));
   return b;
+}
+
+//! User + system CPU seconds of this process (all threads).
+inline double process_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
 }
 
 inline std::string cpu_name() {
@@ -61,13 +71,18 @@ struct measurement {
   double weight_bytes = 0;  // weights read per decode token at batch 1
   std::size_t kv_allocated = 0, kv_in_use = 0, kv_needed = 0;
   int repeats = 1;  // best of
+  double cpu_s = 0;   // CPU: process CPU time (all threads) over the timed steps
+  int threads = 0;    // CPU: threads the decode ran on
   std::vector<std::vector<std::int32_t>> tokens;
   nlohmann::json json() const {
     return {{"mode", mode}, {"p", p}, {"batch", batch}, {"prompt_tokens", prompt_tokens}, {"new_tokens", new_tokens},
             {"prefill_s", prefill_s}, {"decode_s", decode_s}, {"timed_steps", timed_steps}, {"tok_s", tok_s},
             {"ms_per_step", timed_steps ? 1e3 * decode_s / timed_steps : 0.0}, {"weight_bytes_per_token", weight_bytes},
             {"kv_bytes_allocated", kv_allocated}, {"kv_bytes_in_use", kv_in_use}, {"kv_bytes_needed", kv_needed},
-            {"best_of", repeats}};
+            {"best_of", repeats}, {"cpu_s", cpu_s}, {"threads", threads},
+            // On a shared CPU, time slices lost to other processes inflate wall time but not CPU time: the decode
+            // rate per thread-second of CPU time (x threads) is what an otherwise idle machine would give.
+            {"tok_s_cpu_time", cpu_s > 0 ? double(timed_steps) * batch / (cpu_s / std::max(threads, 1)) : 0.0}};
   }
 };
 
@@ -162,13 +177,18 @@ class runner {
       const double t0 = be::now(ctx_);
       sess.start(prompts);
       const double t1 = be::now(ctx_);
+      // CPU: OpenBLAS's prefill threads spin for a while after their last call; let them park before timing.
+      if constexpr (!be::is_cuda) std::this_thread::sleep_for(std::chrono::milliseconds(200));
       sess.decode(1);  // warm-up step (captures the CUDA Graph)
       const double t2 = be::now(ctx_);
+      const double c2 = process_cpu_seconds();
       sess.decode(n_new - 2);
       const double t3 = be::now(ctx_);
+      const double c3 = process_cpu_seconds();
       const double tok_s = n_new > 2 ? double(n_new - 2) * o.max_batch / (t3 - t2) : 0.0;
       if (rep > 0 && tok_s <= r.tok_s) continue;
       r.prefill_s = t1 - t0, r.decode_s = t3 - t2, r.timed_steps = n_new - 2, r.tok_s = tok_s;
+      if constexpr (!be::is_cuda) r.cpu_s = c3 - c2, r.threads = ctx_.tag.num_threads();
       r.kv_allocated = attn == attn_kind::nocache ? 0 : sess.kv().bytes_allocated();
       r.kv_in_use = attn == attn_kind::nocache ? 0 : sess.kv().bytes_in_use(o.max_batch);
       std::vector<int> lens;

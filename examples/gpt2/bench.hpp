@@ -20,8 +20,9 @@ namespace gpt2 {
 template <class Tag, class T>
 int runner<Tag, T>::bench() {
   using json = nlohmann::json;
-  const bool xl = a_.bench_set == "xl", quick = a_.bench_set == "quick";
-  if (!xl && !quick && a_.bench_set != "full") fail("bench", "--bench-set must be full, quick or xl");
+  const bool xl = a_.bench_set == "xl", quick = a_.bench_set == "quick", sparse_only = a_.bench_set == "sparse";
+  if (!xl && !quick && !sparse_only && a_.bench_set != "full")
+    fail("bench", "--bench-set must be full, quick, xl or sparse");
   const auto t_begin = std::chrono::steady_clock::now();
   auto log = [&](const std::string& s) {
     std::fprintf(stderr, "[%6.0f s] %s\n", secs(t_begin), s.c_str());
@@ -38,7 +39,7 @@ int runner<Tag, T>::bench() {
     return getloadavg(l, 3) == 3 ? l[0] : -1.0;
   };
   out["meta"]["loadavg_start"] = loadavg();  // other work on the machine (this one is shared)
-  const int reps = xl && !be::is_cuda ? 1 : 3;
+  const int reps = a_.reps > 0 ? a_.reps : xl && !be::is_cuda ? 1 : 3;
   log("copy bandwidth");
   const double bw = be::copy_bandwidth(ctx_);
   out["meta"]["copy_bandwidth_GBps"] = bw / 1e9;
@@ -57,7 +58,7 @@ int runner<Tag, T>::bench() {
     return p;
   };
   const int P = 50;
-  const int n_short = xl ? (gpu ? 64 : 12) : (gpu ? 100 : (quick ? 32 : 100));
+  const int n_short = xl ? (gpu ? 64 : 12) : (gpu ? 100 : (quick || sparse_only ? 32 : 100));
   auto save = [&] {
     std::ofstream f(a_.bench_out);
     f << out.dump(1) << "\n";
@@ -78,6 +79,7 @@ int runner<Tag, T>::bench() {
   json modes = json::array();
   const std::vector<int> lengths = xl || quick ? std::vector<int>{n_short} : std::vector<int>{100, 500};
   for (int n : lengths) {
+    if (sparse_only) break;
     std::vector<run_spec> specs;
     for (attn_kind a : {attn_kind::contiguous, attn_kind::paged}) specs.push_back({attn_name(a), &*dense, a, 0.f, prompts(1, P), n});
     log("modes kv / paged, new=" + std::to_string(n));
@@ -96,7 +98,7 @@ int runner<Tag, T>::bench() {
   }
 
   // ---- batch > 1 -----------------------------------------------------------------------------------------------------
-  if (!xl) {
+  if (!xl && !sparse_only) {
     json batch = json::array();
     const std::vector<int> bs = quick ? std::vector<int>{1, 8} : std::vector<int>{1, 8, 32};
     for (int b : bs) {
@@ -152,7 +154,7 @@ int runner<Tag, T>::bench() {
     out["sparse"] = sparse;
     save();
   }
-  if (xl) {
+  if (xl || sparse_only) {
     out["seconds"] = secs(t_begin);
     out["meta"]["loadavg_end"] = loadavg();
     save();

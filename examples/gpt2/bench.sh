@@ -45,6 +45,7 @@ cmake --build "$build" --target gpt2 -j "$jobs"
 name=gpt2_${device}_${dtype}_${model}
 [ "$set" = full ] || name=${name}_${set}
 mkdir -p docs/data docs/plots
+export OPENBLAS_THREAD_TIMEOUT=${OPENBLAS_THREAD_TIMEOUT:-4}  # OpenBLAS threads park at once after the prefill GEMMs
 "$build/examples/gpt2/gpt2" --bench "docs/data/$name.json" --bench-set "$set" --device "$device" --dtype "$dtype" \
   --model "$model" --corpus "$root/.cache/corpus" --tokenizer-dir "$root/.cache/gpt2" \
   --patch-vocab "$root/.cache/gpt2-patch-10000.json" "${extra[@]}"

@@ -37,6 +37,7 @@ struct cli {
   std::string profile_out;  // --profile FILE.json
   std::string bench_set = "full";
   int calib_tokens = 512;
+  int reps = 0;  // --reps: best-of count of the benchmark's measurements (0: 3, or 1 for xl on the CPU)
   std::string command;  // the command line, for the JSON
 
   static void usage() {
@@ -45,7 +46,7 @@ struct cli {
         "\n"
         "usage: gpt2 [options]\n"
         "  --demo                    short tour on random-init 124M: every mode, a measured table (README demo)\n"
-        "  --bench FILE.json         benchmark suite (see examples/gpt2/bench.sh); --bench-set full|quick|xl\n"
+        "  --bench FILE.json         benchmark suite (see examples/gpt2/bench.sh); --bench-set full|quick|xl|sparse\n"
         "  --profile FILE.json       time every op of a decode step (dense and --p sparse), vs the CUDA Graph replay\n"
         "  --device cpu|cuda         (default cpu)\n"
         "  --dtype f32|f16|bf16      (default f32 on cpu, f16 on cuda)\n"
@@ -63,6 +64,7 @@ struct cli {
         "  --p P                     sparsity of teal/larosa/combined (default 0.5)\n"
         "  --rotation model|layer    LaRoSA: one rotation for the residual stream, or one per layer + adapters\n"
         "  --calib-tokens N          LaRoSA calibration tokens (default 512)\n"
+        "  --reps N                  benchmark: best of N alternating runs per configuration (default 3)\n"
         "  --batch B                 sequences decoded together (kv, paged)\n"
         "  --page-size N             paged KV tokens per block (default 16)\n"
         "  --temperature T --top-k K --top-p P --sample-seed S   sampling (default greedy)\n");
@@ -108,6 +110,7 @@ struct cli {
       else if (o == "--p") a.p = static_cast<float>(num(i));
       else if (o == "--rotation") a.rotation = need(i);
       else if (o == "--calib-tokens") a.calib_tokens = static_cast<int>(num(i));
+      else if (o == "--reps") a.reps = static_cast<int>(num(i));
       else if (o == "--batch") a.batch = static_cast<int>(num(i));
       else if (o == "--page-size") a.page_size = static_cast<int>(num(i));
       else if (o == "--temperature") a.temperature = static_cast<float>(num(i));

@@ -3,6 +3,7 @@
 dense with KV cache, logits quality, and one dashboard. Titles carry device, dtype, model and date.
 
 usage: python3 examples/gpt2/plot.py RESULT.json [OUT_PREFIX]   (default prefix: docs/plots/gpt2_<device>_<dtype>_<model>)
+Also writes RESULT.md beside the JSON: the measured numbers as markdown tables (docs/results.md quotes them).
 Needs Debian's python3-matplotlib.
 """
 import json
@@ -179,11 +180,17 @@ def markdown(d):
         out.append("")
     sp = d.get("sparse", [])
     if sp:
-        out += ["| method | p | decode tok/s | speedup vs dense (same run) | ceiling (bytes) | weight bytes/token | "
-                "logits rel. error | top-1 agreement |", "|---|---|---|---|---|---|---|---|"]
+        cpu = any(r.get("tok_s_cpu_time", 0) > 0 for r in sp)
+        base_cpu = next((r.get("tok_s_cpu_time", 0) for r in sp if r["mode"] == "kv"), 0)
+        out += ["| method | p | decode tok/s | speedup vs dense (same run) | " +
+                ("CPU-time tok/s | CPU-time speedup | " if cpu else "") +
+                "ceiling (bytes) | weight bytes/token | logits rel. error | top-1 agreement |",
+                "|---|---|---|---|---|---|---|---|" + ("---|---|" if cpu else "")]
         for r in sp:
             q = r.get("quality", {})
-            out.append(f"| {r['mode']} | {r['p']:.2f} | {r.get('tok_s', 0):.1f} | {r.get('speedup_vs_kv', 0):.2f}x | "
+            c = (f"{r.get('tok_s_cpu_time', 0):.1f} | {r.get('tok_s_cpu_time', 0) / base_cpu:.2f}x | "
+                 if cpu and base_cpu else "")
+            out.append(f"| {r['mode']} | {r['p']:.2f} | {r.get('tok_s', 0):.1f} | {r.get('speedup_vs_kv', 0):.2f}x | " + c +
                        f"{r.get('ceiling', 0):.2f}x | {fmt_b(r.get('weight_bytes_per_token', 0))} | "
                        f"{q.get('rel_err', 0):.3g} | {100 * q.get('top1', 1):.0f}% |")
         out.append("")
@@ -211,10 +218,45 @@ def markdown(d):
     return "\n".join(out) + "\n"
 
 
+def profile_main(d, prefix):
+    """`gpt2 --profile` JSON: where one decode step goes, op by op (each op timed with an event after it)."""
+    m = d["meta"]
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.9 * len(d["runs"])))
+    ops = []
+    for r in d["runs"]:
+        for o in r["ops"]:
+            if o["op"] not in ops:
+                ops.append(o["op"])
+    cmap = plt.get_cmap("tab20")
+    for i, r in enumerate(d["runs"]):
+        left = 0.0
+        for j, op in enumerate(ops):
+            us = next((o["us"] for o in r["ops"] if o["op"] == op), 0.0)
+            ax.barh(i, us, left=left, color=cmap(j % 20), label=op if i == 0 else None)
+            left += us
+        ax.text(left, i, f"  op by op {r['sum_us']:.0f} us; whole step (graph) {r['step_us']:.0f} us", va="center",
+                fontsize=8)
+    ax.set_yticks(range(len(d["runs"])))
+    ax.set_yticklabels([f"{r['mode']} p={r['p']:.2f}" for r in d["runs"]])
+    ax.set_xlabel("microseconds per decode step (all layers)")
+    ax.legend(fontsize=7, ncol=6, loc="upper center", bbox_to_anchor=(0.5, -0.55 if len(d["runs"]) < 3 else -0.3))
+    ax.set_xlim(0, 1.6 * max(r["sum_us"] for r in d["runs"]))
+    fig.suptitle(f"GPT-2 {m['model']} decode step, op by op (batch {m['batch']})\n{m['device']} ({m['device_name']}), "
+                 f"{m['dtype']}, {m['date']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(f"{prefix}.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    print(f"plot.py: wrote {prefix}.png")
+
+
 def main():
     src = sys.argv[1]
     d = json.load(open(src))
     m = d["meta"]
+    if "runs" in d:
+        profile_main(d, sys.argv[2] if len(sys.argv) > 2 else os.path.join(
+            "docs", "plots", f"gpt2_{m['device']}_{m['dtype']}_{m['model']}_profile"))
+        return
     prefix = sys.argv[2] if len(sys.argv) > 2 else os.path.join(
         "docs", "plots", f"gpt2_{m['device']}_{m['dtype']}_{m['model']}")
     os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
@@ -235,9 +277,10 @@ def main():
     fig.tight_layout()
     fig.savefig(f"{prefix}_dashboard.png", dpi=100)
     plt.close(fig)
-    with open(f"{prefix}.md", "w") as f:
+    md = os.path.splitext(src)[0] + ".md"
+    with open(md, "w") as f:
         f.write(markdown(d))
-    print(f"plot.py: wrote {prefix}_{{tokens,kv_memory,decode,speedup,quality,kv_vs_nocache,dashboard}}.png and {prefix}.md")
+    print(f"plot.py: wrote {prefix}_{{tokens,kv_memory,decode,speedup,quality,kv_vs_nocache,dashboard}}.png and {md}")
 
 
 if __name__ == "__main__":
