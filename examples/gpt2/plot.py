@@ -165,21 +165,24 @@ def markdown(d):
            f"Command: `{m['command']}`", ""]
     modes = d.get("modes", [])
     if modes:
-        out += ["| mode | new tokens | decode tok/s | ms/token | weight bytes/token | of copy BW | KV in use |",
-                "|---|---|---|---|---|---|---|"]
+        cpu = any(r.get("tok_s_cpu_time", 0) > 0 for r in modes)
+        out += ["| mode | new tokens | decode tok/s | " + ("CPU-time tok/s | " if cpu else "") +
+                "ms/token | weight bytes/token | of copy BW | KV in use |",
+                "|---|---|---|---|---|---|---|" + ("---|" if cpu else "")]
         for r in modes:
-            out.append(f"| {label(r)} | {r['new_tokens']} | {r['tok_s']:.1f} | {r['ms_per_step']:.3f} | "
-                       f"{fmt_b(r['weight_bytes_per_token'])} | "
-                       f"{(100 * r['roofline_fraction']):.0f}% | {r['kv_bytes_in_use'] / 2**20:.1f} MiB |"
-                       if "roofline_fraction" in r else
-                       f"| {label(r)} | {r['new_tokens']} | {r['tok_s']:.1f} | {r['ms_per_step']:.3f} | "
-                       f"{fmt_b(r['weight_bytes_per_token'])} | | {r['kv_bytes_in_use'] / 2**20:.1f} MiB |")
+            c = f"{r.get('tok_s_cpu_time', 0):.1f} | " if cpu else ""
+            bw = f"{100 * r['roofline_fraction']:.0f}%" if "roofline_fraction" in r else ""
+            out.append(f"| {label(r)} | {r['new_tokens']} | {r['tok_s']:.1f} | {c}{r['ms_per_step']:.3f} | "
+                       f"{fmt_b(r['weight_bytes_per_token'])} | {bw} | {r['kv_bytes_in_use'] / 2**20:.1f} MiB |")
         out.append("")
     batch = d.get("batch", [])
     if batch:
-        out += ["| batch | mode | decode tok/s (all sequences) | KV in use | KV allocated |", "|---|---|---|---|---|"]
+        cpu = any(r.get("tok_s_cpu_time", 0) > 0 for r in batch)
+        out += ["| batch | mode | decode tok/s (all sequences) | " + ("CPU-time tok/s | " if cpu else "") +
+                "KV in use | KV allocated |", "|---|---|---|---|---|" + ("---|" if cpu else "")]
         for r in batch:
-            out.append(f"| {r['batch']} | {r['mode']} | {r['tok_s']:.1f} | {r['kv_bytes_in_use'] / 2**20:.1f} MiB | "
+            c = f"{r.get('tok_s_cpu_time', 0):.1f} | " if cpu else ""
+            out.append(f"| {r['batch']} | {r['mode']} | {r['tok_s']:.1f} | {c}{r['kv_bytes_in_use'] / 2**20:.1f} MiB | "
                        f"{r['kv_bytes_allocated'] / 2**20:.1f} MiB |")
         out.append("")
     sp = d.get("sparse", [])
