@@ -8,11 +8,26 @@
 
 FRUGAL_NAMESPACE_BEGIN
 
+//! Normalisation of each row of x applied inside the GEMV (the "norm prologue"), before selection and product.
+//! No affine part: fold LayerNorm's gamma into the rows of W and beta·W into the bias (rotation/larosa.hpp's
+//! fold_layernorm does this), which is exact.
+//!   layernorm: x̂ = (x − mean(x)) · rstd,  rstd = 1 / sqrt(var(x) + eps)   (biased variance over the K channels)
+//!   rmsnorm:   x̂ = x · rstd,              rstd = 1 / sqrt(mean(x²) + eps)
+//! Selection rules see x̂: threshold keeps |x̂| >= t; top-k keeps the k largest |x̂| (allowed with rmsnorm only,
+//! where it is the same set as for x); masked keeps x̂ != 0 (rmsnorm only). Explicit lists take no norm.
+enum class gemv_norm { none, layernorm, rmsnorm };
+
+//! Activation applied to x·W + bias before it is stored (or added, with accumulate): y (+)= act(x̂·W + bias).
+enum class gemv_act { none, gelu_tanh };  //!< gelu_tanh: GPT-2's 0.5·v·(1 + tanh(√(2/π)·(v + 0.044715·v³)))
+
 struct gemv_options {
   bool accumulate = false;  //!< y += x·W (+ bias) instead of y = x·W (+ bias)
   bool checked = false;     //!< explicit lists: also reject duplicate indices (CPU); validate on the GPU (syncs)
   int splits = 0;           //!< CUDA tuning: K splits per column tile (1..8, the cluster size); 0 = automatic
   int segment_bytes = 0;    //!< CUDA tuning: contiguous bytes of a weight row read per step (128/256/512); 0 = auto
+  gemv_norm norm = gemv_norm::none;  //!< fused row normalisation of x (see gemv_norm)
+  float eps = 1e-5f;                 //!< the norm's epsilon (finite, > 0)
+  gemv_act act = gemv_act::none;     //!< fused activation of the output (see gemv_act)
 };
 
 //! Per row r: entries indices[r * ld + j], values[r * ld + j] for j < nnz[r] (nnz in device memory for CUDA).
