@@ -36,7 +36,7 @@ TEST_CASE("cuda: host conversions equal __float2half_rn / __float2bfloat16_rn") 
   }
 }
 
-TEST_CASE("cuda: errors from the runtime name the operation") {
+TEST_CASE("cuda: errors from the runtime name the operation (deliberate API error)") {
   FRUGAL_REQUIRE_GPU();
   FRUGAL_CHECK_THROWS_WITH(FRUGAL_CUDA_CHECK(cudaMemcpy(nullptr, reinterpret_cast<void*>(16), 4, cudaMemcpyDeviceToHost),
                                              "copy_test"),
