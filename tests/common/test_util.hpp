@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -13,6 +14,13 @@
 #include <frugal/core/error.hpp>
 
 namespace frugal_test {
+
+//! FRUGAL_TEST_SMALL=1 (set by tests/cuda-sanitize.sh for the slow compute-sanitizer tools): tests sweep fewer and
+//! smaller shapes — the same code paths, minutes less under instrumentation.
+inline bool small_tests() {
+  const char* e = std::getenv("FRUGAL_TEST_SMALL");
+  return e != nullptr && *e != '\0' && *e != '0';
+}
 
 //! CHECK that `expr` throws frugal::error whose message contains `needle`.
 #define FRUGAL_CHECK_THROWS_WITH(expr, needle)                                                \
