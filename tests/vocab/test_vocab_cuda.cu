@@ -31,6 +31,7 @@ void check_cuda_merge(const frugal::patch_merge_table& table, const merge_case& 
   device_buffer<std::int32_t> out(std::max<std::size_t>(1, c.ids.size()));
   device_buffer<std::int64_t> counts(std::max<std::int64_t>(1, docs));
   out.upload(std::vector<std::int32_t>(out.size(), -5));
+  counts.upload(std::vector<std::int64_t>(counts.size(), -5));  // docs = 0 writes none: keep the download defined
   const std::size_t wsb = frugal::patch_merge_workspace_bytes(frugal::cuda, total, docs);
   device_buffer<std::uint8_t> ws(std::max<std::size_t>(1, wsb));
   frugal::patch_merge(frugal::cuda, table.view_at(keys.data(), values.data()), ids.data(), offsets.data(), docs, total,
