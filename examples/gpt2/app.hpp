@@ -400,11 +400,17 @@ class runner {
                    {"dtype", frugal::dtype_traits<T>::name}, {"model", cfg_.name}, {"date", today()}, {"batch", a_.batch},
                    {"steps", n}, {"prompt_tokens", P}};
     out["runs"] = nlohmann::json::array();
-    std::vector<std::pair<std::string, float>> cfgs = {{"kv", 0.f}};
-    if (a_.p > 0) cfgs.push_back({"teal", a_.p});
-    for (const auto& [name, p] : cfgs) {
+    // the decode step as it runs (fused norm / GELU in the GEMVs) and with separate LayerNorm and GELU ops
+    struct pcfg {
+      std::string name;
+      float p;
+      bool fused;
+    };
+    std::vector<pcfg> cfgs = {{"kv", 0.f, true}, {"kv unfused", 0.f, false}};
+    if (a_.p > 0) cfgs.push_back({"teal", a_.p, true});
+    for (const auto& [name, p, fused] : cfgs) {
       session_options o;
-      o.attn = attn_kind::contiguous, o.max_batch = a_.batch, o.max_seq = P + 2 * n + 8, o.p = p;
+      o.attn = attn_kind::contiguous, o.max_batch = a_.batch, o.max_seq = P + 2 * n + 8, o.p = p, o.fused = fused;
       double graph_s = 0;
       {
         session<Tag, T> s(ctx_, dense, o);
@@ -432,7 +438,8 @@ class runner {
       std::printf("  %-26s %10.1f   (the same step replayed as one CUDA Graph / plain loop)\n", "whole step", graph_s * 1e6);
       std::printf("  weight bytes / step: %.1f MB -> %.0f GB/s achieved in the whole step\n",
                   dense.weight_bytes_per_token(p) / 1e6, dense.weight_bytes_per_token(p) / graph_s / 1e9);
-      out["runs"].push_back({{"mode", name}, {"p", p}, {"ops", jo}, {"sum_us", sum * 1e6}, {"step_us", graph_s * 1e6},
+      out["runs"].push_back({{"mode", name}, {"p", p}, {"fused", fused}, {"ops", jo}, {"sum_us", sum * 1e6},
+                             {"step_us", graph_s * 1e6},
                              {"weight_bytes", dense.weight_bytes_per_token(p)}});
     }
     std::ofstream(a_.profile_out) << out.dump(1) << "\n";

@@ -1,23 +1,32 @@
 // examples/gpt2/engine.hpp — the GPT-2 forward pass, written once for frugal::cpu and frugal::cuda.
 //
 // device_model<Tag, T>   the weights in T on the device (linears channel-major [in, out] for frugal::gemv; the LM
-//                        head as its own channel-major [C, V] copy of the tied embedding).
+//                        head as its own channel-major [C, V] copy of the tied embedding). Every LayerNorm's γ/β is
+//                        folded into the linear that reads it at upload (W <- diag(γ)·W, b <- b + β·W: exact), so the
+//                        norms left are affine-free: LayerNorm (x - mean)·rstd, or x·rstd on a rotation-folded model.
 // session<Tag, T>        one decoding run: a batch of sequences, a KV store (none / contiguous / paged), scratch,
 //                        and the decode step. Decode reads tokens, positions and lengths from device memory and
 //                        writes the chosen token there, so on CUDA the whole step is captured once in a CUDA Graph and
 //                        replayed with no host synchronisation per token.
 //
-// Per block (pre-LayerNorm GPT-2):
-//   h = LN1(x); qkv = h·Wqkv + b; append k, v; a = attention(q, cache); x += a·Wo + b
-//   h = LN2(x); f = gelu(h·Wfc + b); x += f·Wproj + b;  [x = x·A  (layer-level LaRoSA adapter)]
-// then logits = LNf(x)·Wlm (+ b). Decode GEMVs are frugal::gemv, or frugal::sparse_gemv_topk when the session keeps
+// Per block (pre-LayerNorm GPT-2, affine folded):
+//   qkv = norm(x)·Wqkv + b; append k, v; a = attention(q, cache); x += a·Wo + b
+//   f = gelu(norm(x)·Wfc + b); x += f·Wproj + b;  [x = x·A  (layer-level LaRoSA adapter)]
+// then logits = norm(x)·Wlm (+ b). Decode GEMVs are frugal::gemv, or frugal::sparse_gemv_topk when the session keeps
 // k < K channels of a block input (TEAL-style top-k on an unrotated model, LaRoSA on a rotation-folded one: the
 // four inputs h1 (qkv), h2 (o_proj), h3 (fc), h4 (down) are sparsified with the same rule; see larosa.hpp).
+// Decode step on CUDA (session_options::fused, the default): the norm runs inside the GEMV that reads it
+// (gemv_options::norm: layernorm, or rmsnorm on a rotation-folded model, also with top-k) and GELU in the fc GEMV's
+// epilogue (gemv_options::act); TEAL's top-k on an unrotated model cannot take a LayerNorm prologue (top-k of the
+// centred input is not the top-k of x), so it keeps a separate affine-free LayerNorm op before those two GEMVs.
+// One op embeds the tokens and computes the KV slots, one selects the next tokens and advances the counters:
+// per step 2 + n_layer * (4 GEMVs + attention) launches (+ the LayerNorms of TEAL / fused = false).
 // Prefill runs one sequence at a time, batched over its tokens (frugal::gemv's batched path on the CPU, cuBLAS on
 // CUDA), and is always dense.
 #pragma once
 
 #include <frugal/gemv/gemv.hpp>
+#include <frugal/rotation/larosa.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -52,15 +61,15 @@ template <class Tag, class T>
 struct device_model {
   using B = buffer<Tag, T>;
   config cfg;
-  bool rms = false;   // norms without centring (rotation-folded model)
+  bool rms = false;   // norms without centring (rotation-folded model); else affine-free LayerNorm
   B wte;              // [V, C] input embedding
   B wpe;              // [n_ctx, C]
-  B lm_w;             // [C, lm_ld] LM head, channel-major; rows padded to a multiple of 8 (16-byte GEMV vectors)
+  B lm_w;             // [C, lm_ld] LM head (ln_f folded in), channel-major; rows padded to a multiple of 8 (16-byte
+                      // GEMV vectors)
   std::int64_t lm_ld = 0;
-  B lm_b;             // [V] or empty
-  B lnf_g, lnf_b;     // [C] or empty
+  B lm_b;             // [V] or empty (ln_f's β·W when β != 0)
   struct layer {
-    B ln1_g, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_g, ln2_b, fc_w, fc_b, fcproj_w, fcproj_b, adapter;
+    B qkv_w, qkv_b, proj_w, proj_b, fc_w, fc_b, fcproj_w, fcproj_b, adapter;  // ln_1 in qkv, ln_2 in fc
   };
   std::vector<layer> layers;
 
@@ -71,22 +80,40 @@ struct device_model {
     double n = 0;
     for (const auto& l : layers) {
       n += kept(C) * 3 * C + 3 * C + kept(C) * C + C + kept(C) * 4 * C + 4 * C + kept(4 * C) * C + C;
-      n += double(l.ln1_g.size() + l.ln1_b.size() + l.ln2_g.size() + l.ln2_b.size() + l.adapter.size());
+      n += double(l.adapter.size());
     }
-    n += C * V + double(lm_b.size()) + double(lnf_g.size() + lnf_b.size()) + 2 * C;
+    n += C * V + double(lm_b.size()) + 2 * C;
     return n * e;
   }
   std::size_t bytes() const {
-    std::size_t s = wte.bytes() + wpe.bytes() + lm_w.bytes() + lm_b.bytes() + lnf_g.bytes() + lnf_b.bytes();
+    std::size_t s = wte.bytes() + wpe.bytes() + lm_w.bytes() + lm_b.bytes();
     for (const auto& l : layers)
-      for (const B* b : {&l.ln1_g, &l.ln1_b, &l.qkv_w, &l.qkv_b, &l.proj_w, &l.proj_b, &l.ln2_g, &l.ln2_b, &l.fc_w,
-                         &l.fc_b, &l.fcproj_w, &l.fcproj_b, &l.adapter})
+      for (const B* b :
+           {&l.qkv_w, &l.qkv_b, &l.proj_w, &l.proj_b, &l.fc_w, &l.fc_b, &l.fcproj_w, &l.fcproj_b, &l.adapter})
         s += b->bytes();
     return s;
   }
 };
 
+namespace detail {
+//! W [K, N] <- diag(g)·W, bias <- bias + beta·W (frugal::fold_layernorm, f64 sums); the bias is created when beta has
+//! a nonzero and the linear has none. g, beta are released.
+inline void fold_norm_affine(std::vector<float>& g, std::vector<float>& beta, std::vector<float>& w, std::int64_t K,
+                             std::int64_t N, std::vector<float>& bias) {
+  if (g.empty() && beta.empty()) return;
+  if (g.empty()) g.assign(static_cast<std::size_t>(K), 1.f);
+  const bool shift = std::any_of(beta.begin(), beta.end(), [](float v) { return v != 0.f; });
+  if (shift && bias.empty()) bias.assign(static_cast<std::size_t>(N), 0.f);
+  frugal::fold_layernorm(frugal::cpu, g.data(), shift ? beta.data() : static_cast<const float*>(nullptr),
+                         frugal::matrix_view<float>(w.data(), K, N), shift ? bias.data() : static_cast<float*>(nullptr),
+                         frugal::weight_layout::in_out);
+  std::vector<float>().swap(g);
+  std::vector<float>().swap(beta);
+}
+}  // namespace detail
+
 //! Moves host weights onto the device in T (the host arrays are released as they go, to keep peak memory low).
+//! LayerNorm affines are folded into their readers first (ln_1 -> c_attn, ln_2 -> c_fc, ln_f -> the LM head).
 template <class Tag, class T>
 device_model<Tag, T> upload_model(typename backend<Tag>::context& c, weights&& w) {
   device_model<Tag, T> m;
@@ -97,6 +124,11 @@ device_model<Tag, T> upload_model(typename backend<Tag>::context& c, weights&& w
     w.lm_w.resize(static_cast<std::size_t>(C * V));
     frugal::to_channel_major<float>(frugal::matrix_view<const float>(w.wte.data(), V, C),
                                     frugal::matrix_view<float>(w.lm_w.data(), C, V));
+  }
+  detail::fold_norm_affine(w.lnf_g, w.lnf_b, w.lm_w, C, V, w.lm_b);
+  for (auto& l : w.layers) {
+    detail::fold_norm_affine(l.ln1_g, l.ln1_b, l.qkv_w, C, 3 * C, l.qkv_b);
+    detail::fold_norm_affine(l.ln2_g, l.ln2_b, l.fc_w, C, 4 * C, l.fc_b);
   }
   // Pad the LM head's rows to a multiple of 8 elements (V = 50257 is odd): the CUDA GEMV reads 16-byte vectors.
   m.lm_ld = (V + 7) / 8 * 8;
@@ -110,18 +142,12 @@ device_model<Tag, T> upload_model(typename backend<Tag>::context& c, weights&& w
   m.lm_b = upload<Tag, T>(c, std::move(w.lm_b));
   m.wte = upload<Tag, T>(c, std::move(w.wte_in.empty() ? w.wte : w.wte_in));
   m.wpe = upload<Tag, T>(c, std::move(w.wpe));
-  m.lnf_g = upload<Tag, T>(c, std::move(w.lnf_g));
-  m.lnf_b = upload<Tag, T>(c, std::move(w.lnf_b));
   for (auto& l : w.layers) {
     typename device_model<Tag, T>::layer d;
-    d.ln1_g = upload<Tag, T>(c, std::move(l.ln1_g));
-    d.ln1_b = upload<Tag, T>(c, std::move(l.ln1_b));
     d.qkv_w = upload<Tag, T>(c, std::move(l.qkv_w));
     d.qkv_b = upload<Tag, T>(c, std::move(l.qkv_b));
     d.proj_w = upload<Tag, T>(c, std::move(l.proj_w));
     d.proj_b = upload<Tag, T>(c, std::move(l.proj_b));
-    d.ln2_g = upload<Tag, T>(c, std::move(l.ln2_g));
-    d.ln2_b = upload<Tag, T>(c, std::move(l.ln2_b));
     d.fc_w = upload<Tag, T>(c, std::move(l.fc_w));
     d.fc_b = upload<Tag, T>(c, std::move(l.fc_b));
     d.fcproj_w = upload<Tag, T>(c, std::move(l.fcproj_w));
@@ -141,6 +167,9 @@ struct session_options {
   int page_size = 16;   //!< paged KV
   float p = 0.f;        //!< decode sparsity at each block input (0: dense)
   sampling sample;      //!< greedy by default
+  //! Decode GEMVs normalise their input and apply GELU themselves (gemv_options::norm / act); false: separate
+  //! LayerNorm and GELU ops (the reference path, and the step as it was before the fused options).
+  bool fused = false;  // TODO(gpt2): true once frugal::gemv implements norm/act
 };
 
 template <class Tag, class T>
@@ -167,10 +196,12 @@ class session {
     logits_ = buffer<Tag, T>(c, Bn * V_);
     X_ = buffer<Tag, T>(c, R * C), H_ = buffer<Tag, T>(c, R * C), Q_ = buffer<Tag, T>(c, R * 3 * C);
     A_ = buffer<Tag, T>(c, R * C), F_ = buffer<Tag, T>(c, R * 4 * C);
-    ints_ = buffer<Tag, std::int32_t>(c, 3 * Bn + 1 + (R + 1) + R + Bn * (R + 1));
+    ints_ = buffer<Tag, std::int32_t>(c, 3 * Bn + 1 + (R + 1) + R + Bn * (R + 1) + 1);
     tokens_ = ints_.data(), pos_ = tokens_ + Bn, lens_ = pos_ + Bn;
     step_ = lens_ + Bn, ptok_ = step_ + 1, ppos_ = ptok_ + R + 1, history_ = ppos_ + R;
     hist_ld_ = o.max_seq + 1;
+    counter_ = reinterpret_cast<std::uint32_t*>(history_ + Bn * hist_ld_);
+    be::zero(c, counter_, sizeof(std::uint32_t));
     std::vector<std::int32_t> p(R);
     for (std::size_t i = 0; i < R; ++i) p[i] = static_cast<std::int32_t>(i);
     be::to_device(c, ppos_, p.data(), R * sizeof(std::int32_t));
@@ -297,29 +328,21 @@ class session {
     const auto& cfg = m_.cfg;
     const int b = b_, C = C_;
     auto tag = c_.tag;
-    T *x = x_.data(), *h = h_.data(), *tmp = t_.data();
-    ops::embed(tag, m_.wte.data(), m_.wpe.data(), tokens_, pos_, b, C, x);
-    mark("embed");
-    kv_.begin_step(c_, b, pos_);
-    mark("kv slots");
+    T *x = x_.data(), *tmp = t_.data();
+    ops::embed(tag, m_.wte.data(), m_.wpe.data(), tokens_, pos_, b, C, x, kv_.slot_args());
+    mark("embed + kv slots");
     const int k1 = sparsity::keep(C, o_.p), k4 = sparsity::keep(4 * C, o_.p);
     for (int l = 0; l < cfg.n_layer; ++l) {
       const auto& L = m_.layers[l];
-      ops::layernorm(tag, x, C, nz(L.ln1_g), nz(L.ln1_b), b, C, !m_.rms, h);
-      mark("layernorm");
-      linear(cmv<T>(h, b, C), k1, L.qkv_w, 3 * C, L.qkv_b, mv<T>(qkv_.data(), b, 3 * C), false);
-      mark("gemv qkv");
+      norm_linear(x, k1, cmv<T>(L.qkv_w.data(), C, 3 * C), nz(L.qkv_b), mv<T>(qkv_.data(), b, 3 * C),
+                  frugal::gemv_act::none, "gemv qkv");
       kv_.decode(c_, l, b, lens_, cmv<T>(qkv_.data(), b, C, 3 * C), cmv<T>(qkv_.data() + C, b, C, 3 * C),
                  cmv<T>(qkv_.data() + 2 * C, b, C, 3 * C), mv<T>(att_.data(), b, C));
       mark("kv append + attention");
       linear(cmv<T>(att_.data(), b, C), k1, L.proj_w, C, L.proj_b, mv<T>(x, b, C), true);
       mark("gemv o_proj");
-      ops::layernorm(tag, x, C, nz(L.ln2_g), nz(L.ln2_b), b, C, !m_.rms, h);
-      mark("layernorm");
-      linear(cmv<T>(h, b, C), k1, L.fc_w, 4 * C, L.fc_b, mv<T>(f_.data(), b, 4 * C), false);
-      mark("gemv fc");
-      ops::gelu(tag, f_.data(), std::int64_t(b) * 4 * C);
-      mark("gelu");
+      norm_linear(x, k1, cmv<T>(L.fc_w.data(), C, 4 * C), nz(L.fc_b), mv<T>(f_.data(), b, 4 * C),
+                  frugal::gemv_act::gelu_tanh, "gemv fc");
       linear(cmv<T>(f_.data(), b, 4 * C), k4, L.fcproj_w, C, L.fcproj_b, mv<T>(x, b, C), true);
       mark("gemv down");
       if (!L.adapter.empty()) {
@@ -329,14 +352,10 @@ class session {
         mark("gemv adapter");
       }
     }
-    ops::layernorm(tag, x, C, nz(m_.lnf_g), nz(m_.lnf_b), b, C, !m_.rms, h);
-    mark("layernorm");
-    frugal::gemv(tag, cmv<T>(h, b, C), lm_head(), nz(m_.lm_b), mv<T>(logits_.data(), b, V_), {}, ws());
-    mark("gemv lm_head");
-    if (!forced_) ops::select_next(tag, logits_.data(), b, V_, o_.sample, step_, tokens_, history_, hist_ld_);
-    mark("select");
-    ops::advance(tag, pos_, lens_, b, step_, forced_ ? history_ : nullptr, hist_ld_, tokens_);
-    mark("advance");
+    norm_linear(x, 0, lm_head(), nz(m_.lm_b), mv<T>(logits_.data(), b, V_), frugal::gemv_act::none, "gemv lm_head");
+    ops::select_advance(tag, logits_.data(), b, V_, o_.sample, !forced_, step_, tokens_, history_, hist_ld_, pos_,
+                        lens_, forced_ ? history_ : nullptr, hist_ld_, counter_);
+    mark("select + advance");
   }
 
   void mark(const char* name) {
@@ -367,6 +386,32 @@ class session {
   }
 
  private:
+  //! y (+)= act(norm(x)·W + bias) for the b rows of x [b, W.rows] (contiguous), keeping k of the K normalised
+  //! channels (k = 0: dense). Fused: the norm is the GEMV's prologue, except for top-k on a LayerNorm (TEAL), which
+  //! runs a separate affine-free LayerNorm into h_ first; unfused: separate LayerNorm and GELU ops.
+  void norm_linear(const T* x, int k, cmv<T> W, const T* bias, mv<T> y, frugal::gemv_act act, const char* name) {
+    const int b = b_, K = static_cast<int>(W.rows);
+    const bool sparse = k > 0 && k < K;
+    frugal::gemv_options o;
+    const T* in = x;
+    if (o_.fused && (!sparse || m_.rms)) {
+      o.norm = m_.rms ? frugal::gemv_norm::rmsnorm : frugal::gemv_norm::layernorm;
+    } else {
+      ops::layernorm(c_.tag, x, K, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), b, K, !m_.rms,
+                     h_.data());
+      mark("layernorm");
+      in = h_.data();
+    }
+    if (o_.fused) o.act = act;
+    if (sparse) frugal::sparse_gemv_topk(c_.tag, cmv<T>(in, b, K), k, W, bias, y, o, ws());
+    else frugal::gemv(c_.tag, cmv<T>(in, b, K), W, bias, y, o, ws());
+    mark(name);
+    if (!o_.fused && act == frugal::gemv_act::gelu_tanh) {
+      ops::gelu(c_.tag, y.data, std::int64_t(b) * y.cols);
+      mark("gelu");
+    }
+  }
+
   //! Decode GEMV of a block input: dense, or fused top-k keeping k of K channels.
   void linear(cmv<T> x, int k, const buffer<Tag, T>& w, int N, const buffer<Tag, T>& bias, mv<T> y, bool acc) {
     const cmv<T> W(w.data(), x.cols, N);
@@ -383,15 +428,17 @@ class session {
                   cmv<T>(Xq + 2 * C_, rows, C_, 3 * C_), mv<T>(A, rows, C_));
     });
     // final norm of the last row into h[r]
-    ops::layernorm(c_.tag, X_.data() + std::int64_t(n - 1) * C_, C_, nz(m_.lnf_g), nz(m_.lnf_b), 1, C_, !m_.rms,
-                   h_.data() + std::int64_t(r) * C_);
+    ops::layernorm(c_.tag, X_.data() + std::int64_t(n - 1) * C_, C_, static_cast<const T*>(nullptr),
+                   static_cast<const T*>(nullptr), 1, C_, !m_.rms, h_.data() + std::int64_t(r) * C_);
   }
 
   //! LM head + selection for rows 0..b-1 after their prefill (h holds the normalised last rows).
   void head(int b) {
     frugal::gemv(c_.tag, cmv<T>(h_.data(), b, C_), lm_head(), nz(m_.lm_b), mv<T>(logits_.data(), b, V_), {}, ws());
-    if (!forced_) ops::select_next(c_.tag, logits_.data(), b, V_, o_.sample, step_, tokens_, history_, hist_ld_);
-    ops::advance(c_.tag, pos_, nullptr, 0, step_, nullptr, 0, tokens_);  // step -1 -> 0 (positions already set)
+    // step -1 -> 0 (positions already set)
+    ops::select_advance(c_.tag, logits_.data(), b, V_, o_.sample, !forced_, step_, tokens_, history_, hist_ld_,
+                        static_cast<std::int32_t*>(nullptr), static_cast<std::int32_t*>(nullptr),
+                        static_cast<const std::int32_t*>(nullptr), 0, counter_);
   }
 
   //! The no-cache forward: all `len` tokens of ptok_ from scratch, then the next token goes to ptok_[len].
@@ -402,12 +449,13 @@ class session {
       kv_.prefill(c_, l, 0, rows, cmv<T>(Xq, rows, C_, 3 * C_), cmv<T>(Xq + C_, rows, C_, 3 * C_),
                   cmv<T>(Xq + 2 * C_, rows, C_, 3 * C_), mv<T>(A, rows, C_));
     });
-    ops::layernorm(c_.tag, X_.data() + std::int64_t(len - 1) * C_, C_, nz(m_.lnf_g), nz(m_.lnf_b), 1, C_, !m_.rms,
-                   h_.data());
+    ops::layernorm(c_.tag, X_.data() + std::int64_t(len - 1) * C_, C_, static_cast<const T*>(nullptr),
+                   static_cast<const T*>(nullptr), 1, C_, !m_.rms, h_.data());
     frugal::gemv(c_.tag, cmv<T>(h_.data(), 1, C_), lm_head(), nz(m_.lm_b), mv<T>(logits_.data(), 1, V_), {}, ws());
     // the chosen token is written straight after the sequence (history = ptok_ + prompt_len, index = step + 1)
-    ops::select_next(c_.tag, logits_.data(), 1, V_, o_.sample, step_, tokens_, ptok_ + prompt_len_, 0);
-    ops::advance(c_.tag, pos_, nullptr, 0, step_, nullptr, 0, tokens_);
+    ops::select_advance(c_.tag, logits_.data(), 1, V_, o_.sample, true, step_, tokens_, ptok_ + prompt_len_, 0,
+                        static_cast<std::int32_t*>(nullptr), static_cast<std::int32_t*>(nullptr),
+                        static_cast<const std::int32_t*>(nullptr), 0, counter_);
   }
 
   //! The blocks over `rows` prompt rows (X_ = embeddings of ptok_), with `attend(l, QKV, out, rows)` for attention.
@@ -420,12 +468,12 @@ class session {
     for (int l = 0; l < m_.cfg.n_layer; ++l) {
       const auto& L = m_.layers[l];
       if (on_residual) on_residual(l, 0, X, rows);
-      ops::layernorm(tag, X, C, nz(L.ln1_g), nz(L.ln1_b), rows, C, !m_.rms, H);
+      ops::layernorm(tag, X, C, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), rows, C, !m_.rms, H);
       be::gemm(c_, cmv<T>(H, rows, C), cmv<T>(L.qkv_w.data(), C, 3 * C), nz(L.qkv_b), mv<T>(QKV, rows, 3 * C), false);
       attend(l, QKV, A, rows);
       be::gemm(c_, cmv<T>(A, rows, C), cmv<T>(L.proj_w.data(), C, C), nz(L.proj_b), mv<T>(X, rows, C), true);
       if (on_residual) on_residual(l, 1, X, rows);
-      ops::layernorm(tag, X, C, nz(L.ln2_g), nz(L.ln2_b), rows, C, !m_.rms, H);
+      ops::layernorm(tag, X, C, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), rows, C, !m_.rms, H);
       be::gemm(c_, cmv<T>(H, rows, C), cmv<T>(L.fc_w.data(), C, 4 * C), nz(L.fc_b), mv<T>(F, rows, 4 * C), false);
       ops::gelu(tag, F, std::int64_t(rows) * 4 * C);
       be::gemm(c_, cmv<T>(F, rows, 4 * C), cmv<T>(L.fcproj_w.data(), 4 * C, C), nz(L.fcproj_b), mv<T>(X, rows, C),
@@ -459,6 +507,7 @@ class session {
   buffer<Tag, std::int32_t> ints_;
   std::int32_t *tokens_ = nullptr, *pos_ = nullptr, *lens_ = nullptr, *step_ = nullptr, *ptok_ = nullptr,
                *ppos_ = nullptr, *history_ = nullptr;
+  std::uint32_t* counter_ = nullptr;  // select_advance's completion counter (CUDA)
   buffer<Tag, std::byte> ws_;
   typename be::graph_t graph_{};
   typename be::profiler* prof_ = nullptr;

@@ -8,7 +8,7 @@
 //               updated with one small asynchronous copy per new block (no synchronisation: the host knows every
 //               length, one token per step, without reading the device).
 //   nocache     the contiguous layout for one sequence, refilled from scratch by every forward pass.
-// Decode: kv_append at each row's slot (computed on the device from its position: graph-safe), then
+// Decode: kv_append at each row's slot (computed on the device from its position with the embedding: graph-safe), then
 // decode_attention / paged_decode_attention over lens[r] keys. Prefill (one sequence, all its tokens):
 // kv_append + (paged_)prefill_attention, causal.
 #pragma once
@@ -124,9 +124,10 @@ class kv_store {
     }
   }
 
-  //! Before the layers of a decode step: the slot of each row's position (device-side, graph-safe).
-  void begin_step(ctx_t& c, int b, const std::int32_t* pos) {
-    ops::kv_slots(c.tag, pos, b, kind_ == attn_kind::paged ? table_.data() : nullptr, max_blocks_, page_, R_, slots_);
+  //! Where a decode step's K/V go: the embedding op computes each row's slot from its position (device-side,
+  //! graph-safe) into slots_, which decode() reads.
+  ops::slot_args slot_args() const {
+    return ops::slot_args{kind_ == attn_kind::paged ? table_.data() : nullptr, max_blocks_, page_, R_, slots_};
   }
 
   //! Decode for rows 0..b-1: append each row's K/V at its position, attend over lens[r] keys.

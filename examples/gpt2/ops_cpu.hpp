@@ -22,10 +22,25 @@ namespace gpt2::ops {
 
 using frugal::cpu_t;
 
-//! out[r, :] = wte[tokens[r], :] + wpe[pos[r], :]
+//! Where the KV of each row's current position goes (computed with the embedding, one op per decode step):
+//! contiguous (table null) slots[r] = r * max_len + pos[r];
+//! paged table[r * max_blocks + pos / page] * page + pos % page.
+struct slot_args {
+  const std::int32_t* table = nullptr;
+  int max_blocks = 0, page = 1, max_len = 0;
+  std::int32_t* slots = nullptr;  // null: no slots wanted (prefill)
+};
+
+FRUGAL_HOST_DEVICE inline std::int32_t slot_of(const slot_args& s, int r, int p) {
+  return s.table ? s.table[std::int64_t(r) * s.max_blocks + p / s.page] * s.page + p % s.page : r * s.max_len + p;
+}
+
+//! out[r, :] = wte[tokens[r], :] + wpe[pos[r], :]; with sa.slots, also sa.slots[r] = the KV slot of pos[r].
 template <class T>
 void embed(cpu_t tag, const T* wte /*[V, C]*/, const T* wpe /*[n_ctx, C]*/, const std::int32_t* tokens /*[rows]*/,
-           const std::int32_t* pos /*[rows]*/, int rows, int C, T* out /*[rows, C]*/) {
+           const std::int32_t* pos /*[rows]*/, int rows, int C, T* out /*[rows, C]*/, const slot_args& sa = {}) {
+  if (sa.slots)
+    for (int r = 0; r < rows; ++r) sa.slots[r] = slot_of(sa, r, pos[r]);
   frugal::detail::parallel_for(tag, rows, 16, [&](std::int64_t b, std::int64_t e) {
     for (std::int64_t r = b; r < e; ++r) {
       const T* a = wte + std::int64_t(tokens[r]) * C;
@@ -119,17 +134,19 @@ inline void advance(cpu_t, std::int32_t* pos, std::int32_t* lens, int rows, std:
   }
 }
 
+//! The end of a step in one op: when `select`, select_next over `rows` rows; then advance (pos/lens null: only the
+//! step counter moves, as after a prefill). `counter` is the CUDA kernel's completion counter (unused here).
+template <class T>
+void select_advance(cpu_t tag, const T* logits, int rows, int V, const sampling& s, bool select, std::int32_t* step,
+                    std::int32_t* tokens, std::int32_t* history, int hist_ld, std::int32_t* pos, std::int32_t* lens,
+                    const std::int32_t* forced, int forced_ld, std::uint32_t* /*counter*/) {
+  if (select) select_next(tag, logits, rows, V, s, step, tokens, history, hist_ld);
+  advance(tag, pos, lens, pos ? rows : 0, step, forced, forced_ld, tokens);
+}
+
 //! tokens[r] = m[r * ld] (column 0 of a [rows, ld] int matrix).
 inline void copy_column(cpu_t, const std::int32_t* m, int ld, int rows, std::int32_t* tokens) {
   for (int r = 0; r < rows; ++r) tokens[r] = m[std::int64_t(r) * ld];
-}
-
-//! KV slot of each row's current position: contiguous (table null) r * max_len + pos[r]; paged
-//! table[r * max_blocks + pos / page] * page + pos % page.
-inline void kv_slots(cpu_t, const std::int32_t* pos, int rows, const std::int32_t* table, int max_blocks, int page,
-                     int max_len, std::int32_t* slots) {
-  for (int r = 0; r < rows; ++r)
-    slots[r] = table ? table[std::int64_t(r) * max_blocks + pos[r] / page] * page + pos[r] % page : r * max_len + pos[r];
 }
 
 }  // namespace gpt2::ops

@@ -9,6 +9,7 @@
 #include <cfloat>
 #include <cstdint>
 
+#include "ops_cpu.hpp"
 #include "sampling.hpp"
 
 namespace gpt2::ops {
@@ -21,9 +22,11 @@ using frugal::detail::store_f;
 namespace kernels {
 
 template <class T>
-__global__ void embed_kernel(const T* __restrict__ wte, const T* __restrict__ wpe, const std::int32_t* __restrict__ tokens,
-                             const std::int32_t* __restrict__ pos, int C, T* __restrict__ out) {
+__global__ void embed_kernel(const T* __restrict__ wte, const T* __restrict__ wpe,
+                             const std::int32_t* __restrict__ tokens, const std::int32_t* __restrict__ pos, int C,
+                             T* __restrict__ out, gpt2::ops::slot_args sa) {
   const int r = blockIdx.x;
+  if (sa.slots && threadIdx.x == 0) sa.slots[r] = gpt2::ops::slot_of(sa, r, pos[r]);
   const T* a = wte + std::int64_t(tokens[r]) * C;
   const T* p = wpe + std::int64_t(pos[r]) * C;
   for (int i = threadIdx.x; i < C; i += blockDim.x) out[std::int64_t(r) * C + i] = store_f<T>(load_f(a[i]) + load_f(p[i]));
@@ -136,16 +139,13 @@ __device__ __forceinline__ unsigned block_count(unsigned c, float* shm) {
 }
 
 // One block per row. Greedy: argmax. Otherwise: thresholds by bisection on the float order, then Gumbel-max.
-// `step` is read from device memory (graph replay); the chosen token goes to tokens[r] and, when history is given,
-// to history[r * hist_ld + *step].
+// Returns (in every thread) the chosen token of row blockIdx.x for decode step `at`.
 template <class T>
-__global__ void select_kernel(const T* __restrict__ logits, int V, gpt2::sampling s, const std::int32_t* __restrict__ step,
-                              std::int32_t* __restrict__ tokens, std::int32_t* __restrict__ history, int hist_ld) {
+__device__ int select_row(const T* __restrict__ logits, int V, const gpt2::sampling& s, std::int64_t at) {
   __shared__ float shm[32];
   __shared__ arg_best sbest[32];
   const int r = blockIdx.x;
   const T* l = logits + std::int64_t(r) * V;
-  const std::int64_t at = std::int64_t(*step) + 1;  // this selection is the token of step *step + 1
   const std::uint64_t st = static_cast<std::uint64_t>(at);
   arg_best best{-FLT_MAX, 0x7fffffff};
   if (s.greedy()) {
@@ -193,10 +193,53 @@ __global__ void select_kernel(const T* __restrict__ logits, int V, gpt2::samplin
     }
   }
   best = block_argmax(best, sbest);
+  return best.i < V ? best.i : 0;
+}
+
+// `step` is read from device memory (graph replay); the chosen token goes to tokens[r] and, when history is given,
+// to history[r * hist_ld + *step + 1].
+template <class T>
+__global__ void select_kernel(const T* __restrict__ logits, int V, gpt2::sampling s,
+                              const std::int32_t* __restrict__ step, std::int32_t* __restrict__ tokens,
+                              std::int32_t* __restrict__ history, int hist_ld) {
+  const std::int64_t at = std::int64_t(*step) + 1;  // this selection is the token of step *step + 1
+  const int tok = select_row(logits, V, s, at);
   if (threadIdx.x == 0) {
-    const int tok = best.i < V ? best.i : 0;
-    tokens[r] = tok;
-    if (history) history[std::int64_t(r) * hist_ld + at] = tok;
+    tokens[blockIdx.x] = tok;
+    if (history) history[std::int64_t(blockIdx.x) * hist_ld + at] = tok;
+  }
+}
+
+// The end of a decode step in one launch (one block per row): select (optional), then advance the row's position
+// and length (optional) and, with teacher forcing, load its next forced token. The step counter is read by every
+// block first; the last block to finish (a completion counter in device memory, reset by that block, so graph
+// replays see it at 0) writes step + 1.
+template <class T>
+__global__ void select_advance_kernel(const T* __restrict__ logits, int V, gpt2::sampling s, bool select,
+                                      std::int32_t* step, std::int32_t* tokens, std::int32_t* history, int hist_ld,
+                                      std::int32_t* pos, std::int32_t* lens, const std::int32_t* forced, int forced_ld,
+                                      unsigned* counter) {
+  __shared__ bool last;
+  const int r = blockIdx.x;
+  const std::int32_t s0 = *step;
+  const std::int64_t at = std::int64_t(s0) + 1;
+  int tok = 0;
+  if (select) tok = select_row(logits, V, s, at);
+  __syncthreads();  // every thread of this block has read *step
+  if (threadIdx.x == 0) {
+    if (select) {
+      tokens[r] = tok;
+      if (history) history[std::int64_t(r) * hist_ld + at] = tok;
+    }
+    if (pos) pos[r] += 1;
+    if (lens) lens[r] += 1;
+    if (forced) tokens[r] = forced[std::int64_t(r) * forced_ld + at];
+    __threadfence();
+    last = atomicAdd(counter, 1u) == gridDim.x - 1;
+    if (last) {
+      *counter = 0;
+      *step = static_cast<std::int32_t>(at);
+    }
   }
 }
 
@@ -222,23 +265,13 @@ __global__ void copy_column_kernel(const std::int32_t* m, int ld, int rows, std:
   if (r < rows) tokens[r] = m[std::int64_t(r) * ld];
 }
 
-template <int = 0>  // a template: defined in several translation units without clashing
-__global__ void kv_slots_kernel(const std::int32_t* pos, int rows, const std::int32_t* table, int max_blocks, int page,
-                                int max_len, std::int32_t* slots) {
-  const int r = blockIdx.x * blockDim.x + threadIdx.x;
-  if (r < rows) {
-    const int p = pos[r];
-    slots[r] = table ? table[std::int64_t(r) * max_blocks + p / page] * page + p % page : r * max_len + p;
-  }
-}
-
 }  // namespace kernels
 
 template <class T>
 void embed(cuda_t tag, const T* wte, const T* wpe, const std::int32_t* tokens, const std::int32_t* pos, int rows, int C,
-           T* out) {
+           T* out, const slot_args& sa = {}) {
   if (rows == 0) return;
-  kernels::embed_kernel<<<rows, 256, 0, tag.stream>>>(as_cuda(wte), as_cuda(wpe), tokens, pos, C, as_cuda(out));
+  kernels::embed_kernel<<<rows, 256, 0, tag.stream>>>(as_cuda(wte), as_cuda(wpe), tokens, pos, C, as_cuda(out), sa);
   frugal::detail::check_launch("gpt2::embed", "embed_kernel");
 }
 
@@ -285,6 +318,17 @@ void select_next(cuda_t tag, const T* logits, int rows, int V, const sampling& s
   frugal::detail::check_launch("gpt2::select_next", "select_kernel");
 }
 
+//! Device version of ops_cpu.hpp's select_advance (one launch; `counter` a zeroed device word the kernel owns).
+template <class T>
+void select_advance(cuda_t tag, const T* logits, int rows, int V, const sampling& s, bool select, std::int32_t* step,
+                    std::int32_t* tokens, std::int32_t* history, int hist_ld, std::int32_t* pos, std::int32_t* lens,
+                    const std::int32_t* forced, int forced_ld, std::uint32_t* counter) {
+  if (rows < 1) gpt2::fail("select_advance", "rows (=", rows, ") must be >= 1");
+  kernels::select_advance_kernel<<<rows, select ? 1024 : 32, 0, tag.stream>>>(
+      as_cuda(logits), V, s, select, step, tokens, history, hist_ld, pos, lens, forced, forced_ld, counter);
+  frugal::detail::check_launch("gpt2::select_advance", "select_advance_kernel");
+}
+
 inline void advance(cuda_t tag, std::int32_t* pos, std::int32_t* lens, int rows, std::int32_t* step,
                     const std::int32_t* forced, int ld, std::int32_t* tokens) {
   if (rows > 1024) gpt2::fail("advance", "more than 1024 rows");
@@ -296,13 +340,6 @@ inline void advance(cuda_t tag, std::int32_t* pos, std::int32_t* lens, int rows,
 inline void copy_column(cuda_t tag, const std::int32_t* m, int ld, int rows, std::int32_t* tokens) {
   kernels::copy_column_kernel<><<<(rows + 127) / 128, 128, 0, tag.stream>>>(m, ld, rows, tokens);
   frugal::detail::check_launch("gpt2::copy_column", "copy_column_kernel");
-}
-
-inline void kv_slots(cuda_t tag, const std::int32_t* pos, int rows, const std::int32_t* table, int max_blocks, int page,
-                     int max_len, std::int32_t* slots) {
-  kernels::kv_slots_kernel<><<<(rows + 127) / 128, 128, 0, tag.stream>>>(pos, rows, table, max_blocks, page, max_len,
-                                                                       slots);
-  frugal::detail::check_launch("gpt2::kv_slots", "kv_slots_kernel");
 }
 
 }  // namespace gpt2::ops

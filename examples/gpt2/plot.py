@@ -235,11 +235,15 @@ def profile_main(d, prefix):
             if o["op"] not in ops:
                 ops.append(o["op"])
     cmap = plt.get_cmap("tab20")
+    labelled = set()  # each op once in the legend (runs differ: the unfused step has LayerNorm and GELU ops)
     for i, r in enumerate(d["runs"]):
         left = 0.0
         for j, op in enumerate(ops):
-            us = next((o["us"] for o in r["ops"] if o["op"] == op), 0.0)
-            ax.barh(i, us, left=left, color=cmap(j % 20), label=op if i == 0 else None)
+            us = next((o["us"] for o in r["ops"] if o["op"] == op), None)
+            if us is None:
+                continue
+            ax.barh(i, us, left=left, color=cmap(j % 20), label=op if op not in labelled else None)
+            labelled.add(op)
             left += us
         ax.text(left, i, f"  op by op {r['sum_us']:.0f} us; whole step (graph) {r['step_us']:.0f} us", va="center",
                 fontsize=8)

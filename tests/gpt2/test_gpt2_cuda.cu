@@ -9,7 +9,7 @@
 #include <cmath>
 #include <vector>
 
-#include "engine.hpp"
+#include "larosa.hpp"
 
 namespace {
 
@@ -46,11 +46,13 @@ std::vector<std::vector<std::int32_t>> run(typename backend<Tag>::context& c, co
 
 template <class Tag, class T>
 std::vector<float> forced_logits(typename backend<Tag>::context& c, const device_model<Tag, T>& m, attn_kind a,
-                                 const std::vector<std::int32_t>& text, int prompt_len, float p = 0.f) {
+                                 const std::vector<std::int32_t>& text, int prompt_len, float p = 0.f,
+                                 bool fused = true) {
   session_options o;
   o.attn = a;
   o.max_seq = static_cast<int>(text.size()) + 2;
   o.p = p;
+  o.fused = fused;
   session<Tag, T> s(c, m, o);
   const std::vector<std::vector<std::int32_t>> pr = {std::vector<std::int32_t>(text.begin(), text.begin() + prompt_len)};
   const std::vector<std::vector<std::int32_t>> f = {std::vector<std::int32_t>(text.begin() + prompt_len, text.end())};
@@ -124,4 +126,36 @@ TEST_CASE("gpt2 cuda: batched decode equals one sequence at a time; sampling equ
   const auto r = run<frugal::cpu_t, float>(h, mc, attn_kind::contiguous, {ps[2]}, 20, s);
   // same noise, same rule; the f32 logits differ by rounding only, far from any knife edge of the draw
   CHECK(g == r);
+}
+
+TEST_CASE_TEMPLATE("gpt2 cuda: the fused decode step (norm / GELU inside the GEMVs) matches separate ops", T, float,
+                   frugal::half) {
+  FRUGAL_REQUIRE_GPU();
+  const double tol = std::is_same_v<T, float> ? 1e-5 : 2e-2;
+  backend<frugal::cuda_t>::context c;
+  auto w = random_weights(cuda_config(), 8);
+  for (auto& l : w.layers) {  // non-trivial LayerNorm affines, folded at upload
+    detail::fill_normal(l.ln1_g, 8, 101, 0.2f), detail::fill_normal(l.ln1_b, 8, 102, 0.1f);
+    for (auto& g : l.ln1_g) g += 1.f;
+  }
+  detail::fill_normal(w.lnf_b, 8, 110, 0.1f);
+  auto wr = w;
+  auto dense = upload_model<frugal::cuda_t, T>(c, std::move(w));
+  const auto text = prompt(40, 6, dense.cfg.vocab_size);
+  const auto rot = larosa_calibrate(c, dense, prompt(64, 9, dense.cfg.vocab_size), larosa_options{});
+  auto folded = upload_model<frugal::cuda_t, T>(c, larosa_apply<frugal::cuda_t>(c, std::move(wr), rot));
+  for (const auto* m : {&dense, &folded})
+    for (float p : {0.f, 0.5f})
+      for (attn_kind a : {attn_kind::contiguous, attn_kind::paged}) {
+        CAPTURE(m->rms);
+        CAPTURE(p);
+        CAPTURE(attn_name(a));
+        const auto f = forced_logits<frugal::cuda_t, T>(c, *m, a, text, 17, p, true);
+        const auto u = forced_logits<frugal::cuda_t, T>(c, *m, a, text, 17, p, false);
+        CHECK(rel_err(f, u) < tol);
+      }
+  // greedy tokens of the fused step equal the no-cache recompute (which never runs the decode GEMVs)
+  const auto pr = prompt(13, 2, dense.cfg.vocab_size);
+  CHECK(run<frugal::cuda_t, T>(c, dense, attn_kind::contiguous, {pr}, 30)[0] ==
+        run<frugal::cuda_t, T>(c, dense, attn_kind::nocache, {pr}, 30)[0]);
 }

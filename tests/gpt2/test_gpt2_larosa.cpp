@@ -45,10 +45,11 @@ std::vector<std::int32_t> tokens(int n, int seed, int V) {
 //! Teacher-forced logits of every decode step (prefill 8 tokens, then feed the rest), concatenated.
 template <class T>
 std::vector<float> logits(backend<frugal::cpu_t>::context& c, const device_model<frugal::cpu_t, T>& m, float p,
-                          const std::vector<std::int32_t>& text) {
+                          const std::vector<std::int32_t>& text, bool fused = true) {
   session_options o;
   o.max_seq = static_cast<int>(text.size()) + 2;
   o.p = p;
+  o.fused = fused;
   session<frugal::cpu_t, T> s(c, m, o);
   const std::vector<std::vector<std::int32_t>> pr = {std::vector<std::int32_t>(text.begin(), text.begin() + 8)};
   const std::vector<std::vector<std::int32_t>> f = {std::vector<std::int32_t>(text.begin() + 8, text.end())};
@@ -76,6 +77,8 @@ TEST_CASE("gpt2 larosa: LayerNorm folding keeps the logits (f32)") {
   auto dense = upload_model<frugal::cpu_t, float>(c, model_with_affine(3));
   auto folded = upload_model<frugal::cpu_t, float>(c, fold_layernorms(model_with_affine(3)));
   CHECK(folded.rms);
+  CHECK(!dense.rms);
+  CHECK(dense.lm_b.size() == static_cast<std::size_t>(dense.cfg.vocab_size));  // ln_f's beta·W went into a new bias
   CHECK(rel_err(logits(c, folded, 0.f, text), logits(c, dense, 0.f, text)) < 1e-5);
 }
 
@@ -124,8 +127,9 @@ TEST_CASE("gpt2 larosa: bytes per token count the kept channels and the adapters
   const double d0 = dense.weight_bytes_per_token(0.f), d5 = dense.weight_bytes_per_token(0.5f);
   const auto cfg = small_config();
   const double C = cfg.n_embd, V = cfg.vocab_size, L = cfg.n_layer;
-  CHECK(d0 == doctest::Approx(4.0 * (L * (12 * C * C + 13 * C) + C * V + 4 * C)));
-  CHECK(d5 == doctest::Approx(4.0 * (L * (6 * C * C + 13 * C) + C * V + 4 * C)));
+  // LayerNorm affines are folded into the linears at upload (random init: beta = 0, so no LM-head bias appears)
+  CHECK(d0 == doctest::Approx(4.0 * (L * (12 * C * C + 9 * C) + C * V + 2 * C)));
+  CHECK(d5 == doctest::Approx(4.0 * (L * (6 * C * C + 9 * C) + C * V + 2 * C)));
   larosa_options o;
   o.layerwise = true;
   const auto rot = larosa_calibrate(c, dense, tokens(32, 3, 1000), o);
@@ -133,4 +137,23 @@ TEST_CASE("gpt2 larosa: bytes per token count the kept channels and the adapters
   // folded: no LayerNorm parameters, an LM-head bias, and (L - 1) adapters
   CHECK(folded.weight_bytes_per_token(0.f) ==
         doctest::Approx(4.0 * (L * (12 * C * C + 9 * C) + (L - 1) * C * C + C * V + V + 2 * C)));
+}
+
+TEST_CASE_TEMPLATE("gpt2 cpu: the fused decode step (norm / GELU inside the GEMVs) matches separate ops", T, float,
+                   frugal::half) {
+  // dense and TEAL on the LayerNorm model (affine folded at upload), dense and LaRoSA on the rotation-folded one
+  const double tol = std::is_same_v<T, float> ? 1e-5 : 2e-2;
+  backend<frugal::cpu_t>::context c;
+  const auto text = tokens(24, 4, 1000);
+  auto dense = upload_model<frugal::cpu_t, T>(c, model_with_affine(6));
+  const auto rot = larosa_calibrate(c, dense, tokens(48, 5, 1000), larosa_options{});
+  auto folded = upload_model<frugal::cpu_t, T>(c, larosa_apply<frugal::cpu_t>(c, model_with_affine(6), rot));
+  for (const auto* m : {&dense, &folded})
+    for (float p : {0.f, 0.5f}) {
+      CAPTURE(m->rms);
+      CAPTURE(p);
+      const auto a = logits(c, *m, p, text, true), b = logits(c, *m, p, text, false);
+      REQUIRE(a.size() == b.size());
+      CHECK(rel_err(a, b) < tol);
+    }
 }
