@@ -17,6 +17,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
 PLOTS = os.path.join(HERE, "plots")
 
+GPT2 = ["2304x768", "768x768", "3072x768", "768x3072", "50257x768", "1600x1600"]
+SEQ = ["gpt2-124m-12L", "gpt2-xl-48L"]
 SHAPES = ["4096x4096", "11008x4096", "4096x11008", "12288x4096", "14336x4096", "4800x1600", "6400x1600", "1600x6400"]
 LLAMA = SHAPES[:5]
 SPARSITY = [0, 25, 40, 50, 75, 90]
@@ -33,7 +35,7 @@ def load(path):
         name = re.sub(r"/(iterations|repeats|min_time|manual_time|real_time).*$", "", b["run_name"])
         _, dev, dt, shape, var = name.split("/")
         t = b["real_time"] * {"us": 1.0, "ms": 1e3, "ns": 1e-3, "s": 1e6}[b["time_unit"]]
-        out[(dev, dt, shape, var)] = (t, b.get("GB/s", 0.0))  # the counter is already in GB/s
+        out[(dev, dt, shape, var)] = (t, b.get("GB/s", b.get("us_per_gemv", 0.0)))  # GB/s, or µs per GEMV
     return out, d["context"]
 
 
@@ -174,6 +176,44 @@ def tables_cuda(r):
               f"{r[f32[3]][0]:.1f} (**{base / r[f32[3]][0]:.2f}x**) |")
 
 
+def tables_gpt2(r):
+    for dt in ["bf16", "f16"]:
+        if baseline(r, "cuda", dt, GPT2[0]) is None:
+            continue
+        print(f"\n#### GPT-2 shapes, {dt}, b = 1 (median µs; speedup vs the faster cuBLAS call; GB/s on bytes touched)\n")
+        cols = ["dense", "dense_ln", "dense_ln_gelu", "thresh_s50", "thresh_s75", "topk_s50", "topk_s75",
+                "thresh_s50_ln_gelu", "topk_s50_rms_gelu"]
+        print("| N×K | cuBLAS µs | " + " | ".join(cols) + " |")
+        print("|---|---|" + "---|" * len(cols))
+        for shape in GPT2:
+            base = baseline(r, "cuda", dt, shape)
+            if base is None:
+                continue
+            cells = [f"{base:.1f}"]
+            for var in cols:
+                k = ("cuda", dt, shape, var)
+                cells.append(f"{r[k][0]:.1f} µs **{base / r[k][0]:.2f}x** {r[k][1]:.0f}" if k in r else "–")
+            print(f"| {shape} | " + " | ".join(cells) + " |")
+
+
+def tables_seq(r):
+    cols = ["cublas", "cublas_t", "dense", "dense_pdl", "fused_pdl", "thresh_s50", "thresh_s50_pdl", "topk_s50_pdl"]
+    rows = [(dt, m) for dt in ["bf16", "f16"] for m in SEQ if ("cuda", dt, m, "cublas") in r]
+    if not rows:
+        return
+    print("\n#### Decode-step GEMV chains in one CUDA Graph (median µs per graph; µs per GEMV; speedup vs the faster "
+          "cuBLAS chain)\n")
+    print("| dtype | chain | " + " | ".join(cols) + " |")
+    print("|---|---|" + "---|" * len(cols))
+    for dt, m in rows:
+        base = min(r[("cuda", dt, m, c)][0] for c in ["cublas", "cublas_t"] if ("cuda", dt, m, c) in r)
+        cells = []
+        for c in cols:
+            k = ("cuda", dt, m, c)
+            cells.append(f"{r[k][0]:.0f} ({r[k][1]:.2f}/GEMV) **{base / r[k][0]:.2f}x**" if k in r else "–")
+        print(f"| {dt} | {m} | " + " | ".join(cells) + " |")
+
+
 def tables_tuning(r):
     print("\n#### Launch-shape tuning, bf16, b = 1 (median µs; gemv_options::segment_bytes / splits pinned)\n")
     print("| N×K | variant | cuBLAS | auto (run) | 128 B sp2 | sp4 | sp8 | 256 B sp2 | sp4 | sp8 | 512 B sp2 | sp4 | sp8 |")
@@ -185,6 +225,8 @@ def tables_tuning(r):
                 for sp in [2, 4, 8]:
                     k = ("cuda", "bf16", shape, f"{var}_sp{sp}_seg{seg}")
                     cells.append(f"{r[k][0]:.1f}" if k in r else "–")
+            if all(c == "–" for c in cells):
+                continue
             best = min(float(c) for c in cells if c != "–")
             cells = [f"**{c}**" if c != "–" and float(c) == best else c for c in cells]
             a = r.get(("cuda", "bf16", shape, auto), (float("nan"),))[0]
@@ -219,6 +261,8 @@ def main():
         plot_cuda(r, ctx)
         if tables:
             tables_cuda(r)
+            tables_gpt2(r)
+            tables_seq(r)
             tables_tuning(r)
     if os.path.exists(cpu_json):
         r, ctx = load(cpu_json)

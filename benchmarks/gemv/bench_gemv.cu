@@ -11,6 +11,9 @@
 //   topk_s<S>     frugal::sparse_gemv_topk with k = (1 - S%) K: topk_select + threshold GEMV (two kernels, both timed)
 //   shared_s<S>   (batches) thresh with the same kept channels in every row (correlated masks)
 //   dense_sp<P>_seg<B> / thresh_s50_sp<P>_seg<B>   tuning: gemv_options::splits = P, segment_bytes = B
+//   ..._ln / _rms / _gelu  with the fused layernorm / rmsnorm prologue and / or the tanh-GELU epilogue
+// Shapes: the issue's LLaMA-sized and GPT-2 XL ones, and GPT-2 124M's decode GEMVs (2304x768 qkv, 768x768 attn
+// proj, 3072x768 fc, 768x3072 mlp proj, 50257x768 LM head; N not a multiple of 8 is padded: ldw = ceil8(N)).
 // x ~ N(0, 1) per row (independent rows), weights ~ N(0, 1) / sqrt(K), no bias.
 // Timing: CUDA events around one call (UseManualTime), 3 repetitions x 200 iterations, aggregates reported. Before
 // every call: L2 evicted by reading a 2 x L2 buffer (clean lines: no write-back is charged to the call), then the
@@ -25,6 +28,7 @@
 #include <frugal/sparsify/topk.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -63,7 +67,7 @@ __global__ void fill_kernel(C* p, std::int64_t n, std::uint64_t seed, float scal
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   z ^= z >> 31;
   const float u = (static_cast<float>(z >> 40) + 0.5f) * (1.f / 16777216.f) * 2.f - 1.f;  // uniform (-1, 1)
-  p[i] = frugal::detail::store_f<C>(u * scale * 1.7320508f);  // variance scale^2
+  p[i] = frugal::detail::store_f<C>(u * scale * 1.7320508f);                              // variance scale^2
 }
 
 //! Evicts L2 by reading (not writing) a buffer twice its size: the lines left behind are clean, so the measured
@@ -135,11 +139,15 @@ template <class T>
 struct dev {
   T* p = nullptr;
   std::size_t n = 0;
-  explicit dev(std::size_t count) : n(count) { check(cudaMalloc(&p, std::max<std::size_t>(1, n) * sizeof(T)), "malloc"); }
+  explicit dev(std::size_t count) : n(count) {
+    check(cudaMalloc(&p, std::max<std::size_t>(1, n) * sizeof(T)), "malloc");
+  }
   ~dev() { cudaFree(p); }
   dev(const dev&) = delete;
   dev& operator=(const dev&) = delete;
-  void upload(const std::vector<T>& h) { check(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice), "upload"); }
+  void upload(const std::vector<T>& h) {
+    check(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice), "upload");
+  }
 };
 
 //! Weights of one shape/dtype, kept while consecutive benchmarks use them.
@@ -149,16 +157,22 @@ struct weights_cache {
 };
 weights_cache g_cache;
 
+inline std::int64_t ldw_of(std::int64_t N) {
+  return (N + 7) / 8 * 8;
+}
+
 template <class T>
 std::pair<const T*, const T*> get_weights(std::int64_t N, std::int64_t K) {
   const std::string key = std::string(frugal::dtype_traits<T>::name) + std::to_string(N) + "x" + std::to_string(K);
   if (g_cache.key != key) {
     g_cache = {};
-    auto w = std::make_shared<dev<T>>(static_cast<std::size_t>(N * K));
-    auto wt = std::make_shared<dev<T>>(static_cast<std::size_t>(N * K));
-    const std::int64_t n = N * K;
-    fill_kernel<<<static_cast<unsigned>((n + 255) / 256), 256>>>(frugal::detail::as_cuda(w->p), n, 1234, 1.f / std::sqrt(float(K)));
-    transpose_kernel<T><<<static_cast<unsigned>((n + 255) / 256), 256>>>(w->p, K, N, wt->p);
+    const std::int64_t ld = ldw_of(N);
+    auto w = std::make_shared<dev<T>>(static_cast<std::size_t>(ld * K));
+    auto wt = std::make_shared<dev<T>>(static_cast<std::size_t>(ld * K));
+    const std::int64_t n = ld * K;
+    fill_kernel<<<static_cast<unsigned>((n + 255) / 256), 256>>>(frugal::detail::as_cuda(w->p), n, 1234,
+                                                                 1.f / std::sqrt(float(K)));
+    transpose_kernel<T><<<static_cast<unsigned>((n + 255) / 256), 256>>>(w->p, K, ld, wt->p);
     check(cudaDeviceSynchronize(), "init weights");
     g_cache = {key, w, wt};
   }
@@ -170,9 +184,10 @@ enum class variant { cublas, cublas_t, dense, list, thresh, topk, shared };
 struct config {
   variant v;
   std::int64_t N, K, b;
-  int s_pct;    // sparsity in percent
-  int splits;   // 0 = auto
-  int seg = 0;  // segment bytes, 0 = auto
+  int s_pct;     // sparsity in percent
+  int splits;    // 0 = auto
+  int seg = 0;   // segment bytes, 0 = auto
+  int fuse = 0;  // 1: layernorm prologue, 2: rmsnorm prologue, +4: gelu epilogue
 };
 
 template <class T>
@@ -235,25 +250,32 @@ void run(benchmark::State& state, config cfg) {
   frugal::gemv_options opt;
   opt.splits = cfg.splits;
   opt.segment_bytes = cfg.seg;
-  const matrix_view<const T> xv(dx.p, b, K), wv(w, K, N);
+  opt.norm = (cfg.fuse & 3) == 1   ? frugal::gemv_norm::layernorm
+             : (cfg.fuse & 3) == 2 ? frugal::gemv_norm::rmsnorm
+                                   : frugal::gemv_norm::none;
+  opt.act = cfg.fuse & 4 ? frugal::gemv_act::gelu_tanh : frugal::gemv_act::none;
+  const std::int64_t ldw = ldw_of(N);
+  const matrix_view<const T> xv(dx.p, b, K), wv(w, K, N, ldw);
   const matrix_view<T> yv(dy.p, b, N);
   auto call = [&] {
     switch (cfg.v) {
       case variant::cublas:
-        cublas_check(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(b),
-                                  static_cast<int>(K), &one, w, cuda_dtype<T>(), static_cast<int>(N), dx.p,
-                                  cuda_dtype<T>(), static_cast<int>(K), &zero, dy.p, cuda_dtype<T>(),
-                                  static_cast<int>(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                     "gemm");
+        cublas_check(
+            cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(b), static_cast<int>(K),
+                         &one, w, cuda_dtype<T>(), static_cast<int>(ldw), dx.p, cuda_dtype<T>(), static_cast<int>(K),
+                         &zero, dy.p, cuda_dtype<T>(), static_cast<int>(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            "gemm");
         break;
       case variant::cublas_t:
-        cublas_check(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(b),
-                                  static_cast<int>(K), &one, wt, cuda_dtype<T>(), static_cast<int>(K), dx.p,
-                                  cuda_dtype<T>(), static_cast<int>(K), &zero, dy.p, cuda_dtype<T>(),
-                                  static_cast<int>(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                     "gemm_t");
+        cublas_check(
+            cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(b), static_cast<int>(K),
+                         &one, wt, cuda_dtype<T>(), static_cast<int>(K), dx.p, cuda_dtype<T>(), static_cast<int>(K),
+                         &zero, dy.p, cuda_dtype<T>(), static_cast<int>(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            "gemm_t");
         break;
-      case variant::dense: frugal::gemv(frugal::cuda, xv, wv, nullptr, yv, opt); break;
+      case variant::dense:
+        frugal::gemv(frugal::cuda, xv, wv, nullptr, yv, opt);
+        break;
       case variant::list:
         frugal::sparse_gemv(frugal::cuda, frugal::sparse_rows<T>{didx.p, dval.p, dnnz.p, b, K, K}, wv, nullptr, yv,
                             opt);
@@ -299,24 +321,41 @@ void run(benchmark::State& state, config cfg) {
 std::string vname(const config& c) {
   std::string n;
   switch (c.v) {
-    case variant::cublas: n = "cublas"; break;
-    case variant::cublas_t: n = "cublas_t"; break;
-    case variant::dense: n = "dense"; break;
-    case variant::list: n = "list_s" + std::to_string(c.s_pct); break;
-    case variant::thresh: n = "thresh_s" + std::to_string(c.s_pct); break;
-    case variant::topk: n = "topk_s" + std::to_string(c.s_pct); break;
-    case variant::shared: n = "shared_s" + std::to_string(c.s_pct); break;
+    case variant::cublas:
+      n = "cublas";
+      break;
+    case variant::cublas_t:
+      n = "cublas_t";
+      break;
+    case variant::dense:
+      n = "dense";
+      break;
+    case variant::list:
+      n = "list_s" + std::to_string(c.s_pct);
+      break;
+    case variant::thresh:
+      n = "thresh_s" + std::to_string(c.s_pct);
+      break;
+    case variant::topk:
+      n = "topk_s" + std::to_string(c.s_pct);
+      break;
+    case variant::shared:
+      n = "shared_s" + std::to_string(c.s_pct);
+      break;
   }
   if (c.splits) n += "_sp" + std::to_string(c.splits);
   if (c.seg) n += "_seg" + std::to_string(c.seg);
+  if ((c.fuse & 3) == 1) n += "_ln";
+  if ((c.fuse & 3) == 2) n += "_rms";
+  if (c.fuse & 4) n += "_gelu";
   if (c.b != 1) n += "_b" + std::to_string(c.b);
   return n;
 }
 
 template <class T>
 void add(const config& c) {
-  const std::string name = "gemv/cuda/" + std::string(frugal::dtype_traits<T>::name) + "/" + std::to_string(c.N) +
-                           "x" + std::to_string(c.K) + "/" + vname(c);
+  const std::string name = "gemv/cuda/" + std::string(frugal::dtype_traits<T>::name) + "/" + std::to_string(c.N) + "x" +
+                           std::to_string(c.K) + "/" + vname(c);
   benchmark::RegisterBenchmark(name.c_str(), [c](benchmark::State& st) { run<T>(st, c); })
       ->UseManualTime()
       ->Unit(benchmark::kMicrosecond)
@@ -343,6 +382,22 @@ void register_dtype() {
       add<T>({variant::topk, N, K, 1, s, 0});
     }
   }
+  // GPT-2 124M decode GEMVs (1-5 MB each, LM head 77 MB in 16-bit) and XL's attention projection.
+  const std::int64_t gpt2[][2] = {{2304, 768}, {768, 768}, {3072, 768}, {768, 3072}, {50257, 768}, {1600, 1600}};
+  for (auto& sh : gpt2) {
+    const std::int64_t N = sh[0], K = sh[1];
+    add<T>({variant::cublas, N, K, 1, 0, 0});
+    add<T>({variant::cublas_t, N, K, 1, 0, 0});
+    add<T>({variant::dense, N, K, 1, 0, 0});
+    add<T>({variant::dense, N, K, 1, 0, 0, 0, 1});      // ln_1 -> qkv / ln_2 -> fc
+    add<T>({variant::dense, N, K, 1, 0, 0, 0, 1 | 4});  // ln_2 -> fc -> gelu
+    for (int s : {50, 75}) {
+      add<T>({variant::thresh, N, K, 1, s, 0});
+      add<T>({variant::topk, N, K, 1, s, 0});
+    }
+    add<T>({variant::thresh, N, K, 1, 50, 0, 0, 1 | 4});
+    add<T>({variant::topk, N, K, 1, 50, 0, 0, 2 | 4});
+  }
   // Batches: union of independent masks vs shared masks.
   for (auto& sh : {std::pair<std::int64_t, std::int64_t>{4096, 4096}, {14336, 4096}})
     for (std::int64_t b : {2, 4, 8, 16}) {
@@ -355,13 +410,177 @@ void register_dtype() {
     }
   // Launch-shape tuning (bf16 only).
   if (std::is_same_v<T, frugal::bfloat16>)
-    for (auto& sh : {std::pair<std::int64_t, std::int64_t>{4096, 4096}, {14336, 4096}, {1600, 6400}, {4096, 11008},
-                     {4800, 1600}})
+    for (auto& sh :
+         {std::pair<std::int64_t, std::int64_t>{4096, 4096}, {14336, 4096}, {1600, 6400}, {4096, 11008}, {4800, 1600}})
       for (int seg : {128, 256, 512})
         for (int p : {2, 4, 8}) {
           add<T>({variant::dense, sh.first, sh.second, 1, 0, p, seg});
           add<T>({variant::thresh, sh.first, sh.second, 1, 50, p, seg});
         }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A decode step's projection GEMVs back to back in one CUDA Graph (what the GPT-2 example runs):
+//   gemv/cuda/<dtype>/gpt2-124m-12L/<variant>  12 layers x [qkv 2304x768, attn proj 768x768, fc 3072x768,
+//                                                mlp proj 768x3072] = 48 GEMVs, 170 MB of bf16 weights
+//   gemv/cuda/<dtype>/gpt2-xl-48L/<variant>    48 layers x [4800x1600, 1600x1600, 6400x1600, 1600x6400] = 192
+// Every GEMV has its own weights (HBM-bound like the real step). Variants: cublas / cublas_t (cublasGemmEx, as
+// above), dense, dense_pdl (gemv_options::pdl), fused_pdl (dense + layernorm before qkv and fc, gelu after fc),
+// thresh_s50[_pdl] (per-row device thresholds at the median |x|), topk_s50_pdl (topk_select + GEMV per call).
+// Time = one graph replay (L2 flushed before it); counter us_per_gemv = time / GEMVs.
+// ---------------------------------------------------------------------------------------------------------------
+enum class seq_variant { cublas, cublas_t, dense, dense_pdl, fused_pdl, thresh, thresh_pdl, topk_pdl };
+
+template <class T>
+void run_seq(benchmark::State& state, int layers, std::vector<std::array<std::int64_t, 3>> shapes, seq_variant v) {
+  const int ns = static_cast<int>(shapes.size());
+  std::vector<std::unique_ptr<dev<T>>> ws_, x_, y_;
+  std::vector<std::unique_ptr<dev<float>>> t_;
+  std::vector<std::unique_ptr<dev<std::byte>>> wk_;
+  std::vector<std::size_t> wkb;
+  std::vector<int> kk;
+  std::mt19937_64 rng(5);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (auto& sh : shapes) {
+    const std::int64_t N = sh[0], K = sh[1];
+    std::vector<T> hx(static_cast<std::size_t>(K));
+    std::vector<float> a(static_cast<std::size_t>(K));
+    for (std::int64_t k = 0; k < K; ++k) {
+      hx[k] = frugal::from_float<T>(nd(rng));
+      a[k] = std::fabs(frugal::to_float(hx[k]));
+    }
+    std::nth_element(a.begin(), a.begin() + K / 2, a.end());
+    x_.push_back(std::make_unique<dev<T>>(static_cast<std::size_t>(K)));
+    x_.back()->upload(hx);
+    y_.push_back(std::make_unique<dev<T>>(static_cast<std::size_t>(N)));
+    t_.push_back(std::make_unique<dev<float>>(1));
+    t_.back()->upload(std::vector<float>{a[K / 2]});
+    kk.push_back(static_cast<int>(K / 2));
+    wkb.push_back(frugal::gemv_workspace_bytes<T>(frugal::cuda, 1, K, N, static_cast<int>(K / 2)));
+    wk_.push_back(std::make_unique<dev<std::byte>>(wkb.back()));
+  }
+  for (int l = 0; l < layers; ++l)
+    for (auto& sh : shapes) {
+      const std::int64_t N = sh[0], K = sh[1], ld = ldw_of(N);
+      auto w = std::make_unique<dev<T>>(static_cast<std::size_t>(ld * K));
+      const std::int64_t n = ld * K;
+      fill_kernel<<<static_cast<unsigned>((n + 255) / 256), 256>>>(frugal::detail::as_cuda(w->p), n, 99 + l,
+                                                                   1.f / std::sqrt(float(K)));
+      if (v == seq_variant::cublas_t) {
+        auto wt = std::make_unique<dev<T>>(static_cast<std::size_t>(ld * K));
+        transpose_kernel<T><<<static_cast<unsigned>((n + 255) / 256), 256>>>(w->p, K, ld, wt->p);
+        check(cudaDeviceSynchronize(), "transpose");
+        w = std::move(wt);
+      }
+      ws_.push_back(std::move(w));
+    }
+  check(cudaDeviceSynchronize(), "init seq weights");
+  cudaStream_t st;
+  check(cudaStreamCreate(&st), "stream");
+  cublasHandle_t h = nullptr;
+  if (v == seq_variant::cublas || v == seq_variant::cublas_t) {
+    cublas_check(cublasCreate(&h), "create");
+    cublas_check(cublasSetStream(h, st), "stream");
+  }
+  const float one = 1.f, zero = 0.f;
+  auto step = [&] {
+    for (int l = 0; l < layers; ++l)
+      for (int i = 0; i < ns; ++i) {
+        const std::int64_t N = shapes[i][0], K = shapes[i][1], ld = ldw_of(N);
+        const T* w = ws_[l * ns + i]->p;
+        const matrix_view<const T> xv(x_[i]->p, 1, K), wv(w, K, N, ld);
+        const matrix_view<T> yv(y_[i]->p, 1, N);
+        frugal::gemv_options o;
+        o.pdl = v == seq_variant::dense_pdl || v == seq_variant::fused_pdl || v == seq_variant::thresh_pdl ||
+                v == seq_variant::topk_pdl;
+        if (v == seq_variant::fused_pdl) {
+          o.norm = shapes[i][2] & 1 ? frugal::gemv_norm::layernorm : frugal::gemv_norm::none;
+          o.act = shapes[i][2] & 4 ? frugal::gemv_act::gelu_tanh : frugal::gemv_act::none;
+        }
+        switch (v) {
+          case seq_variant::cublas:
+            cublas_check(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(N), 1, static_cast<int>(K), &one, w,
+                                      cuda_dtype<T>(), static_cast<int>(ld), x_[i]->p, cuda_dtype<T>(),
+                                      static_cast<int>(K), &zero, y_[i]->p, cuda_dtype<T>(), static_cast<int>(N),
+                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                         "gemm");
+            break;
+          case seq_variant::cublas_t:
+            cublas_check(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), 1, static_cast<int>(K), &one, w,
+                                      cuda_dtype<T>(), static_cast<int>(K), x_[i]->p, cuda_dtype<T>(),
+                                      static_cast<int>(K), &zero, y_[i]->p, cuda_dtype<T>(), static_cast<int>(N),
+                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                         "gemm_t");
+            break;
+          case seq_variant::dense:
+          case seq_variant::dense_pdl:
+          case seq_variant::fused_pdl:
+            frugal::gemv(frugal::cuda.on(st), xv, wv, nullptr, yv, o);
+            break;
+          case seq_variant::thresh:
+          case seq_variant::thresh_pdl:
+            frugal::sparse_gemv_threshold(frugal::cuda.on(st), xv, frugal::threshold{t_[i]->p, 0.f}, wv, nullptr, yv,
+                                          o);
+            break;
+          case seq_variant::topk_pdl:
+            frugal::sparse_gemv_topk(frugal::cuda.on(st), xv, kk[i], wv, nullptr, yv, o,
+                                     frugal::workspace{wk_[i]->p, wkb[i]});
+            break;
+        }
+      }
+  };
+  step();  // warm-up (cuBLAS picks its kernels / workspace outside the capture)
+  check(cudaStreamSynchronize(st), "seq warm-up");
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  check(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal), "capture");
+  step();
+  check(cudaStreamEndCapture(st, &graph), "end capture");
+  check(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+  check(cudaGraphLaunch(exec, st), "graph warm-up");
+  check(cudaStreamSynchronize(st), "graph warm-up");
+  flusher fl;
+  for (auto _ : state) {
+    fl.flush();
+    check(cudaDeviceSynchronize(), "flush");
+    delay_kernel<<<1, 1, 0, st>>>(40000);
+    frugal_bench::cuda_timer t(st);
+    check(cudaGraphLaunch(exec, st), "graph");
+    state.SetIterationTime(t.seconds());
+  }
+  check(cudaGetLastError(), "seq timing loop");
+  state.counters["us_per_gemv"] = benchmark::Counter(
+      1e-6 * layers * ns, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  if (h) cublasDestroy(h);
+  cudaStreamDestroy(st);
+}
+
+template <class T>
+void register_seq() {
+  const char* vn[] = {"cublas",    "cublas_t",   "dense",          "dense_pdl",
+                      "fused_pdl", "thresh_s50", "thresh_s50_pdl", "topk_s50_pdl"};
+  struct model {
+    const char* name;
+    int layers;
+    std::vector<std::array<std::int64_t, 3>> shapes;  // N, K, fuse (1 layernorm, 4 gelu)
+  };
+  const model models[] = {
+      {"gpt2-124m-12L", 12, {{2304, 768, 1}, {768, 768, 0}, {3072, 768, 1 | 4}, {768, 3072, 0}}},
+      {"gpt2-xl-48L", 48, {{4800, 1600, 1}, {1600, 1600, 0}, {6400, 1600, 1 | 4}, {1600, 6400, 0}}}};
+  for (const auto& m : models)
+    for (int i = 0; i < 8; ++i) {
+      const std::string name = "gemv/cuda/" + std::string(frugal::dtype_traits<T>::name) + "/" + m.name + "/" + vn[i];
+      const auto v = static_cast<seq_variant>(i);
+      benchmark::RegisterBenchmark(name.c_str(),
+                                   [m, v](benchmark::State& st) { run_seq<T>(st, m.layers, m.shapes, v); })
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond)
+          ->Iterations(50)
+          ->Repetitions(3)
+          ->ReportAggregatesOnly(true);
+    }
 }
 
 }  // namespace
@@ -371,6 +590,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_gemv: no CUDA device, nothing to measure\n");
     return 0;
   }
+  register_seq<frugal::bfloat16>();
   register_dtype<frugal::bfloat16>();
   register_dtype<frugal::half>();
   for (auto v : {variant::cublas, variant::cublas_t, variant::dense}) add<float>({v, 4096, 4096, 1, 0, 0});

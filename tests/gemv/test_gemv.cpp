@@ -32,13 +32,12 @@ void grid_test(bool integer) {
 
 }  // namespace
 
-TEST_CASE_TEMPLATE("gemv cpu: every form, exact on integer data (edge shapes, batch 1..17, bias, accumulate)", T,
-                   float, double, half, bfloat16) {
+TEST_CASE_TEMPLATE("gemv cpu: every form, exact on integer data (edge shapes, batch 1..17, bias, accumulate)", T, float,
+                   double, half, bfloat16) {
   grid_test<T>(true);
 }
 
-TEST_CASE_TEMPLATE("gemv cpu: every form, continuous data within the error bound", T, float, double, half,
-                   bfloat16) {
+TEST_CASE_TEMPLATE("gemv cpu: every form, continuous data within the error bound", T, float, double, half, bfloat16) {
   grid_test<T>(false);
 }
 
@@ -49,8 +48,8 @@ TEST_CASE_TEMPLATE("gemv cpu: nnz = 0, 1, K and all-zero / all-kept inputs", T, 
       CHECK(run_cpu<T>(s) == 0);
     }
     for (double keep : {0.0, 1.0}) {
-      spec s{.b = 3, .K = K, .N = 70, .f = form::masked, .bias = true, .accumulate = true, .integer = true,
-             .keep = keep};
+      spec s{
+          .b = 3, .K = K, .N = 70, .f = form::masked, .bias = true, .accumulate = true, .integer = true, .keep = keep};
       CHECK(run_cpu<T>(s) == 0);
       s.f = form::list_sorted;
       CHECK(run_cpu<T>(s) == 0);
@@ -69,8 +68,8 @@ TEST_CASE_TEMPLATE("gemv cpu: results do not depend on the thread count", T, flo
   std::vector<std::vector<T>> ys;
   for (int threads : {1, 2, 3, 7}) {
     std::vector<T> y = c.y0;
-    run_form<frugal::cpu_t, T>(frugal::cpu.with_threads(threads), c, c.x.data(), c.w.data(), c.bias.data(),
-                               y.data(), nullptr, nullptr, nullptr, c.t_rows.data());
+    run_form<frugal::cpu_t, T>(frugal::cpu.with_threads(threads), c, c.x.data(), c.w.data(), c.bias.data(), y.data(),
+                               nullptr, nullptr, nullptr, c.t_rows.data());
     CHECK(compare(c, y, "threads") == 0);
     ys.push_back(y);
   }
@@ -169,14 +168,13 @@ TEST_CASE_TEMPLATE("to_channel_major: transposes [N, K] into [K, N], also into c
   frugal::to_channel_major(frugal::matrix_view<const T>(w.data(), N, K),
                            frugal::matrix_view<T>(out.data() + 5, K, N, N + 10));
   for (std::int64_t k = 0; k < K; ++k) {
-    for (std::int64_t n = 0; n < N; ++n)
-      CHECK(std::memcmp(&out[k * (N + 10) + 5 + n], &w[n * K + k], sizeof(T)) == 0);
+    for (std::int64_t n = 0; n < N; ++n) CHECK(std::memcmp(&out[k * (N + 10) + 5 + n], &w[n * K + k], sizeof(T)) == 0);
     CHECK(frugal::to_float(out[k * (N + 10)]) == 9.f);
   }
-  FRUGAL_CHECK_THROWS_WITH(frugal::to_channel_major(frugal::matrix_view<const T>(w.data(), N, K),
-                                                    frugal::matrix_view<T>(out.data(), N, K)),
-                           "frugal::to_channel_major: out has shape [37, 45] but w_row_major [N, K] = [37, 45] "
-                           "needs [K, N] = [45, 37]");
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::to_channel_major(frugal::matrix_view<const T>(w.data(), N, K), frugal::matrix_view<T>(out.data(), N, K)),
+      "frugal::to_channel_major: out has shape [37, 45] but w_row_major [N, K] = [37, 45] "
+      "needs [K, N] = [45, 37]");
 }
 
 TEST_CASE("gemv cpu: bad input throws frugal::error naming the values, before writing") {
@@ -193,9 +191,8 @@ TEST_CASE("gemv cpu: bad input throws frugal::error naming the values, before wr
                            "frugal::gemv: y has 4 columns but w has N=5");
   FRUGAL_CHECK_THROWS_WITH(frugal::gemv(frugal::cpu, xv, matrix_view<const float>(w.data(), K, N, N - 1), nullptr, yv),
                            "frugal::gemv: w row stride (=4) must be >= cols (=5)");
-  FRUGAL_CHECK_THROWS_WITH(
-      frugal::sparse_gemv_masked(frugal::cpu, xv, wv, nullptr, matrix_view<float>(x.data(), b, N)),
-      "frugal::sparse_gemv_masked: y overlaps x");
+  FRUGAL_CHECK_THROWS_WITH(frugal::sparse_gemv_masked(frugal::cpu, xv, wv, nullptr, matrix_view<float>(x.data(), b, N)),
+                           "frugal::sparse_gemv_masked: y overlaps x");
   FRUGAL_CHECK_THROWS_WITH(frugal::gemv(frugal::cpu, xv, wv, nullptr, matrix_view<float>(w.data() + 3, b, N)),
                            "frugal::gemv: y overlaps w");
   FRUGAL_CHECK_THROWS_WITH(frugal::sparse_gemv_topk(frugal::cpu, xv, 9, wv, nullptr, yv),
@@ -226,8 +223,9 @@ TEST_CASE("gemv cpu: bad input throws frugal::error naming the values, before wr
   std::vector<std::int32_t> big_idx(2 * 10, 0), big_nnz = {9, 0};
   std::vector<float> big_val(20, 1.f);
   FRUGAL_CHECK_THROWS_WITH(
-      frugal::sparse_gemv(frugal::cpu, frugal::sparse_rows<float>{big_idx.data(), big_val.data(), big_nnz.data(), b, 10, 10},
-                          wv, nullptr, yv),
+      frugal::sparse_gemv(frugal::cpu,
+                          frugal::sparse_rows<float>{big_idx.data(), big_val.data(), big_nnz.data(), b, 10, 10}, wv,
+                          nullptr, yv),
       "frugal::sparse_gemv: nnz[0] (=9) must be in [0, min(cap=10, K=8)]");
   FRUGAL_CHECK_THROWS_WITH(
       frugal::sparse_gemv(frugal::cpu, frugal::sparse_rows<float>{idx.data(), val.data(), nullptr, b, 3, 3}, wv,
@@ -265,4 +263,130 @@ TEST_CASE("gemv cpu: NaN inputs follow the sparsify keep rule; NaN thresholds ar
       frugal::sparse_gemv_threshold(frugal::cpu, xv, frugal::threshold{rows, 0.f}, wv, nullptr, yv),
       "frugal::sparse_gemv_threshold: threshold.per_row[0] (=nan) must not be NaN");
   CHECK(y[0] == 5.f);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fused norm prologue (layernorm / rmsnorm over the K channels of each row) and activation epilogue (tanh GELU).
+// ---------------------------------------------------------------------------------------------------------------
+
+TEST_CASE_TEMPLATE("gemv cpu: fused norm x activation x form against the f64 reference (batch 1..17)", T, float, double,
+                   half, bfloat16) {
+  int bad = 0;
+  for (const spec& s : fused_grid()) bad += run_cpu<T>(s);
+  CHECK(bad == 0);
+}
+
+TEST_CASE_TEMPLATE("gemv cpu: fused top-k with the rmsnorm prologue ranks raw |x| and multiplies by rstd", T, float,
+                   double, half, bfloat16) {
+  for (std::int64_t b : {1, 3, 17})
+    for (int k : {0, 1, 250, 1000})
+      for (auto act : {frugal::gemv_act::none, frugal::gemv_act::gelu_tanh})
+        for (auto nm : {frugal::gemv_norm::none, frugal::gemv_norm::rmsnorm}) {
+          spec s{.b = b,
+                 .K = 1000,
+                 .N = 77,
+                 .bias = true,
+                 .accumulate = b == 3,
+                 .integer = false,
+                 .seed = 41,
+                 .norm = nm,
+                 .act = act};
+          const auto c = make_topk_case<T>(s, k);
+          std::vector<T> y = c.y0;
+          std::vector<std::byte> ws(frugal::gemv_workspace_bytes<T>(frugal::cpu, b, s.K, s.N, k));
+          frugal::gemv_options o{.accumulate = s.accumulate, .norm = nm, .act = act};
+          frugal::sparse_gemv_topk(frugal::cpu, frugal::matrix_view<const T>(c.x.data(), b, s.K, c.ldx), k,
+                                   frugal::matrix_view<const T>(c.w.data(), s.K, s.N, c.ldw), c.bias.data(),
+                                   frugal::matrix_view<T>(y.data(), b, s.N, c.ldy), o,
+                                   frugal::workspace{ws.data(), ws.size()});
+          INFO("k=", k);
+          CHECK(compare(c, y, "cpu topk fused") == 0);
+        }
+}
+
+TEST_CASE("gemv cpu: fused layernorm + gelu on a GPT-2-like row with a large mean and an outlier channel") {
+  // One 768-wide row: mean 40, a few channels at +-2000 (GPT-2's residual stream has such outliers).
+  const std::int64_t K = 768, N = 64;
+  spec s{.b = 1,
+         .K = K,
+         .N = N,
+         .f = form::dense,
+         .bias = true,
+         .integer = false,
+         .seed = 77,
+         .norm = frugal::gemv_norm::layernorm,
+         .act = frugal::gemv_act::gelu_tanh};
+  auto c = make_case<float>(s);
+  std::mt19937_64 rng(5);
+  std::normal_distribution<float> d(40.f, 1.f);
+  for (std::int64_t k = 0; k < K; ++k) c.x[k] = d(rng);
+  c.x[3] = 2000.f, c.x[447] = -1800.f;
+  double m = 0, q = 0;
+  for (std::int64_t k = 0; k < K; ++k) m += c.x[k];
+  m /= K;
+  for (std::int64_t k = 0; k < K; ++k) q += (c.x[k] - m) * (c.x[k] - m);
+  c.mean[0] = m;
+  c.rstd[0] = 1 / std::sqrt(q / K + 1e-5);
+  std::vector<double> xm(K);
+  for (std::int64_t k = 0; k < K; ++k) xm[k] = (c.x[k] - m) * c.rstd[0];
+  set_reference(c, xm);
+  std::vector<float> y = c.y0;
+  run_form<frugal::cpu_t, float>(frugal::cpu, c, c.x.data(), c.w.data(), c.bias.data(), y.data(), nullptr, nullptr,
+                                 nullptr, nullptr);
+  CHECK(compare(c, y, "cpu outlier row") == 0);
+}
+
+TEST_CASE("gemv cpu: fused options that do not fit the form throw frugal::error, before writing") {
+  const std::int64_t b = 2, K = 8, N = 5;
+  std::vector<float> x(b * K, 1.f), w(K * N, 1.f), y(b * N, 42.f);
+  const frugal::matrix_view<const float> xv(x.data(), b, K), wv(w.data(), K, N);
+  const frugal::matrix_view<float> yv(y.data(), b, N);
+  using frugal::gemv_act;
+  using frugal::gemv_norm;
+  std::vector<std::int32_t> idx = {0, 3, 5, 1, 2, 4}, nnz = {3, 3};
+  std::vector<float> val(6, 1.f);
+  const frugal::sparse_rows<float> rows{idx.data(), val.data(), nnz.data(), b, 3, 3};
+  std::vector<std::byte> ws(frugal::gemv_workspace_bytes<float>(frugal::cpu, b, K, N, 3));
+  const frugal::workspace wsp{ws.data(), ws.size()};
+  FRUGAL_CHECK_THROWS_WITH(frugal::sparse_gemv(frugal::cpu, rows, wv, nullptr, yv, {.norm = gemv_norm::rmsnorm}),
+                           "frugal::sparse_gemv: options.norm = rmsnorm is not supported for explicit lists");
+  FRUGAL_CHECK_THROWS_WITH(frugal::sparse_gemv(frugal::cpu, rows, wv, nullptr, yv, {.norm = gemv_norm::layernorm}),
+                           "frugal::sparse_gemv: options.norm = layernorm is not supported for explicit lists");
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::sparse_gemv_topk(frugal::cpu, xv, 3, wv, nullptr, yv, {.norm = gemv_norm::layernorm}, wsp),
+      "frugal::sparse_gemv_topk: options.norm = layernorm is not supported for top-k selection (only rmsnorm");
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::sparse_gemv_masked(frugal::cpu, xv, wv, nullptr, yv, {.norm = gemv_norm::layernorm}),
+      "frugal::sparse_gemv_masked: options.norm = layernorm is not supported for the masked form (only rmsnorm");
+  for (float eps : {0.f, -1e-5f, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    const std::string what = "frugal::gemv: options.eps (=" + frugal::detail::concat(eps) +
+                             ") must be finite and > 0 with options.norm = layernorm";
+    FRUGAL_CHECK_THROWS_WITH(frugal::gemv(frugal::cpu, xv, wv, nullptr, yv, {.norm = gemv_norm::layernorm, .eps = eps}),
+                             what.c_str());
+  }
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::sparse_gemv_threshold(frugal::cpu, xv, frugal::threshold{nullptr, 1.f}, wv, nullptr, yv,
+                                    {.norm = gemv_norm::rmsnorm, .eps = 0.f}),
+      "frugal::sparse_gemv_threshold: options.eps (=0) must be finite and > 0 with options.norm = rmsnorm");
+  FRUGAL_CHECK_THROWS_WITH(frugal::gemv(frugal::cpu, xv, wv, nullptr, yv, {.norm = static_cast<gemv_norm>(3)}),
+                           "frugal::gemv: options.norm (=3) is not a gemv_norm value");
+  FRUGAL_CHECK_THROWS_WITH(frugal::gemv(frugal::cpu, xv, wv, nullptr, yv, {.act = static_cast<gemv_act>(-1)}),
+                           "frugal::gemv: options.act (=-1) is not a gemv_act value");
+  FRUGAL_CHECK_THROWS_WITH(frugal::sparse_gemv(frugal::cpu, rows, wv, nullptr, yv, {.act = static_cast<gemv_act>(2)}),
+                           "frugal::sparse_gemv: options.act (=2) is not a gemv_act value");
+  for (float v : y) CHECK(v == 42.f);  // nothing written by any failed call
+  // Allowed: lists with the activation; eps is not looked at without a norm.
+  frugal::sparse_gemv(frugal::cpu, rows, wv, nullptr, yv, {.act = gemv_act::gelu_tanh});
+  CHECK(y[0] == doctest::Approx(gelu_ref(3.0)).epsilon(1e-6));
+  frugal::gemv(frugal::cpu, xv, wv, nullptr, yv, {.eps = -1.f});
+  CHECK(y[0] == 8.f);
+}
+
+TEST_CASE("gemv cpu: top-k with k = 0 and the fused epilogue gives act(bias), also with rmsnorm") {
+  std::vector<float> x = {1.f, -2.f, 3.f}, w(3 * 4, 1.f), bias = {-1.f, 0.f, 0.5f, 2.f}, y(4, 9.f);
+  frugal::sparse_gemv_topk(frugal::cpu, frugal::matrix_view<const float>(x.data(), 1, 3), 0,
+                           frugal::matrix_view<const float>(w.data(), 3, 4), bias.data(),
+                           frugal::matrix_view<float>(y.data(), 1, 4),
+                           {.norm = frugal::gemv_norm::rmsnorm, .act = frugal::gemv_act::gelu_tanh});
+  for (int n = 0; n < 4; ++n) CHECK(y[n] == doctest::Approx(gelu_ref(bias[n])).epsilon(1e-6));
 }

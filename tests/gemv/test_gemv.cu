@@ -75,8 +75,15 @@ TEST_CASE_TEMPLATE("gemv cuda: every split count and segment width is exact and 
   FRUGAL_REQUIRE_GPU();
   for (form f : all_forms)
     for (std::int64_t b : {1, 3, 11}) {
-      spec s{.b = b, .K = 2500, .N = 300, .f = f, .bias = true, .accumulate = b == 3, .integer = true,
-             .keep = 0.4, .seed = 9};
+      spec s{.b = b,
+             .K = 2500,
+             .N = 300,
+             .f = f,
+             .bias = true,
+             .accumulate = b == 3,
+             .integer = true,
+             .keep = 0.4,
+             .seed = 9};
       const auto c = make_case<T>(s);
       for (int splits : {1, 2, 3, 5, 8})
         for (int seg : {128, 256, 512}) {
@@ -101,41 +108,51 @@ TEST_CASE_TEMPLATE("gemv cuda: LLaMA-sized shapes, exact on integer data", T, fr
     }
 }
 
+//! Runs the case through the cluster-free reduction (workspace partials + gemv_reduce_kernel) with `splits`.
+template <class T>
+std::vector<T> run_cuda_no_cluster(const host_case<T>& c, frugal::gemv_options o, int splits) {
+  const spec& s = c.s;
+  device_case<T> d(c);
+  const std::size_t wsb = frugal::gemv_workspace_bytes<T>(frugal::cuda, s.b, s.K, s.N);
+  device_buffer<std::byte> ws(wsb);
+  o.splits = splits;
+  o.accumulate = s.accumulate;
+  o.norm = s.norm;
+  o.act = s.act;
+  o.eps = s.eps;
+  // Build the problem as the public API does, then force the cluster-free reduction.
+  frugal::matrix_view<const T> xv(d.x.data(), s.b, s.K, c.ldx), wv(d.w.data(), s.K, s.N, c.ldw);
+  frugal::matrix_view<T> yv(d.y.data(), s.b, s.N, c.ldy);
+  const T* bp = s.bias ? static_cast<const T*>(d.bias.data()) : nullptr;
+  frugal::detail::gemv_problem<T> p;
+  if (s.f == form::list_sorted || s.f == form::list_shuffled) {
+    p = frugal::detail::gemv_list_problem(
+        "test", frugal::sparse_rows<T>{d.idx.data(), d.val.data(), d.nnz.data(), s.b, c.cap, c.cap}, wv, bp, yv, o);
+  } else {
+    const auto mode = s.f == form::dense    ? frugal::detail::gemv_input::dense
+                      : s.f == form::masked ? frugal::detail::gemv_input::masked
+                                            : frugal::detail::gemv_input::threshold;
+    p = frugal::detail::gemv_dense_problem("test", mode, xv, wv, bp, yv, o);
+    p.t_all = c.t_all;
+    if (s.f == form::threshold_rows) p.t_rows = d.t_rows.data();
+  }
+  auto plan = frugal::detail::gemv_cuda_prepare("test", p, frugal::workspace{ws.data(), wsb});
+  plan.args.cluster = false;
+  device_buffer<float> partials(static_cast<std::size_t>(splits * s.b * s.N));
+  plan.args.partials = partials.data();
+  frugal::detail::gemv_cuda_launch(frugal::cuda, "test", p, plan);
+  FRUGAL_CUDA_CHECK(cudaDeviceSynchronize(), "test");
+  return d.y.download();
+}
+
 TEST_CASE_TEMPLATE("gemv cuda: the pre-sm_90 path (workspace partials + reduce kernel)", T, float, frugal::half) {
   FRUGAL_REQUIRE_GPU();
   for (form f : all_forms) {
     spec s{.b = 5, .K = 1500, .N = 257, .f = f, .bias = true, .accumulate = true, .integer = true, .seed = 4};
     const auto c = make_case<T>(s);
-    device_case<T> d(c);
-    const std::size_t wsb = frugal::gemv_workspace_bytes<T>(frugal::cuda, s.b, s.K, s.N);
-    device_buffer<std::byte> ws(wsb);
     frugal::gemv_options o;
-    o.splits = 5;
     o.segment_bytes = f == form::dense ? 512 : f == form::masked ? 256 : 128;
-    o.accumulate = true;
-    // Build the problem as the public API does, then force the cluster-free reduction.
-    frugal::matrix_view<const T> xv(d.x.data(), s.b, s.K, c.ldx), wv(d.w.data(), s.K, s.N, c.ldw);
-    frugal::matrix_view<T> yv(d.y.data(), s.b, s.N, c.ldy);
-    frugal::detail::gemv_problem<T> p;
-    if (f == form::list_sorted || f == form::list_shuffled) {
-      p = frugal::detail::gemv_list_problem(
-          "test", frugal::sparse_rows<T>{d.idx.data(), d.val.data(), d.nnz.data(), s.b, c.cap, c.cap}, wv,
-          static_cast<const T*>(d.bias.data()), yv, o);
-    } else {
-      const auto mode = f == form::dense    ? frugal::detail::gemv_input::dense
-                        : f == form::masked ? frugal::detail::gemv_input::masked
-                                            : frugal::detail::gemv_input::threshold;
-      p = frugal::detail::gemv_dense_problem("test", mode, xv, wv, static_cast<const T*>(d.bias.data()), yv, o);
-      p.t_all = c.t_all;
-      if (f == form::threshold_rows) p.t_rows = d.t_rows.data();
-    }
-    auto plan = frugal::detail::gemv_cuda_prepare("test", p, frugal::workspace{ws.data(), wsb});
-    plan.args.cluster = false;
-    device_buffer<float> partials(static_cast<std::size_t>(5 * s.b * s.N));
-    plan.args.partials = partials.data();
-    frugal::detail::gemv_cuda_launch(frugal::cuda, "test", p, plan);
-    FRUGAL_CUDA_CHECK(cudaDeviceSynchronize(), "test");
-    CHECK(compare(c, d.y.download(), "cuda no-cluster") == 0);
+    CHECK(compare(c, run_cuda_no_cluster(c, o, 5), "cuda no-cluster") == 0);
   }
 }
 
@@ -145,8 +162,7 @@ TEST_CASE_TEMPLATE("gemv cuda: fused top-k equals explicit top-k + sparse_gemv a
   for (std::int64_t b : {1, 2, 7, 16}) {
     for (int k : {0, 1, 100, 700, 1500}) {
       const std::int64_t K = 1500, N = 333;
-      spec s{.b = b, .K = K, .N = N, .f = form::dense, .bias = true, .accumulate = b == 2, .integer = false,
-             .seed = 6};
+      spec s{.b = b, .K = K, .N = N, .f = form::dense, .bias = true, .accumulate = b == 2, .integer = false, .seed = 6};
       auto c = make_case<T>(s);
       std::mt19937_64 rng(21 + b);
       for (std::int64_t r = 0; r < b; ++r) {  // distinct magnitudes (no ties) in every dtype
@@ -257,16 +273,16 @@ TEST_CASE("gemv cuda: bad input throws frugal::error before anything is written"
   FRUGAL_CHECK_THROWS_WITH(
       frugal::gemv(frugal::cuda, xv, matrix_view<const frugal::half>(w.data() + 1, K, N), nullptr, yv),
       "frugal::gemv: the CUDA path reads weights in 16-byte vectors");
-  FRUGAL_CHECK_THROWS_WITH(
-      frugal::gemv(frugal::cuda, xv, matrix_view<const frugal::half>(w.data(), K, N - 1, N - 1), nullptr,
-                   matrix_view<frugal::half>(y.data(), b, N - 1)),
-      "w.ld (=15) a multiple of 8 elements");
+  FRUGAL_CHECK_THROWS_WITH(frugal::gemv(frugal::cuda, xv, matrix_view<const frugal::half>(w.data(), K, N - 1, N - 1),
+                                        nullptr, matrix_view<frugal::half>(y.data(), b, N - 1)),
+                           "w.ld (=15) a multiple of 8 elements");
   FRUGAL_CHECK_THROWS_WITH(frugal::gemv(frugal::cuda, xv, wv, nullptr, yv, {.splits = 9}),
                            "frugal::gemv: options.splits (=9) must be in [0, 8]");
   FRUGAL_CHECK_THROWS_WITH(frugal::gemv(frugal::cuda, xv, wv, nullptr, yv, {.segment_bytes = 64}),
                            "frugal::gemv: options.segment_bytes (=64) must be 0, 128, 256 or 512");
-  FRUGAL_CHECK_THROWS_WITH(frugal::gemv(frugal::cuda, matrix_view<const frugal::half>(x.data(), b, K - 1), wv, nullptr, yv),
-                           "frugal::gemv: x has K=7 input channels but w has 8 rows");
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::gemv(frugal::cuda, matrix_view<const frugal::half>(x.data(), b, K - 1), wv, nullptr, yv),
+      "frugal::gemv: x has K=7 input channels but w has 8 rows");
 
   // Checked mode on device lists: out of range, duplicate, nnz > K, nnz > cap.
   auto lists = [&](std::vector<std::int32_t> idx, std::vector<std::int32_t> nnz, bool checked) {
@@ -283,7 +299,8 @@ TEST_CASE("gemv cuda: bad input throws frugal::error before anything is written"
                            "frugal::sparse_gemv: index 9 at row 1, entry 1 is outside [0, K=8)");
   FRUGAL_CHECK_THROWS_WITH(lists({0, 1, 2, 3, -4, 5}, {3, 3}, true),
                            "frugal::sparse_gemv: index -4 at row 1, entry 1 is outside [0, K=8)");
-  FRUGAL_CHECK_THROWS_WITH(lists({0, 1, 2, 3, 3, 5}, {3, 3}, true), "frugal::sparse_gemv: index 3 appears twice in row 1");
+  FRUGAL_CHECK_THROWS_WITH(lists({0, 1, 2, 3, 3, 5}, {3, 3}, true),
+                           "frugal::sparse_gemv: index 3 appears twice in row 1");
   FRUGAL_CHECK_THROWS_WITH(lists({0, 1, 2, 3, 4, 5}, {4, 3}, true),
                            "frugal::sparse_gemv: nnz[0] (=4) must be in [0, min(cap=3, K=8)]");
   FRUGAL_CHECK_THROWS_WITH(lists({0, 1, 2, 3, 4, 5}, {3, -1}, true),
@@ -301,4 +318,257 @@ TEST_CASE("gemv cuda: bad input throws frugal::error before anything is written"
   const auto ok = y.download();
   CHECK(static_cast<float>(ok[0]) == 3.f);
   CHECK(static_cast<float>(ok[N]) == 2.f);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fused norm prologue (every block computes its rows' statistics over all of K) and activation epilogue.
+// ---------------------------------------------------------------------------------------------------------------
+
+TEST_CASE_TEMPLATE("gemv cuda: fused norm x activation x form against the f64 reference (batch 1..17)", T, float,
+                   frugal::half, bfloat16) {
+  FRUGAL_REQUIRE_GPU();
+  int bad = 0;
+  for (const spec& s : fused_grid()) {
+    const auto c = make_case<T>(s);
+    bad += compare(c, run_cuda(c), "cuda fused");
+    if (s.K == 2500 && s.N == 515) {  // the statistics must not depend on the split / block layout
+      for (int splits : {1, 3, 8}) {
+        frugal::gemv_options o;
+        o.splits = splits;
+        o.segment_bytes = splits == 3 ? 128 : 512;
+        const auto y1 = run_cuda(c, o), y2 = run_cuda(c, o);
+        bad += compare(c, y1, "cuda fused splits");
+        if (std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(T)) != 0) {
+          ++bad;
+          FAIL_CHECK("not bitwise deterministic: ", describe(s), " splits=", splits);
+        }
+      }
+      bad += compare(c, run_cuda_no_cluster(c, {}, 5), "cuda fused no-cluster");
+    }
+  }
+  CHECK(bad == 0);
+}
+
+TEST_CASE_TEMPLATE("gemv cuda: fused top-k with the rmsnorm prologue ranks raw |x| and multiplies by rstd", T, float,
+                   frugal::half, bfloat16) {
+  FRUGAL_REQUIRE_GPU();
+  for (std::int64_t b : {1, 2, 7, 16})
+    for (int k : {0, 1, 700, 1500})
+      for (auto act : {frugal::gemv_act::none, frugal::gemv_act::gelu_tanh}) {
+        spec s{.b = b,
+               .K = 1500,
+               .N = 333,
+               .bias = true,
+               .accumulate = b == 2,
+               .integer = false,
+               .seed = 42,
+               .norm = frugal::gemv_norm::rmsnorm,
+               .act = act};
+        const auto c = make_topk_case<T>(s, k);
+        device_case<T> d(c);
+        const std::size_t wsb = frugal::gemv_workspace_bytes<T>(frugal::cuda, b, s.K, s.N, k);
+        device_buffer<std::byte> ws(wsb);
+        frugal::gemv_options o{.accumulate = s.accumulate, .norm = s.norm, .act = act};
+        frugal::sparse_gemv_topk(frugal::cuda, frugal::matrix_view<const T>(d.x.data(), b, s.K, c.ldx), k,
+                                 frugal::matrix_view<const T>(d.w.data(), s.K, s.N, c.ldw), d.bias.data(),
+                                 frugal::matrix_view<T>(d.y.data(), b, s.N, c.ldy), o,
+                                 frugal::workspace{ws.data(), wsb});
+        FRUGAL_CUDA_CHECK(cudaDeviceSynchronize(), "test");
+        INFO("b=", b, " k=", k);
+        CHECK(compare(c, d.y.download(), "cuda topk fused") == 0);
+      }
+}
+
+TEST_CASE("gemv cuda: fused layernorm in f32 on a GPT-2-like row (mean 40, outlier channels), every split") {
+  FRUGAL_REQUIRE_GPU();
+  const std::int64_t K = 3072, N = 96;
+  spec s{.b = 1,
+         .K = K,
+         .N = N,
+         .f = form::dense,
+         .bias = true,
+         .integer = false,
+         .seed = 78,
+         .norm = frugal::gemv_norm::layernorm,
+         .act = frugal::gemv_act::gelu_tanh};
+  auto c = make_case<float>(s);
+  std::mt19937_64 rng(6);
+  std::normal_distribution<float> nd(40.f, 1.f);
+  for (std::int64_t k = 0; k < K; ++k) c.x[k] = nd(rng);
+  c.x[0] = 2000.f, c.x[447] = -1800.f, c.x[2900] = 900.f;  // an outlier as the very first value, too
+  double m = 0, q = 0;
+  for (std::int64_t k = 0; k < K; ++k) m += c.x[k];
+  m /= K;
+  for (std::int64_t k = 0; k < K; ++k) q += (c.x[k] - m) * (c.x[k] - m);
+  c.mean[0] = m;
+  c.rstd[0] = 1 / std::sqrt(q / K + 1e-5);
+  std::vector<double> xm(K);
+  for (std::int64_t k = 0; k < K; ++k) xm[k] = (c.x[k] - m) * c.rstd[0];
+  set_reference(c, xm);
+  for (int splits : {0, 1, 2, 8}) {
+    frugal::gemv_options o;
+    o.splits = splits;
+    INFO("splits=", splits);
+    CHECK(compare(c, run_cuda(c, o), "cuda outlier row") == 0);
+  }
+}
+
+TEST_CASE("gemv cuda: fused prologue/epilogue inside CUDA Graph capture (replay = direct, = reference)") {
+  FRUGAL_REQUIRE_GPU();
+  cudaStream_t st;
+  FRUGAL_CUDA_CHECK(cudaStreamCreate(&st), "test");
+  // Threshold + layernorm + gelu (b = 3) and top-k + rmsnorm + gelu (b = 1), captured back to back.
+  spec s1{.b = 3,
+          .K = 768,
+          .N = 2304,
+          .f = form::threshold_rows,
+          .bias = true,
+          .integer = false,
+          .keep = 0.5,
+          .seed = 91,
+          .norm = frugal::gemv_norm::layernorm,
+          .act = frugal::gemv_act::gelu_tanh};
+  spec s2{.b = 1,
+          .K = 1500,
+          .N = 768,
+          .bias = true,
+          .accumulate = true,
+          .integer = false,
+          .seed = 92,
+          .norm = frugal::gemv_norm::rmsnorm,
+          .act = frugal::gemv_act::gelu_tanh};
+  const auto c1 = make_case<bfloat16>(s1);
+  const int k = 750;
+  const auto c2 = make_topk_case<bfloat16>(s2, k);
+  device_case<bfloat16> d1(c1), d2(c2);
+  const std::size_t wsb = frugal::gemv_workspace_bytes<bfloat16>(frugal::cuda, 1, s2.K, s2.N, k);
+  device_buffer<std::byte> ws(wsb);
+  auto call = [&] {
+    run_form<frugal::cuda_t, bfloat16>(frugal::cuda.on(st), c1, d1.x.data(), d1.w.data(), d1.bias.data(), d1.y.data(),
+                                       nullptr, nullptr, nullptr, d1.t_rows.data());
+    frugal::sparse_gemv_topk(frugal::cuda.on(st), frugal::matrix_view<const bfloat16>(d2.x.data(), 1, s2.K, c2.ldx), k,
+                             frugal::matrix_view<const bfloat16>(d2.w.data(), s2.K, s2.N, c2.ldw), d2.bias.data(),
+                             frugal::matrix_view<bfloat16>(d2.y.data(), 1, s2.N, c2.ldy),
+                             {.accumulate = true, .norm = s2.norm, .act = s2.act}, frugal::workspace{ws.data(), wsb});
+  };
+  call();
+  FRUGAL_CUDA_CHECK(cudaStreamSynchronize(st), "test");
+  const auto direct1 = d1.y.download(), direct2 = d2.y.download();
+  CHECK(compare(c1, direct1, "cuda graph direct threshold") == 0);
+  CHECK(compare(c2, direct2, "cuda graph direct topk") == 0);
+  d1.y.upload(c1.y0);
+  d2.y.upload(c2.y0);
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  FRUGAL_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal), "test");
+  call();
+  FRUGAL_CUDA_CHECK(cudaStreamEndCapture(st, &graph), "test");
+  FRUGAL_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0), "test");
+  FRUGAL_CUDA_CHECK(cudaGraphLaunch(exec, st), "test");
+  FRUGAL_CUDA_CHECK(cudaStreamSynchronize(st), "test");
+  const auto replay1 = d1.y.download(), replay2 = d2.y.download();
+  CHECK(std::memcmp(direct1.data(), replay1.data(), direct1.size() * 2) == 0);
+  CHECK(std::memcmp(direct2.data(), replay2.data(), direct2.size() * 2) == 0);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(st);
+}
+
+TEST_CASE("gemv cuda: fused options that do not fit the form throw before any launch") {
+  FRUGAL_REQUIRE_GPU();
+  const std::int64_t b = 2, K = 8, N = 16;
+  device_buffer<frugal::half> x(b * K), w(K * N), y(b * N), val(b * 3);
+  const std::vector<frugal::half> sentinel(b * N, frugal::half(5.f));
+  y.upload(sentinel);
+  x.upload(std::vector<frugal::half>(b * K, frugal::half(1.f)));
+  w.upload(std::vector<frugal::half>(K * N, frugal::half(1.f)));
+  device_buffer<std::int32_t> idx(std::vector<std::int32_t>{0, 1, 2, 3, 4, 5}), nnz(std::vector<std::int32_t>{3, 3});
+  using frugal::gemv_norm;
+  using frugal::matrix_view;
+  const matrix_view<const frugal::half> xv(x.data(), b, K), wv(w.data(), K, N);
+  const matrix_view<frugal::half> yv(y.data(), b, N);
+  const std::size_t wsb = frugal::gemv_workspace_bytes<frugal::half>(frugal::cuda, b, K, N, 3);
+  device_buffer<std::byte> ws(wsb);
+  const frugal::workspace wsp{ws.data(), wsb};
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::sparse_gemv(frugal::cuda, frugal::sparse_rows<frugal::half>{idx.data(), val.data(), nnz.data(), b, 3, 3},
+                          wv, nullptr, yv, {.norm = gemv_norm::rmsnorm}, wsp),
+      "frugal::sparse_gemv: options.norm = rmsnorm is not supported for explicit lists");
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::sparse_gemv_topk(frugal::cuda, xv, 3, wv, nullptr, yv, {.norm = gemv_norm::layernorm}, wsp),
+      "frugal::sparse_gemv_topk: options.norm = layernorm is not supported for top-k selection");
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::sparse_gemv_masked(frugal::cuda, xv, wv, nullptr, yv, {.norm = gemv_norm::layernorm}, wsp),
+      "frugal::sparse_gemv_masked: options.norm = layernorm is not supported for the masked form");
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::gemv(frugal::cuda, xv, wv, nullptr, yv, {.norm = gemv_norm::rmsnorm, .eps = -2.f}, wsp),
+      "frugal::gemv: options.eps (=-2) must be finite and > 0 with options.norm = rmsnorm");
+  FRUGAL_CUDA_CHECK(cudaDeviceSynchronize(), "test");
+  const auto after = y.download();
+  CHECK(std::memcmp(after.data(), sentinel.data(), sentinel.size() * 2) == 0);  // nothing written
+}
+
+TEST_CASE("gemv cuda: programmatic dependent launch — a chain of GEMVs, each reading the previous output, in a graph") {
+  FRUGAL_REQUIRE_GPU();
+  // y1 = ln(x)·W1 (dense), y2 = thr(y1)·W2 (threshold, reads y1), y3 = gelu(rms(y2)·W3 + b), y4 = y3·W4 + y4:
+  // with pdl each launch may start before the previous one ends; the results must equal the plain launches.
+  using T = bfloat16;
+  const std::int64_t d0 = 768, d1 = 2304, d2 = 768, d3 = 3072;
+  std::mt19937_64 rng(3);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  auto host = [&](std::int64_t n, float scale) {
+    std::vector<T> v(static_cast<std::size_t>(n));
+    for (auto& e : v) e = frugal::from_float<T>(nd(rng) * scale);
+    return v;
+  };
+  device_buffer<T> x(host(d0, 1.f)), w1(host(d0 * d1, 0.04f)), w2(host(d1 * d2, 0.02f)), w3(host(d2 * d3, 0.04f)),
+      w4(host(d3 * d0, 0.02f)), bias(host(d3, 0.1f));
+  device_buffer<T> y1(d1), y2(d2), y3(d3), y4(host(d0, 1.f));
+  const auto y4_0 = y4.download();
+  device_buffer<float> t(std::vector<float>{0.3f});
+  cudaStream_t st;
+  FRUGAL_CUDA_CHECK(cudaStreamCreate(&st), "test");
+  using frugal::matrix_view;
+  auto chain = [&](bool pdl) {
+    const auto tag = frugal::cuda.on(st);
+    frugal::gemv(tag, matrix_view<const T>(x.data(), 1, d0), matrix_view<const T>(w1.data(), d0, d1), nullptr,
+                 matrix_view<T>(y1.data(), 1, d1), {.norm = frugal::gemv_norm::layernorm, .pdl = pdl});
+    frugal::sparse_gemv_threshold(tag, matrix_view<const T>(y1.data(), 1, d1), frugal::threshold{t.data(), 0.f},
+                                  matrix_view<const T>(w2.data(), d1, d2), nullptr, matrix_view<T>(y2.data(), 1, d2),
+                                  {.pdl = pdl});
+    frugal::gemv(tag, matrix_view<const T>(y2.data(), 1, d2), matrix_view<const T>(w3.data(), d2, d3), bias.data(),
+                 matrix_view<T>(y3.data(), 1, d3),
+                 {.norm = frugal::gemv_norm::rmsnorm, .act = frugal::gemv_act::gelu_tanh, .pdl = pdl});
+    frugal::gemv(tag, matrix_view<const T>(y3.data(), 1, d3), matrix_view<const T>(w4.data(), d3, d0), nullptr,
+                 matrix_view<T>(y4.data(), 1, d0), {.accumulate = true, .pdl = pdl});
+  };
+  chain(false);
+  FRUGAL_CUDA_CHECK(cudaStreamSynchronize(st), "test");
+  const auto ref2 = y2.download(), ref4 = y4.download();
+  for (int mode = 0; mode < 2; ++mode) {  // 0: pdl on the stream, 1: pdl captured into a graph and replayed twice
+    y1.zero(), y2.zero(), y3.zero();
+    y4.upload(y4_0);
+    if (mode == 0) {
+      chain(true);
+    } else {
+      cudaGraph_t graph;
+      cudaGraphExec_t exec;
+      FRUGAL_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal), "test");
+      chain(true);
+      FRUGAL_CUDA_CHECK(cudaStreamEndCapture(st, &graph), "test");
+      FRUGAL_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0), "test");
+      FRUGAL_CUDA_CHECK(cudaGraphLaunch(exec, st), "test");
+      FRUGAL_CUDA_CHECK(cudaStreamSynchronize(st), "test");
+      CHECK(std::memcmp(y2.download().data(), ref2.data(), ref2.size() * 2) == 0);
+      y4.upload(y4_0);
+      FRUGAL_CUDA_CHECK(cudaGraphLaunch(exec, st), "test");
+      cudaGraphExecDestroy(exec);
+      cudaGraphDestroy(graph);
+    }
+    FRUGAL_CUDA_CHECK(cudaStreamSynchronize(st), "test");
+    INFO("mode=", mode);
+    CHECK(std::memcmp(y2.download().data(), ref2.data(), ref2.size() * 2) == 0);
+    CHECK(std::memcmp(y4.download().data(), ref4.data(), ref4.size() * 2) == 0);
+  }
+  cudaStreamDestroy(st);
 }

@@ -21,6 +21,20 @@
 //                           from frugal::topk_select (sparsify/topk.hpp), then the threshold kernel runs with
 //                           it (keep isnan(x) || |x| >= kth_abs[r]; ties at the k-th magnitude are all kept, so
 //                           a row keeps >= k channels; k = 0 keeps none).
+// Fused prologue / epilogue (gemv_options::norm, eps, act; GPT-2's ln -> GEMV -> GELU in one kernel):
+//   y (+)= act(x̂ · W + bias), x̂ = each row of x normalised over ALL its K channels, without affine part
+//   (layernorm: (x - mean) · rstd, rstd = 1/sqrt(var + eps), biased variance; rmsnorm: x · rstd,
+//   rstd = 1/sqrt(mean(x²) + eps); fold gamma into W's rows and beta·W into the bias). Selection sees x̂: threshold
+//   keeps |x̂| >= t; masked keeps x̂ != 0 and top-k the k largest |x̂| — both rmsnorm only (rstd > 0 keeps the
+//   set of the raw x: top-k ranks raw |x| with topk_select and multiplies the kept values by rstd). act = gelu_tanh
+//   is applied in f32 (accurate tanhf) after + bias and before + y (accumulate). Not allowed (frugal::error):
+//   any norm with explicit lists, layernorm with masked or top-k, eps not finite or <= 0 (checked only with a
+//   norm), norm/act values outside their enums.
+//   Statistics: CPU in f64 (two passes), rounded to the accumulation type. CUDA: every block recomputes its rows'
+//   statistics from x over all of K (x is KBs, L2-resident; a block streams only its K split of W): one pass,
+//   per-thread Welford (f32) then Chan merges in a fixed order (warp shuffles, then the 8 warps) — no cancellation
+//   from a large mean or an outlier channel, identical in every block of the grid; rmsnorm: f32 sum of squares.
+//   The prologue costs one extra read of x's rows per block plus a block reduction (measured in docs/gemv.md).
 // Batches (b > 1): the result is always per row (row r uses only its own kept channels). What is read differs:
 //   the dense-x forms load the UNION of the rows' kept channels once per tile of up to 4 rows (values of rows
 //   that dropped a channel count as 0), so correlated masks cost little and independent masks at b = 16 read
@@ -28,14 +42,16 @@
 //
 // Algorithm (CUDA, sm_90): a grid of (batch tiles of <= 4 rows) x (splits of K) x (tiles of N columns). A warp
 // row covers a contiguous weight-row segment of 128, 256 or 512 bytes (16 bytes per thread); 256 threads per block
-// process 8..32 channels side by side. Sparse forms first stage up to 1024 candidate channels of the block's K slice:
-// read x, evaluate the keep rule, compact the kept channel ids and their values into shared memory (block prefix
-// scan). Then every thread issues up to 16 independent 16-byte loads of kept weight rows before consuming them,
-// accumulating in f32 registers (dense input goes the same way, keeping every channel). The K splits of one
+// process 8..32 channels side by side. Dense input issues its first weight loads at kernel start (ids implicit)
+// and copies x into shared memory meanwhile. Sparse forms first stage up to 1024 candidate channels of the
+// block's K slice: read x, evaluate the keep rule, compact the kept channel ids and their values into shared
+// memory (block prefix scan). Weight rows are then streamed with 16-byte loads, software-pipelined in two
+// register halves (up to 16 loads in flight per thread), accumulating in f32 registers. The K splits of one
 // column tile form a thread-block cluster; their f32 partials are summed through distributed shared memory in a
-// fixed order (deterministic, no atomics), and bias / accumulate are applied in f32 before one rounding to T. The
-// launch shape (segment width, power-of-two splits) aims at 1..1.75 blocks per SM in one wave (H100 tuning,
-// docs/gemv.md).
+// fixed order (deterministic, no atomics), and bias / activation / accumulate are applied in f32 before one
+// rounding to T. The launch shape (segment width, power-of-two splits of >= 64 channels) aims at 1..1.75 blocks
+// per SM in one wave (H100 tuning, docs/gemv.md). gemv_options::pdl launches with programmatic dependent launch
+// (see gemv_types.hpp for what it requires of the caller).
 // Without clusters (pre-sm_90) the partials go through the workspace and a second small kernel sums them.
 // CPU: threads over column ranges of N; per column block (up to 8192 columns / batch rows: long row streams),
 // kept channels are staged 256 at a time and accumulated 4 weight rows per pass (axpy; auto-vectorised f32/f64
@@ -45,12 +61,13 @@
 // CPU and CUDA, so results agree to a few units of T's rounding (plus f32 summation error over K).
 //
 // Checks (frugal::error, before anything is written): shapes (x [b, K], w [K, N], y [b, N], sparse rows/cap),
-// y overlapping x, w, bias or the sparse values, NaN thresholds (where the host can read them), CUDA vector path: w.data 16-byte aligned and w.ld * sizeof(T) a multiple of 16 bytes.
-// Explicit lists: on the CPU, nnz in [0, min(cap, K)] and indices in [0, K) are always checked (O(sum nnz));
-// duplicate indices only with gemv_options::checked (one bitmap of K bits per call). On CUDA nnz lives in device
-// memory: unchecked calls clamp nnz to [0, cap] and skip indices outside [0, K) (memory-safe, no error);
-// `checked` runs a validation kernel first and synchronises the stream to read its verdict (one extra kernel and
-// a device-to-host copy; not benchmarked; not allowed inside CUDA Graph capture).
+// y overlapping x, w, bias or the sparse values, NaN thresholds (where the host can read them), CUDA vector path:
+// w.data 16-byte aligned and w.ld * sizeof(T) a multiple of 16 bytes. Explicit lists: on the CPU, nnz in [0, min(cap,
+// K)] and indices in [0, K) are always checked (O(sum nnz)); duplicate indices only with gemv_options::checked (one
+// bitmap of K bits per call). On CUDA nnz lives in device memory: unchecked calls clamp nnz to [0, cap] and skip
+// indices outside [0, K) (memory-safe, no error); `checked` runs a validation kernel first and synchronises the stream
+// to read its verdict (one extra kernel and a device-to-host copy; not benchmarked; not allowed inside CUDA Graph
+// capture).
 //
 // Workspace: gemv_workspace_bytes covers every form and both reductions. On sm_90 the unchecked, non-top-k forms
 // take none (workspace{} is fine); top-k takes b floats plus topk_workspace_bytes; `checked` takes 32 bytes; the
@@ -58,6 +75,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -99,10 +117,44 @@ void gemv_check_common(const char* op, std::int64_t b_in, std::int64_t K_in, con
   FRUGAL_CHECK(!gemv_overlaps(y, bias, 1, w.cols, w.cols), op, "y overlaps bias");
 }
 
+inline const char* gemv_norm_name(gemv_norm n) {
+  switch (n) {
+    case gemv_norm::none:
+      return "none";
+    case gemv_norm::layernorm:
+      return "layernorm";
+    case gemv_norm::rmsnorm:
+      return "rmsnorm";
+  }
+  return "?";
+}
+
+//! Which fused norms an input form takes: any (dense, threshold), rmsnorm only (masked, top-k), none (lists).
+enum class gemv_fuse { any, rms_only, none };
+
+//! Checks the norm prologue / activation epilogue options against the form (before anything is launched).
+inline void gemv_check_fused(const char* op, const gemv_options& opt, gemv_fuse allowed, const char* form) {
+  const int nv = static_cast<int>(opt.norm), av = static_cast<int>(opt.act);
+  FRUGAL_CHECK(nv >= 0 && nv <= 2, op, "options.norm (=", nv, ") is not a gemv_norm value");
+  FRUGAL_CHECK(av >= 0 && av <= 1, op, "options.act (=", av, ") is not a gemv_act value");
+  if (opt.norm == gemv_norm::none) return;
+  FRUGAL_CHECK(allowed != gemv_fuse::none, op, "options.norm = ", gemv_norm_name(opt.norm), " is not supported for ",
+               form, " (normalise x before building the lists)");
+  FRUGAL_CHECK(allowed != gemv_fuse::rms_only || opt.norm == gemv_norm::rmsnorm, op,
+               "options.norm = ", gemv_norm_name(opt.norm), " is not supported for ", form,
+               " (only rmsnorm, whose kept set equals the raw input's; use the threshold form with layernorm)");
+  FRUGAL_CHECK(std::isfinite(opt.eps) && opt.eps > 0.f, op, "options.eps (=", opt.eps,
+               ") must be finite and > 0 with options.norm = ", gemv_norm_name(opt.norm));
+}
+
 template <class T>
 gemv_problem<T> gemv_dense_problem(const char* op, gemv_input mode, const matrix_view<const T>& x,
                                    const matrix_view<const T>& w, const T* bias, const matrix_view<T>& y,
-                                   gemv_options opt) {
+                                   gemv_options opt, bool topk = false) {
+  gemv_check_fused(op, opt, topk || mode == gemv_input::masked ? gemv_fuse::rms_only : gemv_fuse::any,
+                   topk                         ? "top-k selection"
+                   : mode == gemv_input::masked ? "the masked form"
+                                                : "this form");
   check_matrix(op, "x", x);
   gemv_check_common(op, x.rows, x.cols, w, bias, y);
   FRUGAL_CHECK(!gemv_overlaps(y, x.data, x.rows, x.cols, x.ld), op, "y overlaps x");
@@ -120,13 +172,14 @@ gemv_problem<T> gemv_dense_problem(const char* op, gemv_input mode, const matrix
 }
 
 template <class T>
-gemv_problem<T> gemv_list_problem(const char* op, const sparse_rows<T>& x, const matrix_view<const T>& w,
-                                  const T* bias, const matrix_view<T>& y, gemv_options opt) {
+gemv_problem<T> gemv_list_problem(const char* op, const sparse_rows<T>& x, const matrix_view<const T>& w, const T* bias,
+                                  const matrix_view<T>& y, gemv_options opt) {
+  gemv_check_fused(op, opt, gemv_fuse::none, "explicit lists");
   FRUGAL_CHECK(x.rows >= 0 && x.cap >= 0, op, "sparse x has negative extents [rows=", x.rows, ", cap=", x.cap, "]");
   FRUGAL_CHECK(x.ld >= x.cap, op, "sparse x row stride (=", x.ld, ") must be >= cap (=", x.cap, ")");
   FRUGAL_CHECK(x.rows == 0 || x.nnz != nullptr, op, "sparse x has ", x.rows, " rows but nnz is null");
-  FRUGAL_CHECK(x.rows == 0 || x.cap == 0 || (x.indices != nullptr && x.values != nullptr), op,
-               "sparse x has shape [", x.rows, ", cap=", x.cap, "] but indices or values is null");
+  FRUGAL_CHECK(x.rows == 0 || x.cap == 0 || (x.indices != nullptr && x.values != nullptr), op, "sparse x has shape [",
+               x.rows, ", cap=", x.cap, "] but indices or values is null");
   gemv_check_common(op, x.rows, w.rows, w, bias, y);
   FRUGAL_CHECK(!gemv_overlaps(y, x.values, x.rows, x.cap, x.ld), op, "y overlaps the sparse values");
   gemv_problem<T> p;
@@ -163,8 +216,7 @@ inline void gemv_check_threshold(const char* op, const float* per_row, float all
     FRUGAL_CHECK(!(all != all), op, "threshold.all (=", all, ") must not be NaN");
   } else if (host) {
     for (std::int64_t r = 0; r < b; ++r)
-      FRUGAL_CHECK(!(per_row[r] != per_row[r]), op, "threshold.per_row[", r, "] (=", per_row[r],
-                   ") must not be NaN");
+      FRUGAL_CHECK(!(per_row[r] != per_row[r]), op, "threshold.per_row[", r, "] (=", per_row[r], ") must not be NaN");
   }
 }
 
@@ -203,7 +255,8 @@ std::size_t gemv_workspace_bytes(cuda_t tag, std::int64_t b, std::int64_t K, std
     c.take<std::byte>(topk_workspace_bytes<T>(tag, b, K, k_or_0));
   }
   c.take<unsigned long long>(4);  // checked-mode verdict
-  c.take<float>(static_cast<std::size_t>(8 * std::max<std::int64_t>(b, 0) * std::max<std::int64_t>(N, 0)));  // pre-sm_90 partials
+  c.take<float>(
+      static_cast<std::size_t>(8 * std::max<std::int64_t>(b, 0) * std::max<std::int64_t>(N, 0)));  // pre-sm_90 partials
   return c.bytes();
 }
 
@@ -214,9 +267,9 @@ std::size_t gemv_workspace_bytes(cuda_t tag, std::int64_t b, std::int64_t K, std
 //! y = x · w + bias (dense).
 template <class T>
 void gemv(cpu_t tag, std::type_identity_t<matrix_view<const T>> x,  // [b, K]
-          std::type_identity_t<matrix_view<const T>> w,              // [K, N] channel-major
-          std::type_identity_t<const T*> bias,                       // [N] or null
-          matrix_view<T> y,                                          // [b, N]
+          std::type_identity_t<matrix_view<const T>> w,             // [K, N] channel-major
+          std::type_identity_t<const T*> bias,                      // [N] or null
+          matrix_view<T> y,                                         // [b, N]
           gemv_options opt = {}, workspace ws = {}) {
   (void)ws;
   detail::gemv_cpu(tag, detail::gemv_dense_problem("gemv", detail::gemv_input::dense, x, w, bias, y, opt));
@@ -224,14 +277,13 @@ void gemv(cpu_t tag, std::type_identity_t<matrix_view<const T>> x,  // [b, K]
 
 template <class T>
 void gemv(cuda_t tag, std::type_identity_t<matrix_view<const T>> x,  // [b, K]
-          std::type_identity_t<matrix_view<const T>> w,               // [K, N] channel-major
-          std::type_identity_t<const T*> bias,                        // [N] or null
-          matrix_view<T> y,                                           // [b, N]
+          std::type_identity_t<matrix_view<const T>> w,              // [K, N] channel-major
+          std::type_identity_t<const T*> bias,                       // [N] or null
+          matrix_view<T> y,                                          // [b, N]
           gemv_options opt = {}, workspace ws = {}) {
   FRUGAL_REQUIRE_NVCC(T, "gemv");
 #if defined(__CUDACC__)
-  detail::gemv_cuda(tag, "gemv", detail::gemv_dense_problem("gemv", detail::gemv_input::dense, x, w, bias, y, opt),
-                    ws);
+  detail::gemv_cuda(tag, "gemv", detail::gemv_dense_problem("gemv", detail::gemv_input::dense, x, w, bias, y, opt), ws);
 #else
   (void)tag, (void)x, (void)w, (void)bias, (void)y, (void)opt, (void)ws;
 #endif
@@ -243,10 +295,10 @@ void gemv(cuda_t tag, std::type_identity_t<matrix_view<const T>> x,  // [b, K]
 
 //! y = sparse(x) · w + bias, with per-row (index, value) lists.
 template <class T>
-void sparse_gemv(cpu_t tag, sparse_rows<T> x,                    // [b, cap] entries
-                 std::type_identity_t<matrix_view<const T>> w,   // [K, N] channel-major
-                 std::type_identity_t<const T*> bias,            // [N] or null
-                 matrix_view<T> y,                               // [b, N]
+void sparse_gemv(cpu_t tag, sparse_rows<T> x,                   // [b, cap] entries
+                 std::type_identity_t<matrix_view<const T>> w,  // [K, N] channel-major
+                 std::type_identity_t<const T*> bias,           // [N] or null
+                 matrix_view<T> y,                              // [b, N]
                  gemv_options opt = {}, workspace ws = {}) {
   (void)ws;
   auto p = detail::gemv_list_problem("sparse_gemv", x, w, bias, y, opt);
@@ -255,10 +307,10 @@ void sparse_gemv(cpu_t tag, sparse_rows<T> x,                    // [b, cap] ent
 }
 
 template <class T>
-void sparse_gemv(cuda_t tag, sparse_rows<T> x,                   // [b, cap] entries (device memory)
-                 std::type_identity_t<matrix_view<const T>> w,   // [K, N] channel-major
-                 std::type_identity_t<const T*> bias,            // [N] or null
-                 matrix_view<T> y,                               // [b, N]
+void sparse_gemv(cuda_t tag, sparse_rows<T> x,                  // [b, cap] entries (device memory)
+                 std::type_identity_t<matrix_view<const T>> w,  // [K, N] channel-major
+                 std::type_identity_t<const T*> bias,           // [N] or null
+                 matrix_view<T> y,                              // [b, N]
                  gemv_options opt = {}, workspace ws = {}) {
   FRUGAL_REQUIRE_NVCC(T, "sparse_gemv");
 #if defined(__CUDACC__)
@@ -275,9 +327,9 @@ void sparse_gemv(cuda_t tag, sparse_rows<T> x,                   // [b, cap] ent
 //! y = x · w + bias, reading only the weight rows of channels where some row of x is non-zero.
 template <class T>
 void sparse_gemv_masked(cpu_t tag, std::type_identity_t<matrix_view<const T>> x,  // [b, K] with zeros
-                        std::type_identity_t<matrix_view<const T>> w,              // [K, N] channel-major
-                        std::type_identity_t<const T*> bias,                       // [N] or null
-                        matrix_view<T> y,                                          // [b, N]
+                        std::type_identity_t<matrix_view<const T>> w,             // [K, N] channel-major
+                        std::type_identity_t<const T*> bias,                      // [N] or null
+                        matrix_view<T> y,                                         // [b, N]
                         gemv_options opt = {}, workspace ws = {}) {
   (void)ws;
   detail::gemv_cpu(tag,
@@ -286,9 +338,9 @@ void sparse_gemv_masked(cpu_t tag, std::type_identity_t<matrix_view<const T>> x,
 
 template <class T>
 void sparse_gemv_masked(cuda_t tag, std::type_identity_t<matrix_view<const T>> x,  // [b, K] with zeros
-                        std::type_identity_t<matrix_view<const T>> w,               // [K, N] channel-major
-                        std::type_identity_t<const T*> bias,                        // [N] or null
-                        matrix_view<T> y,                                           // [b, N]
+                        std::type_identity_t<matrix_view<const T>> w,              // [K, N] channel-major
+                        std::type_identity_t<const T*> bias,                       // [N] or null
+                        matrix_view<T> y,                                          // [b, N]
                         gemv_options opt = {}, workspace ws = {}) {
   FRUGAL_REQUIRE_NVCC(T, "sparse_gemv_masked");
 #if defined(__CUDACC__)
@@ -309,10 +361,10 @@ void sparse_gemv_masked(cuda_t tag, std::type_identity_t<matrix_view<const T>> x
 //! is an error where the host can see it (t.all; per_row on the CPU); a NaN device threshold keeps only NaNs.
 template <class T>
 void sparse_gemv_threshold(cpu_t tag, std::type_identity_t<matrix_view<const T>> x,  // [b, K]
-                           threshold t,                                               // per_row: [b] or null
-                           std::type_identity_t<matrix_view<const T>> w,              // [K, N] channel-major
-                           std::type_identity_t<const T*> bias,                       // [N] or null
-                           matrix_view<T> y,                                          // [b, N]
+                           threshold t,                                              // per_row: [b] or null
+                           std::type_identity_t<matrix_view<const T>> w,             // [K, N] channel-major
+                           std::type_identity_t<const T*> bias,                      // [N] or null
+                           matrix_view<T> y,                                         // [b, N]
                            gemv_options opt = {}, workspace ws = {}) {
   (void)ws;
   auto p = detail::gemv_dense_problem("sparse_gemv_threshold", detail::gemv_input::threshold, x, w, bias, y, opt);
@@ -324,10 +376,10 @@ void sparse_gemv_threshold(cpu_t tag, std::type_identity_t<matrix_view<const T>>
 
 template <class T>
 void sparse_gemv_threshold(cuda_t tag, std::type_identity_t<matrix_view<const T>> x,  // [b, K]
-                           threshold t,                                                // per_row: [b] or null
-                           std::type_identity_t<matrix_view<const T>> w,               // [K, N] channel-major
-                           std::type_identity_t<const T*> bias,                        // [N] or null
-                           matrix_view<T> y,                                           // [b, N]
+                           threshold t,                                               // per_row: [b] or null
+                           std::type_identity_t<matrix_view<const T>> w,              // [K, N] channel-major
+                           std::type_identity_t<const T*> bias,                       // [N] or null
+                           matrix_view<T> y,                                          // [b, N]
                            gemv_options opt = {}, workspace ws = {}) {
   FRUGAL_REQUIRE_NVCC(T, "sparse_gemv_threshold");
 #if defined(__CUDACC__)
@@ -349,11 +401,12 @@ void sparse_gemv_threshold(cuda_t tag, std::type_identity_t<matrix_view<const T>
 template <class T>
 void sparse_gemv_topk(cpu_t tag, std::type_identity_t<matrix_view<const T>> x,  // [b, K]
                       int k,
-                      std::type_identity_t<matrix_view<const T>> w,              // [K, N] channel-major
-                      std::type_identity_t<const T*> bias,                       // [N] or null
-                      matrix_view<T> y,                                          // [b, N]
+                      std::type_identity_t<matrix_view<const T>> w,  // [K, N] channel-major
+                      std::type_identity_t<const T*> bias,           // [N] or null
+                      matrix_view<T> y,                              // [b, N]
                       gemv_options opt = {}, workspace ws = {}) {
-  auto p = detail::gemv_dense_problem("sparse_gemv_topk", detail::gemv_input::threshold, x, w, bias, y, opt);
+  auto p = detail::gemv_dense_problem("sparse_gemv_topk", detail::gemv_input::threshold, x, w, bias, y, opt, true);
+  p.select_raw = true;  // rmsnorm: rank raw |x| (the same set, as rstd > 0), multiply the kept values by rstd
   detail::gemv_check_topk<T>("sparse_gemv_topk", k, p.K);
   if (k == 0 || p.b == 0) {  // keeps nothing: y = bias (+ y)
     detail::gemv_cpu(tag, detail::gemv_keep_nothing(p));
@@ -372,13 +425,14 @@ void sparse_gemv_topk(cpu_t tag, std::type_identity_t<matrix_view<const T>> x,  
 template <class T>
 void sparse_gemv_topk(cuda_t tag, std::type_identity_t<matrix_view<const T>> x,  // [b, K]
                       int k,
-                      std::type_identity_t<matrix_view<const T>> w,               // [K, N] channel-major
-                      std::type_identity_t<const T*> bias,                        // [N] or null
-                      matrix_view<T> y,                                           // [b, N]
+                      std::type_identity_t<matrix_view<const T>> w,  // [K, N] channel-major
+                      std::type_identity_t<const T*> bias,           // [N] or null
+                      matrix_view<T> y,                              // [b, N]
                       gemv_options opt = {}, workspace ws = {}) {
   FRUGAL_REQUIRE_NVCC(T, "sparse_gemv_topk");
 #if defined(__CUDACC__)
-  auto p = detail::gemv_dense_problem("sparse_gemv_topk", detail::gemv_input::threshold, x, w, bias, y, opt);
+  auto p = detail::gemv_dense_problem("sparse_gemv_topk", detail::gemv_input::threshold, x, w, bias, y, opt, true);
+  p.select_raw = true;  // rmsnorm: rank raw |x| (the same set, as rstd > 0), multiply the kept values by rstd
   detail::gemv_check_topk<T>("sparse_gemv_topk", k, p.K);
   detail::workspace_carver c(ws);
   float* kth = nullptr;
@@ -396,7 +450,10 @@ void sparse_gemv_topk(cuda_t tag, std::type_identity_t<matrix_view<const T>> x, 
   const std::size_t used = c.bytes();
   const workspace rest{ws.data && ws.bytes > used ? static_cast<std::byte*>(ws.data) + used : nullptr,
                        ws.bytes > used ? ws.bytes - used : 0};
-  const auto plan = detail::gemv_cuda_prepare("sparse_gemv_topk", p, rest);  // all checks before any launch
+  auto plan = detail::gemv_cuda_prepare("sparse_gemv_topk", p, rest);  // all checks before any launch
+  // The GEMV follows our own topk_select, which writes only kth: it may always launch as its programmatic
+  // dependent (blocks start while the select drains; it reads kth, x, bias, y only after griddepcontrol.wait).
+  if (kth) plan.pdl = plan.sm90;
   if (kth) topk_select(tag, x, k, kth, workspace{tws, tb});
   detail::gemv_cuda_launch(tag, "sparse_gemv_topk", p, plan);
 #else
@@ -412,12 +469,12 @@ void sparse_gemv_topk(cuda_t tag, std::type_identity_t<matrix_view<const T>> x, 
 //! `out` may be a column slice of a wider buffer (ld > N), to lay several projections side by side.
 template <class T>
 void to_channel_major(std::type_identity_t<matrix_view<const T>> w_row_major,  // [N, K]
-                      matrix_view<T> out) {                                     // [K, N]
+                      matrix_view<T> out) {                                    // [K, N]
   detail::check_matrix("to_channel_major", "w_row_major", w_row_major);
   detail::check_matrix("to_channel_major", "out", out);
-  FRUGAL_CHECK(out.rows == w_row_major.cols && out.cols == w_row_major.rows, "to_channel_major",
-               "out has shape [", out.rows, ", ", out.cols, "] but w_row_major [N, K] = [", w_row_major.rows, ", ",
-               w_row_major.cols, "] needs [K, N] = [", w_row_major.cols, ", ", w_row_major.rows, "]");
+  FRUGAL_CHECK(out.rows == w_row_major.cols && out.cols == w_row_major.rows, "to_channel_major", "out has shape [",
+               out.rows, ", ", out.cols, "] but w_row_major [N, K] = [", w_row_major.rows, ", ", w_row_major.cols,
+               "] needs [K, N] = [", w_row_major.cols, ", ", w_row_major.rows, "]");
   FRUGAL_CHECK(!detail::gemv_overlaps(out, w_row_major.data, w_row_major.rows, w_row_major.cols, w_row_major.ld),
                "to_channel_major", "out overlaps w_row_major (the conversion is not in place)");
   constexpr std::int64_t tile = 32;

@@ -28,6 +28,11 @@ struct gemv_options {
   gemv_norm norm = gemv_norm::none;  //!< fused row normalisation of x (see gemv_norm)
   float eps = 1e-5f;                 //!< the norm's epsilon (finite, > 0)
   gemv_act act = gemv_act::none;     //!< fused activation of the output (see gemv_act)
+  //! CUDA (sm_90): launch with programmatic dependent launch, so that in a stream / CUDA Graph of back-to-back
+  //! kernels this GEMV's blocks start while the previous kernel drains, and dense input's first weight loads go out
+  //! before the previous kernel has finished. Requires: nothing still running before this call writes `w` (the
+  //! weights are read before waiting for the previous kernel; x, lists, thresholds, bias and y only after it).
+  bool pdl = false;
 };
 
 //! Per row r: entries indices[r * ld + j], values[r * ld + j] for j < nnz[r] (nnz in device memory for CUDA).
@@ -49,15 +54,16 @@ enum class gemv_input { dense, masked, threshold, list };
 template <class T>
 struct gemv_problem {
   gemv_input mode = gemv_input::dense;
-  matrix_view<const T> x;     // [b, K] (dense, masked, threshold)
-  sparse_rows<T> list;        // (list)
+  matrix_view<const T> x;         // [b, K] (dense, masked, threshold)
+  sparse_rows<T> list;            // (list)
   const float* t_rows = nullptr;  // [b] per-row thresholds (threshold), host or device memory like x
   float t_all = 0.f;
-  matrix_view<const T> w;     // [K, N]
-  const T* bias = nullptr;    // [N] or null
-  matrix_view<T> y;           // [b, N]
+  matrix_view<const T> w;   // [K, N]
+  const T* bias = nullptr;  // [N] or null
+  matrix_view<T> y;         // [b, N]
   gemv_options opt;
   std::int64_t b = 0, K = 0, N = 0;
+  bool select_raw = false;  // top-k + rmsnorm: the keep rule compares raw |x| (t = k-th raw magnitude), values are x̂
 };
 
 }  // namespace detail

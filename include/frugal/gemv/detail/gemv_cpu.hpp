@@ -33,11 +33,15 @@ inline constexpr int cvt_chunk = 512;   // 16-bit weights are converted to f32 t
 inline constexpr int rows = 16;         // batch rows per accumulator tile
 inline constexpr int stage = 256;       // channels staged at once
 inline constexpr int min_cols = 256;
-inline constexpr int acc_max = acc_elems > rows * min_cols ? acc_elems : rows * min_cols;
+inline constexpr int acc_max = acc_elems > rows* min_cols ? acc_elems : rows* min_cols;
 #ifndef FRUGAL_GEMV_CPU_COLS_OVERRIDE
-inline int cols_for(int nr) { return std::max(min_cols, acc_elems / std::max(nr, 1) / 16 * 16); }
+inline int cols_for(int nr) {
+  return std::max(min_cols, acc_elems / std::max(nr, 1) / 16 * 16);
+}
 #else
-inline int cols_for(int nr) { return std::max(16, FRUGAL_GEMV_CPU_COLS_OVERRIDE / std::max(nr, 1) / 16 * 16); }
+inline int cols_for(int nr) {
+  return std::max(16, FRUGAL_GEMV_CPU_COLS_OVERRIDE / std::max(nr, 1) / 16 * 16);
+}
 #endif
 }  // namespace gemv_cpu_cfg
 
@@ -84,9 +88,8 @@ inline gemv_acc_t<T> gemv_load(T v) {
 
 //! acc[r, 0..n) += sum_u vals[r][u] * w_u[0..n) for the staged channels [0, cnt), 4 rows of W per pass.
 template <class T>
-void gemv_cpu_block(const std::int32_t* ids, const gemv_acc_t<T>* vals /*[nr, stage]*/, int cnt, int nr,
-                    const T* w, std::int64_t ldw, std::int64_t n0, int n, gemv_acc_t<T>* acc /*[nr, ldacc]*/,
-                    int ldacc) {
+void gemv_cpu_block(const std::int32_t* ids, const gemv_acc_t<T>* vals /*[nr, stage]*/, int cnt, int nr, const T* w,
+                    std::int64_t ldw, std::int64_t n0, int n, gemv_acc_t<T>* acc /*[nr, ldacc]*/, int ldacc) {
   using A = gemv_acc_t<T>;
   constexpr int S = gemv_cpu_cfg::stage;
   constexpr bool direct = std::is_same_v<T, A>;
@@ -140,23 +143,63 @@ void gemv_cpu_block(const std::int32_t* ids, const gemv_acc_t<T>* vals /*[nr, st
   }
 }
 
+//! Row statistics of the norm prologue: x̂[r, k] = (x[r, k] - mean[r]) · rstd[r] (mean = 0 for rmsnorm).
+template <class T>
+struct gemv_cpu_norm {
+  const gemv_acc_t<T>* mean = nullptr;  // [b] or null (no norm)
+  const gemv_acc_t<T>* rstd = nullptr;  // [b]
+};
+
+//! mean and rstd of every row of x over its K channels, two passes in f64 (layernorm: biased variance of the
+//! centred values; rmsnorm: mean of squares), rounded to the accumulation type. K = 0: mean 0, rstd 1/sqrt(eps).
+template <class T>
+void gemv_cpu_row_stats(const gemv_problem<T>& p, gemv_acc_t<T>* mean, gemv_acc_t<T>* rstd) {
+  using A = gemv_acc_t<T>;
+  for (std::int64_t r = 0; r < p.b; ++r) {
+    double m = 0, q = 0;
+    if (p.opt.norm == gemv_norm::layernorm && p.K > 0) {
+      for (std::int64_t k = 0; k < p.K; ++k) m += static_cast<double>(gemv_load(p.x(r, k)));
+      m /= static_cast<double>(p.K);
+    }
+    for (std::int64_t k = 0; k < p.K; ++k) {
+      const double d = static_cast<double>(gemv_load(p.x(r, k))) - m;
+      q += d * d;
+    }
+    const double var = p.K > 0 ? q / static_cast<double>(p.K) : 0.0;
+    mean[r] = static_cast<A>(m);
+    rstd[r] = static_cast<A>(1.0 / std::sqrt(var + static_cast<double>(p.opt.eps)));
+  }
+}
+
+//! The fused activation (gemv_act) in the accumulation type.
+template <class A>
+inline A gemv_cpu_act(gemv_act act, A v) {
+  if (act == gemv_act::gelu_tanh) {
+    const A c = A(0.7978845608028654), d = A(0.044715);
+    return A(0.5) * v * (A(1) + std::tanh(c * (v + d * v * v * v)));
+  }
+  return v;
+}
+
 //! Stages channels [c0, c1) of batch rows [r0, r0 + nr) under the keep rule: returns the kept count.
 template <class T>
-int gemv_cpu_stage_dense(const gemv_problem<T>& p, std::int64_t r0, int nr, std::int64_t c0, std::int64_t c1,
-                         std::int32_t* ids, gemv_acc_t<T>* vals) {
+int gemv_cpu_stage_dense(const gemv_problem<T>& p, const gemv_cpu_norm<T>& nm, std::int64_t r0, int nr, std::int64_t c0,
+                         std::int64_t c1, std::int32_t* ids, gemv_acc_t<T>* vals) {
   using A = gemv_acc_t<T>;
   constexpr int S = gemv_cpu_cfg::stage;
   int cnt = 0;
   for (std::int64_t c = c0; c < c1; ++c) {
     bool any = false;
     for (int r = 0; r < nr; ++r) {
-      const A v = gemv_load(p.x(r0 + r, c));
+      const A raw = gemv_load(p.x(r0 + r, c));
+      const A v = nm.mean ? (raw - nm.mean[r0 + r]) * nm.rstd[r0 + r] : raw;  // x̂
+      const A sel = p.select_raw ? raw : v;  // top-k + rmsnorm ranks raw |x| (same set)
       bool keep = true;
       if (p.mode == gemv_input::masked) {
-        keep = v != A(0);
+        keep = sel != A(0);
       } else if (p.mode == gemv_input::threshold) {
         const A t = static_cast<A>(p.t_rows ? p.t_rows[r0 + r] : p.t_all);
-        keep = std::isnan(v) || std::fabs(v) >= t;
+        keep = std::isnan(sel) || std::fabs(sel) >= t;
       }
       vals[r * S + cnt] = keep ? v : A(0);
       any |= keep;
@@ -168,12 +211,12 @@ int gemv_cpu_stage_dense(const gemv_problem<T>& p, std::int64_t r0, int nr, std:
 
 //! Columns [c_begin, c_end) of y for every row.
 template <class T>
-void gemv_cpu_columns(const gemv_problem<T>& p, std::int64_t c_begin, std::int64_t c_end) {
+void gemv_cpu_columns(const gemv_problem<T>& p, const gemv_cpu_norm<T>& nm, std::int64_t c_begin, std::int64_t c_end) {
   using A = gemv_acc_t<T>;
   constexpr int S = gemv_cpu_cfg::stage, R = gemv_cpu_cfg::rows;
   const int tile_rows = p.mode == gemv_input::list ? 1 : static_cast<int>(std::min<std::int64_t>(R, p.b));
   const int C = gemv_cpu_cfg::cols_for(tile_rows);  // columns per block: the accumulator tile stays in L1
-  alignas(64) A acc[gemv_cpu_cfg::acc_max];  // [tile_rows, C]
+  alignas(64) A acc[gemv_cpu_cfg::acc_max];         // [tile_rows, C]
   alignas(64) A vals[R * S];
   std::int32_t ids[S];
   for (std::int64_t n0 = c_begin; n0 < c_end; n0 += C) {
@@ -195,7 +238,7 @@ void gemv_cpu_columns(const gemv_problem<T>& p, std::int64_t c_begin, std::int64
         }
       } else {
         for (std::int64_t c0 = 0; c0 < p.K; c0 += S) {
-          const int cnt = gemv_cpu_stage_dense(p, r0, nr, c0, std::min<std::int64_t>(c0 + S, p.K), ids, vals);
+          const int cnt = gemv_cpu_stage_dense(p, nm, r0, nr, c0, std::min<std::int64_t>(c0 + S, p.K), ids, vals);
           gemv_cpu_block<T>(ids, vals, cnt, nr, p.w.data, p.w.ld, n0, n, acc, C);
         }
       }
@@ -205,6 +248,7 @@ void gemv_cpu_columns(const gemv_problem<T>& p, std::int64_t c_begin, std::int64
         for (int j = 0; j < n; ++j) {
           A v = ar[j];
           if (p.bias) v += gemv_load(p.bias[n0 + j]);
+          v = gemv_cpu_act(p.opt.act, v);
           if (p.opt.accumulate) v += gemv_load(yr[j]);
           yr[j] = static_cast<T>(v);
         }
@@ -221,9 +265,16 @@ void gemv_cpu(cpu_t tag, const gemv_problem<T>& p) {
   const std::int64_t units = (p.N + unit - 1) / unit;
   const std::int64_t per_unit = std::max<std::int64_t>(1, p.K * p.b * unit);
   const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 18) / per_unit);
-  parallel_for(tag, units, grain, [&](std::int64_t u0, std::int64_t u1) {
-    gemv_cpu_columns(p, u0 * unit, std::min(p.N, u1 * unit));
-  });
+  std::vector<gemv_acc_t<T>> stats;  // [2, b]: mean, rstd (norm prologue only)
+  gemv_cpu_norm<T> nm;
+  if (p.opt.norm != gemv_norm::none && p.mode != gemv_input::list) {
+    stats.resize(static_cast<std::size_t>(2 * p.b));
+    gemv_cpu_row_stats(p, stats.data(), stats.data() + p.b);
+    nm.mean = stats.data();
+    nm.rstd = stats.data() + p.b;
+  }
+  parallel_for(tag, units, grain,
+               [&](std::int64_t u0, std::int64_t u1) { gemv_cpu_columns(p, nm, u0 * unit, std::min(p.N, u1 * unit)); });
 }
 
 //! Explicit lists on the CPU: nnz in [0, min(cap, K)] and indices in [0, K) always; duplicates when checked.
@@ -234,8 +285,8 @@ void gemv_cpu_check_list(const char* op, const gemv_problem<T>& p) {
   if (p.opt.checked) seen.assign(static_cast<std::size_t>((p.K + 63) / 64), 0);
   for (std::int64_t r = 0; r < x.rows; ++r) {
     const std::int64_t nnz = x.nnz[r];
-    FRUGAL_CHECK(nnz >= 0 && nnz <= x.cap && nnz <= p.K, op, "nnz[", r, "] (=", nnz, ") must be in [0, min(cap=",
-                 x.cap, ", K=", p.K, ")]");
+    FRUGAL_CHECK(nnz >= 0 && nnz <= x.cap && nnz <= p.K, op, "nnz[", r, "] (=", nnz, ") must be in [0, min(cap=", x.cap,
+                 ", K=", p.K, ")]");
     const std::int32_t* idx = x.indices + r * x.ld;
     for (std::int64_t j = 0; j < nnz; ++j)
       FRUGAL_CHECK(idx[j] >= 0 && idx[j] < p.K, op, "index ", idx[j], " at row ", r, ", entry ", j,
@@ -243,8 +294,8 @@ void gemv_cpu_check_list(const char* op, const gemv_problem<T>& p) {
     if (p.opt.checked) {
       for (std::int64_t j = 0; j < nnz; ++j) {
         const auto k = static_cast<std::uint64_t>(idx[j]);
-        FRUGAL_CHECK(!(seen[k / 64] >> (k % 64) & 1u), op, "index ", idx[j], " appears twice in row ", r,
-                     " (entry ", j, ")");
+        FRUGAL_CHECK(!(seen[k / 64] >> (k % 64) & 1u), op, "index ", idx[j], " appears twice in row ", r, " (entry ", j,
+                     ")");
         seen[k / 64] |= std::uint64_t{1} << (k % 64);
       }
       for (std::int64_t j = 0; j < nnz; ++j) seen[static_cast<std::uint64_t>(idx[j]) / 64] = 0;

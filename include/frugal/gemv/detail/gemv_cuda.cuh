@@ -2,19 +2,24 @@
 //
 // One kernel, gemv_kernel<C, BT>, for all input forms (dense, masked, threshold/top-k, explicit lists), batch tiles
 // of BT in {1, 2, 4} rows. Grid (batch tiles, K splits, column tiles); 256 threads per block.
-//  1. Staging (every form; dense input keeps every channel): the block's slice of K (or of the tile's concatenated entry
-//     lists) is walked `stage` = 1024 candidates at a time. Each thread evaluates 4 consecutive candidates for all
-//     BT rows (keep rule, values as f32); a block exclusive scan (cub::BlockScan) compacts the kept ones into
-//     shared memory: channel ids and a [BT, stage] value table (0 where a row dropped the channel).
+//  0. Dense input only: the first weight loads of the block's K slice are issued at once (the channel ids are
+//     implicit), before the norm prologue, before x is read and — with gemv_options::pdl — before waiting for the
+//     previous kernel (griddepcontrol.wait); everything that reads x / lists / thresholds / bias / y comes after it.
+//  1. Staging, `stage` = 1024 candidates at a time. Dense: x (normalised with the norm prologue) is copied into
+//     the [BT, stage] value table, no scan. Other forms: each thread evaluates 4 consecutive candidates for all BT
+//     rows (keep rule on x̂, values as f32); a block exclusive scan (cub::BlockScan) compacts the kept ones into
+//     shared memory: channel ids and the value table (0 where a row dropped the channel).
 //  2. Streaming: thread (g = tid / tpr, t = tid % tpr) owns 16 bytes of the tile's columns; tpr = 8, 16 or 32
-//     threads cover a 128/256/512-byte segment of a weight row, 256/tpr channels go side by side. Each thread
-//     issues 16 (BT = 1) or 8 independent 16-byte L1-bypassing loads of kept rows before consuming them and
-//     accumulates BT x (16 / sizeof(T)) f32 sums.
-//  3. Reduction: warp shuffles (groups of a warp that share columns), a fixed tree over the 8 warps in shared
-//     memory, then across the K splits of the tile — on sm_90 the splits are one thread-block cluster and block
-//     `rank` sums slice `rank` of the tile over all splits' shared memory (DSMEM) in split order; before sm_90 the
-//     partials go to the workspace and gemv_reduce_kernel sums them. Fixed order everywhere: bitwise reproducible.
-//  4. Epilogue in f32: + bias, + y (accumulate), one rounding to the output type.
+//     threads cover a 128/256/512-byte segment of a weight row, 256/tpr channels go side by side. Loads are
+//     L1-bypassing 16-byte vectors, software-pipelined in two register halves (8 + 8 for BT = 1, 4 + 4 otherwise):
+//     a half is refilled as soon as it is consumed, so loads stay in flight across rounds; BT x (16 / sizeof(T))
+//     f32 sums per thread.
+//  3. Reduction: warp shuffles (groups of a warp that share columns), the 8 warps through shared memory in a fixed
+//     order (2 barriers), then across the K splits of the tile — on sm_90 the splits are one thread-block cluster
+//     and block `rank` sums slice `rank` of the tile over all splits' shared memory (DSMEM) in split order; before
+//     sm_90 the partials go to the workspace and gemv_reduce_kernel sums them. Fixed order everywhere: bitwise
+//     reproducible.
+//  4. Epilogue in f32: + bias, activation, + y (accumulate), one rounding to the output type.
 // No allocation, no synchronisation (except the documented `checked` validation), graph-capturable.
 #pragma once
 
@@ -40,9 +45,9 @@ namespace detail {
 
 namespace gemv_cuda_cfg {
 inline constexpr int threads = 256;
-inline constexpr int stage = 1024;                 // candidates staged per round
+inline constexpr int stage = 1024;  // candidates staged per round
 inline constexpr int per_thread = stage / threads;
-inline constexpr int max_splits = 8;               // portable cluster size
+inline constexpr int max_splits = 8;  // portable cluster size
 }  // namespace gemv_cuda_cfg
 
 template <class C>
@@ -64,10 +69,126 @@ struct gemv_args {
   float* partials = nullptr;  // [splits, b, N] without clusters
   std::int64_t b = 0, K = 0, N = 0;
   int splits = 1;
-  int tpr = 8;  // threads per weight-row segment (8, 16, 32: 128, 256, 512 bytes)
+  int tpr = 8;   // threads per weight-row segment (8, 16, 32: 128, 256, 512 bytes)
+  int norm = 0;  // gemv_norm: 0 none, 1 layernorm, 2 rmsnorm (row statistics computed in every block)
+  float eps = 1e-5f;
+  int act = 0;              // gemv_act: 0 none, 1 gelu_tanh
+  bool select_raw = false;  // top-k + rmsnorm: the keep rule sees raw x, the products x̂
   bool accumulate = false;
   bool cluster = false;
 };
+
+//! The fused activation, in f32 (tanhf: the accurate libdevice tanh, not tanh.approx).
+__device__ __forceinline__ float gemv_act_f(int act, float v) {
+  if (act == 1) return 0.5f * v * (1.f + tanhf(0.7978845608028654f * fmaf(0.044715f * v, v * v, v)));
+  return v;
+}
+
+//! Chan et al.'s merge of two (count, mean, sum of squared deviations) summaries, in a fixed operand order.
+__device__ __forceinline__ void gemv_welford_merge(float& n, float& m, float& q, float nb, float mb, float qb) {
+  if (nb == 0.f) return;
+  if (n == 0.f) {
+    n = nb, m = mb, q = qb;
+    return;
+  }
+  const float t = n + nb, d = mb - m, f = nb / t;
+  m = fmaf(d, f, m);
+  q = q + qb + d * d * (n * f);
+  n = t;
+}
+
+//! Norm prologue statistics of rows [r0, r0 + nr) over all K channels of x (x is small and L2-resident: every
+//! block of the grid recomputes them for its rows, identically). layernorm: per-thread Welford over a strided
+//! subset, then Chan merges (warp shuffles, then the 8 warps in order) — one pass, no cancellation from a large
+//! mean; rmsnorm: sum of squares. f32 throughout. mu = mean (0 for rmsnorm), rs = 1 / sqrt(var + eps).
+template <class C, int BT>
+__device__ void gemv_row_stats(const gemv_args<C>& a, std::int64_t r0, int nr, float (&mu)[BT], float (&rs)[BT],
+                               float* red /* >= 3 * BT * warps floats of shared memory */) {
+  constexpr int T = gemv_cuda_cfg::threads, W = T / 32, U = 8;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const bool ln = a.norm == 1;
+  float cn = 0.f, m[BT], q[BT];
+#pragma unroll
+  for (int r = 0; r < BT; ++r) m[r] = 0.f, q[r] = 0.f;
+  for (std::int64_t c0 = tid; c0 < a.K; c0 += static_cast<std::int64_t>(T) * U) {
+    float xv[U][BT];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {  // U independent loads per row before any use
+      const std::int64_t c = c0 + static_cast<std::int64_t>(u) * T;
+#pragma unroll
+      for (int r = 0; r < BT; ++r) xv[u][r] = (c < a.K && r < nr) ? load_f(a.x[(r0 + r) * a.ldx + c]) : 0.f;
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (c0 + static_cast<std::int64_t>(u) * T < a.K) {
+        cn += 1.f;
+        const float inv = 1.f / cn;
+#pragma unroll
+        for (int r = 0; r < BT; ++r) {
+          if (ln) {
+            const float d = xv[u][r] - m[r];
+            m[r] = fmaf(d, inv, m[r]);
+            q[r] = fmaf(d, xv[u][r] - m[r], q[r]);
+          } else {
+            q[r] = fmaf(xv[u][r], xv[u][r], q[r]);
+          }
+        }
+      }
+    }
+  }
+  for (int off = 16; off >= 1; off /= 2) {
+    const float nb = __shfl_down_sync(0xffffffffu, cn, off);
+#pragma unroll
+    for (int r = 0; r < BT; ++r) {
+      const float mb = __shfl_down_sync(0xffffffffu, m[r], off);
+      const float qb = __shfl_down_sync(0xffffffffu, q[r], off);
+      if (ln) {
+        float n = cn;
+        gemv_welford_merge(n, m[r], q[r], nb, mb, qb);
+      } else {
+        q[r] += qb;
+      }
+    }
+    cn += nb;
+  }
+  __syncthreads();  // `red` may still be in use by the caller
+  if (lane == 0) {
+    red[warp] = cn;
+#pragma unroll
+    for (int r = 0; r < BT; ++r) red[W + (warp * BT + r) * 2] = m[r], red[W + (warp * BT + r) * 2 + 1] = q[r];
+  }
+  __syncthreads();
+  const float K = static_cast<float>(a.K);
+#pragma unroll
+  for (int r = 0; r < BT; ++r) {
+    float n = 0.f, mm = 0.f, qq = 0.f;
+    for (int w = 0; w < W; ++w) {  // every thread merges the warps' summaries in the same order
+      const float nb = red[w], mb = red[W + (w * BT + r) * 2], qb = red[W + (w * BT + r) * 2 + 1];
+      if (ln) {
+        gemv_welford_merge(n, mm, qq, nb, mb, qb);
+      } else {
+        qq += qb;
+      }
+    }
+    const float var = a.K > 0 ? fmaxf(qq / K, 0.f) : 0.f;
+    mu[r] = ln ? mm : 0.f;
+    rs[r] = 1.f / sqrtf(var + a.eps);
+  }
+  __syncthreads();  // before `red` is reused
+}
+
+//! Programmatic dependent launch (sm_90): wait until the preceding kernel in the stream has completed and its
+//! writes are visible / let the next kernel start its prologue. No-ops when the launch did not ask for it.
+__device__ __forceinline__ void gemv_grid_dependency_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void gemv_trigger_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
 
 template <class I>
 __device__ __forceinline__ I gemv_min(I a, I b) {
@@ -137,12 +258,12 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
   __shared__ float s_vals[BT * cfg::stage];  // [BT, stage]; later [4, BT, tn] reduction scratch
   __shared__ float s_part[BT * max_tn];      // this block's partial tile [BT, tn]
   __shared__ typename scan_t::TempStorage s_scan;
-  __shared__ long long s_pref[BT + 1];       // list mode: prefix sums of the tile rows' nnz
+  __shared__ long long s_pref[BT + 1];  // list mode: prefix sums of the tile rows' nnz
 
   const int tid = threadIdx.x;
-  const int tpr = a.tpr;                // threads per row segment: 8, 16 or 32
+  const int tpr = a.tpr;                  // threads per row segment: 8, 16 or 32
   const int groups = cfg::threads / tpr;  // channels processed side by side
-  const int tn = tpr * vec;             // columns per tile
+  const int tn = tpr * vec;               // columns per tile
   const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * BT;
   const int nr = static_cast<int>(gemv_min<std::int64_t>(BT, a.b - r0));
   const int split = blockIdx.y;
@@ -151,23 +272,8 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
   const bool dense = a.mode == static_cast<int>(gemv_input::dense);
 
   // This split's range: channels [begin, end) of K, or entries [begin, end) of the tile's concatenated lists.
-  std::int64_t begin, end;
-  if (list) {
-    if (tid == 0) {
-      long long acc = 0;
-      s_pref[0] = 0;
-      for (int r = 0; r < BT; ++r) {
-        long long n = 0;
-        if (r < nr) n = gemv_min<long long>(gemv_max<long long>(a.nnz[r0 + r], 0), a.cap);  // clamped: memory-safe
-        acc += n;
-        s_pref[r + 1] = acc;
-      }
-    }
-    __syncthreads();
-    const long long total = s_pref[BT];
-    begin = total * split / a.splits;
-    end = total * (split + 1) / a.splits;
-  } else {
+  std::int64_t begin = 0, end = 0;
+  if (!list) {
     const std::int64_t chunk = (a.K + a.splits - 1) / a.splits;
     begin = gemv_min<std::int64_t>(a.K, chunk * split);
     end = gemv_min<std::int64_t>(a.K, begin + chunk);
@@ -184,42 +290,116 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
 #pragma unroll
     for (int v = 0; v < vec; ++v) acc[r][v] = 0.f;
 
-  // Streams the `cnt` staged channels: 16 (BT = 1) or 8 weight-row loads in flight per thread, then the FMAs.
-  auto stream = [&](int cnt) {
+  // Weight streaming, software-pipelined: two register halves of H 16-byte loads each; while one half is consumed
+  // the other is in flight, and a consumed half is refilled at once, so every thread keeps H..2H independent loads
+  // outstanding (2H = 16 for BT = 1, 8 otherwise) with no gap between rounds. Channel slot ii of the current
+  // chunk is channel s0 + ii (dense: ids implicit, known before x is read) or s_ids[ii] (staged forms).
+  constexpr int H = unroll / 2;
+  const int step = groups * H;
+  uint4 wa[H], wb[H];
+  std::int64_t s0 = begin;  // current chunk (dense)
+  auto issue = [&](uint4(&buf)[H], int base, int cnt) {
     if (nvalid == 0) return;
-    for (int i = g; i < cnt; i += groups * unroll) {
-      uint4 wv[unroll];
 #pragma unroll
-      for (int u = 0; u < unroll; ++u) {
-        const int ii = i + u * groups;
-        if (ii < cnt) wv[u] = gemv_load_w(wcol + static_cast<std::int64_t>(s_ids[ii]) * a.ldw, nvalid);
+    for (int u = 0; u < H; ++u) {
+      const int ii = base + u * groups;
+      if (ii < cnt) {
+        const std::int64_t k = dense ? s0 + ii : static_cast<std::int64_t>(s_ids[ii]);
+        buf[u] = gemv_load_w(wcol + k * a.ldw, nvalid);
       }
+    }
+  };
+  auto consume = [&](const uint4(&buf)[H], int base, int cnt) {
+    if (nvalid == 0) return;
 #pragma unroll
-      for (int u = 0; u < unroll; ++u) {
-        const int ii = i + u * groups;
-        if (ii < cnt) {
-          float wf[vec];
-          gemv_unpack(wv[u], wf, static_cast<const C*>(nullptr));
+    for (int u = 0; u < H; ++u) {
+      const int ii = base + u * groups;
+      if (ii < cnt) {
+        float wf[vec];
+        gemv_unpack(buf[u], wf, static_cast<const C*>(nullptr));
 #pragma unroll
-          for (int r = 0; r < BT; ++r) {
-            const float xv = s_vals[r * cfg::stage + ii];
+        for (int r = 0; r < BT; ++r) {
+          const float xv = s_vals[r * cfg::stage + ii];
 #pragma unroll
-            for (int q = 0; q < vec; ++q) acc[r][q] = fmaf(xv, wf[q], acc[r][q]);
-          }
+          for (int q = 0; q < vec; ++q) acc[r][q] = fmaf(xv, wf[q], acc[r][q]);
         }
       }
     }
   };
+  auto stream = [&](int cnt) {
+    for (int base = g; base < cnt; base += 2 * step) {
+      consume(wa, base, cnt);
+      issue(wa, base + 2 * step, cnt);
+      consume(wb, base + step, cnt);
+      issue(wb, base + 3 * step, cnt);
+    }
+  };
 
-  // Every form goes through staging (dense input keeps every channel): measured on H100, this beats loading x
-  // next to the weights in the streaming loop for 14 of 16 dense shapes (docs/gemv.md).
-  {
-    float thr[BT];  // threshold mode: per-row keep bounds
+  // Dense input: the first weight loads go out before anything else (they need neither x nor the previous
+  // kernel's results — with programmatic dependent launch they overlap that kernel's tail).
+  const int first_len = static_cast<int>(gemv_min<std::int64_t>(cfg::stage, end - begin));
+  if (dense && first_len > 0) {
+    issue(wa, g, first_len);
+    issue(wb, g + step, first_len);
+  }
+  gemv_grid_dependency_wait();  // everything below may read what earlier kernels wrote (x, lists, bias, y, t)
+
+  if (list) {
+    if (tid == 0) {
+      long long sum = 0;
+      s_pref[0] = 0;
+      for (int r = 0; r < BT; ++r) {
+        long long n = 0;
+        if (r < nr) n = gemv_min<long long>(gemv_max<long long>(a.nnz[r0 + r], 0), a.cap);  // clamped: memory-safe
+        sum += n;
+        s_pref[r + 1] = sum;
+      }
+    }
+    __syncthreads();
+    const long long total = s_pref[BT];
+    begin = total * split / a.splits;
+    end = total * (split + 1) / a.splits;
+  }
+
+  // Norm prologue: this block's rows' mean / rstd over all of K (not only this split's slice).
+  float mu[BT], rs[BT];
 #pragma unroll
-    for (int r = 0; r < BT; ++r) thr[r] = (a.t_rows && r < nr) ? a.t_rows[r0 + r] : a.t_all;
-    const bool masked = a.mode == static_cast<int>(gemv_input::masked);
-    for (std::int64_t s0 = begin; s0 < end; s0 += cfg::stage) {
-      const int slen = static_cast<int>(gemv_min<std::int64_t>(cfg::stage, end - s0));
+  for (int r = 0; r < BT; ++r) mu[r] = 0.f, rs[r] = 1.f;
+  const bool normed = a.norm != 0 && !list;
+  if (normed) gemv_row_stats<C, BT>(a, r0, nr, mu, rs, s_vals);
+
+  float thr[BT];  // threshold mode: per-row keep bounds
+#pragma unroll
+  for (int r = 0; r < BT; ++r) thr[r] = (a.t_rows && r < nr) ? a.t_rows[r0 + r] : a.t_all;
+  const bool masked = a.mode == static_cast<int>(gemv_input::masked);
+  for (s0 = begin; s0 < end; s0 += cfg::stage) {
+    const int slen = static_cast<int>(gemv_min<std::int64_t>(cfg::stage, end - s0));
+    int cnt;
+    if (dense) {
+      // ids are implicit: x (normalised) goes straight into the value table, no scan.
+      if (s0 != begin) {
+        issue(wa, g, slen);
+        issue(wb, g + step, slen);
+      }
+      float xv[cfg::per_thread][BT];  // all loads first (independent, L2), then the stores
+#pragma unroll
+      for (int j = 0; j < cfg::per_thread; ++j)
+#pragma unroll
+        for (int r = 0; r < BT; ++r) {
+          const int li = j * cfg::threads + tid;
+          xv[j][r] = (li < slen && r < nr) ? load_f(a.x[(r0 + r) * a.ldx + s0 + li]) : 0.f;
+        }
+#pragma unroll
+      for (int j = 0; j < cfg::per_thread; ++j)
+#pragma unroll
+        for (int r = 0; r < BT; ++r) {
+          const int li = j * cfg::threads + tid;
+          if (li < slen) s_vals[r * cfg::stage + li] = normed && r < nr ? (xv[j][r] - mu[r]) * rs[r] : xv[j][r];
+        }
+      cnt = slen;
+      __syncthreads();
+    } else {
+      // Staging: evaluate the keep rule for 4 consecutive candidates per thread, compact the kept ones (block scan).
       bool keep[cfg::per_thread];
       std::int32_t id[cfg::per_thread];
       float v[cfg::per_thread][BT];
@@ -249,12 +429,13 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
           } else {
             const std::int64_t c = s0 + li;
             id[j] = static_cast<std::int32_t>(c);
-            keep[j] = dense;
 #pragma unroll
             for (int r = 0; r < BT; ++r) {
               if (r < nr) {
-                const float xv = load_f(a.x[(r0 + r) * a.ldx + c]);
-                const bool k = dense || (masked ? xv != 0.f : (isnan(xv) || fabsf(xv) >= thr[r]));
+                const float raw = load_f(a.x[(r0 + r) * a.ldx + c]);
+                const float xv = normed ? (raw - mu[r]) * rs[r] : raw;  // x̂
+                const float sel = a.select_raw ? raw : xv;
+                const bool k = masked ? sel != 0.f : (isnan(sel) || fabsf(sel) >= thr[r]);
                 v[j][r] = k ? xv : 0.f;
                 keep[j] |= k;
               }
@@ -263,7 +444,7 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
         }
         kept += keep[j] ? 1 : 0;
       }
-      int off, cnt;
+      int off;
       scan_t(s_scan).ExclusiveSum(kept, off, cnt);
 #pragma unroll
       for (int j = 0; j < cfg::per_thread; ++j) {
@@ -275,12 +456,16 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
         }
       }
       __syncthreads();
-      stream(cnt);
-      __syncthreads();
+      issue(wa, g, cnt);
+      issue(wb, g + step, cnt);
     }
+    stream(cnt);
+    __syncthreads();
   }
+  gemv_trigger_dependents();  // the rest only reduces and stores: a dependent kernel may start its prologue
 
-  // Reduce: the groups of a warp that share columns (shuffles), then the 8 warps as a fixed tree in shared memory.
+  // Reduce: the groups of a warp that share columns (shuffles), then the 8 warps in shared memory: warps 4..7
+  // store, warps 0..3 add theirs and store back, and each output sums the 4 slots in order (2 barriers).
   for (int off = tpr; off < 32; off *= 2)
 #pragma unroll
     for (int r = 0; r < BT; ++r)
@@ -288,29 +473,25 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
       for (int q = 0; q < vec; ++q) acc[r][q] += __shfl_xor_sync(0xffffffffu, acc[r][q], off);
   const int lane = tid % 32, warp = tid / 32;
   float* red = s_vals;  // [4, BT, tn]
-  __syncthreads();
-  for (int h = cfg::threads / 64; h >= 1; h /= 2) {
-    if (warp >= h && warp < 2 * h && lane < tpr) {
-#pragma unroll
-      for (int r = 0; r < BT; ++r)
-#pragma unroll
-        for (int q = 0; q < vec; ++q) red[((warp - h) * BT + r) * tn + lane * vec + q] = acc[r][q];
-    }
-    __syncthreads();
-    if (warp < h && lane < tpr) {
-#pragma unroll
-      for (int r = 0; r < BT; ++r)
-#pragma unroll
-        for (int q = 0; q < vec; ++q) acc[r][q] += red[(warp * BT + r) * tn + lane * vec + q];
-    }
-    __syncthreads();
-  }
-  if (warp == 0 && lane < tpr) {
+  const int slot = BT * tn;
+  if (warp >= 4 && lane < tpr) {
 #pragma unroll
     for (int r = 0; r < BT; ++r)
 #pragma unroll
-      for (int q = 0; q < vec; ++q) s_part[r * tn + lane * vec + q] = acc[r][q];
+      for (int q = 0; q < vec; ++q) red[(warp - 4) * slot + r * tn + lane * vec + q] = acc[r][q];
   }
+  __syncthreads();
+  if (warp < 4 && lane < tpr) {
+#pragma unroll
+    for (int r = 0; r < BT; ++r)
+#pragma unroll
+      for (int q = 0; q < vec; ++q) {
+        const int o = warp * slot + r * tn + lane * vec + q;
+        red[o] = acc[r][q] + red[o];
+      }
+  }
+  __syncthreads();
+  auto block_sum = [&](int o) { return ((red[o] + red[slot + o]) + red[2 * slot + o]) + red[3 * slot + o]; };
 
   auto finish = [&](int o, float s) {  // o = r * tn + column in tile
     const int r = o / tn;
@@ -318,15 +499,16 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
     if (r >= nr || n >= a.N) return;
     C* yp = a.y + (r0 + r) * a.ldy + n;
     if (a.bias) s += load_f(a.bias[n]);
+    s = gemv_act_f(a.act, s);
     if (a.accumulate) s += load_f(*yp);
     *yp = store_f<C>(s);
   };
 
   if (a.splits == 1) {
-    __syncthreads();
-    for (int o = tid; o < BT * tn; o += cfg::threads) finish(o, s_part[o]);
+    for (int o = tid; o < BT * tn; o += cfg::threads) finish(o, block_sum(o));
   } else if (a.cluster) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    for (int o = tid; o < BT * tn; o += cfg::threads) s_part[o] = block_sum(o);
     namespace cg = cooperative_groups;
     cg::cluster_group cluster = cg::this_cluster();
     cluster.sync();
@@ -343,11 +525,10 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
     __trap();  // the host never asks for clusters from code compiled for < sm_90
 #endif
   } else {
-    __syncthreads();
     for (int o = tid; o < BT * tn; o += cfg::threads) {
       const int r = o / tn;
       const std::int64_t n = n_tile + o % tn;
-      if (r < nr && n < a.N) a.partials[(split * a.b + r0 + r) * a.N + n] = s_part[o];
+      if (r < nr && n < a.N) a.partials[(split * a.b + r0 + r) * a.N + n] = block_sum(o);
     }
   }
 }
@@ -362,6 +543,7 @@ __global__ void gemv_reduce_kernel(const gemv_args<C> a) {
   for (int c = 0; c < a.splits; ++c) s += a.partials[c * a.b * a.N + i];
   C* yp = a.y + r * a.ldy + n;
   if (a.bias) s += load_f(a.bias[n]);
+  s = gemv_act_f(a.act, s);
   if (a.accumulate) s += load_f(*yp);
   *yp = store_f<C>(s);
 }
@@ -369,8 +551,8 @@ __global__ void gemv_reduce_kernel(const gemv_args<C> a) {
 //! Checked mode for explicit lists: one block per row; the first error found is recorded in status[0..3] as
 //! (code, row, entry, value): 1 = nnz outside [0, min(cap, K)], 2 = index outside [0, K), 3 = duplicate index.
 template <class I>
-__global__ void gemv_validate_kernel(const I* idx, const std::int32_t* nnz, std::int64_t cap,
-                                     std::int64_t ld, std::int64_t K, unsigned long long* status) {
+__global__ void gemv_validate_kernel(const I* idx, const std::int32_t* nnz, std::int64_t cap, std::int64_t ld,
+                                     std::int64_t K, unsigned long long* status) {
   extern __shared__ unsigned gemv_bits[];
   const std::int64_t r = blockIdx.x;
   auto report = [&](unsigned long long code, long long pos, long long value) {
@@ -405,6 +587,8 @@ struct gemv_cuda_plan {
   dim3 grid;
   int bt = 1;
   bool empty = false;
+  bool pdl = false;                      // launch with programmatic stream serialization
+  bool sm90 = false;                     // the device could (griddepcontrol, clusters)
   unsigned long long* status = nullptr;  // checked mode
 };
 
@@ -434,11 +618,12 @@ gemv_kernel_info gemv_kernel_facts() {
 //! Launch shape: threads per row segment (tile width) and K splits (cluster size). From the H100 tuning runs
 //! (docs/gemv.md): 1 to 1.75 blocks per SM in one wave is best; power-of-two cluster sizes pack into the GPCs
 //! (clusters of 5 left a partial second wave); wider segments (longer DRAM bursts) are preferred as long as they
-//! still give >= 0.75 blocks per SM. Each split keeps >= 128 channels of K. `want_*` (non-zero) pin either choice.
+//! still give >= 0.75 blocks per SM. Each split keeps >= 64 channels of K (K = 768 gets 8 splits). `want_*` (non-zero)
+//! pin either choice.
 inline void gemv_pick_shape(std::int64_t N, std::int64_t K, std::int64_t btiles, int vec, int sms, int resident,
                             int want_tpr, int want_splits, int& tpr_out, int& splits_out) {
   const std::int64_t target = std::min<std::int64_t>(7 * static_cast<std::int64_t>(sms) / 4, resident);
-  const std::int64_t max_sp = std::clamp<std::int64_t>(K / 128, 1, gemv_cuda_cfg::max_splits);
+  const std::int64_t max_sp = std::clamp<std::int64_t>(K / 64, 1, gemv_cuda_cfg::max_splits);
   for (int tpr : {32, 16, 8}) {
     if (want_tpr && tpr != want_tpr) continue;
     const std::int64_t tiles = btiles * ((N + tpr * vec - 1) / (tpr * vec));
@@ -469,12 +654,13 @@ gemv_cuda_plan<T> gemv_cuda_prepare(const char* op, const gemv_problem<T>& p, wo
   if (p.K > 0) {
     FRUGAL_CHECK(reinterpret_cast<std::uintptr_t>(p.w.data) % 16 == 0 &&
                      (p.w.ld * static_cast<std::int64_t>(sizeof(T))) % 16 == 0,
-                 op, "the CUDA path reads weights in 16-byte vectors: w.data (=",
-                 reinterpret_cast<const void*>(p.w.data), ") must be 16-byte aligned and w.ld (=", p.w.ld,
-                 ") a multiple of ", vec, " elements (pad the rows, e.g. to_channel_major into a wider buffer)");
+                 op,
+                 "the CUDA path reads weights in 16-byte vectors: w.data (=", reinterpret_cast<const void*>(p.w.data),
+                 ") must be 16-byte aligned and w.ld (=", p.w.ld, ") a multiple of ", vec,
+                 " elements (pad the rows, e.g. to_channel_major into a wider buffer)");
   }
-  FRUGAL_CHECK((p.N + 8 * vec - 1) / (8 * vec) <= 65535, op, "N (=", p.N, ") exceeds the supported ",
-               65535 * 8 * vec, " outputs");
+  FRUGAL_CHECK((p.N + 8 * vec - 1) / (8 * vec) <= 65535, op, "N (=", p.N, ") exceeds the supported ", 65535 * 8 * vec,
+               " outputs");
   FRUGAL_CHECK(p.K <= std::numeric_limits<std::int32_t>::max(), op, "K (=", p.K, ") exceeds 2^31 - 1");
   FRUGAL_CHECK(p.opt.splits >= 0 && p.opt.splits <= cfg::max_splits, op, "options.splits (=", p.opt.splits,
                ") must be in [0, ", cfg::max_splits, "]");
@@ -498,8 +684,8 @@ gemv_cuda_plan<T> gemv_cuda_prepare(const char* op, const gemv_problem<T>& p, wo
                                 : plan.bt == 2 ? gemv_kernel_facts<C, 2>()
                                                : gemv_kernel_facts<C, 4>();
   int tpr = 8, splits = 1;
-  gemv_pick_shape(p.N, p.K, btiles, vec, sms, info.blocks_per_sm * sms, p.opt.segment_bytes / 16, p.opt.splits,
-                  tpr, splits);
+  gemv_pick_shape(p.N, p.K, btiles, vec, sms, info.blocks_per_sm * sms, p.opt.segment_bytes / 16, p.opt.splits, tpr,
+                  splits);
   const std::int64_t col_tiles = (p.N + tpr * vec - 1) / (tpr * vec);
   const bool cluster = splits > 1 && major >= 9 && info.clusters;
 
@@ -537,28 +723,41 @@ gemv_cuda_plan<T> gemv_cuda_prepare(const char* op, const gemv_problem<T>& p, wo
   a.N = p.N;
   a.splits = splits;
   a.tpr = tpr;
+  a.norm = p.mode == gemv_input::list ? 0 : static_cast<int>(p.opt.norm);
+  a.eps = p.opt.eps;
+  a.act = static_cast<int>(p.opt.act);
+  a.select_raw = p.select_raw;
   a.accumulate = p.opt.accumulate;
   a.cluster = cluster;
   plan.grid = dim3(static_cast<unsigned>(btiles), static_cast<unsigned>(splits), static_cast<unsigned>(col_tiles));
+  plan.sm90 = major >= 9;
+  plan.pdl = p.opt.pdl && plan.sm90;
   return plan;
 }
 
 template <class C, int BT>
-void gemv_cuda_launch_bt(cudaStream_t stream, const char* op, const gemv_args<C>& a, dim3 grid) {
+void gemv_cuda_launch_bt(cudaStream_t stream, const char* op, const gemv_args<C>& a, dim3 grid, bool pdl) {
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
   cfg.blockDim = dim3(gemv_cuda_cfg::threads);
   cfg.dynamicSmemBytes = 0;
   cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
+  cudaLaunchAttribute attr[2];
+  unsigned n = 0;
   if (a.cluster) {
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = 1;
-    attr[0].val.clusterDim.y = static_cast<unsigned>(a.splits);
-    attr[0].val.clusterDim.z = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = 1;
+    attr[n].val.clusterDim.y = static_cast<unsigned>(a.splits);
+    attr[n].val.clusterDim.z = 1;
+    ++n;
   }
+  if (pdl) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n].val.programmaticStreamSerializationAllowed = 1;
+    ++n;
+  }
+  cfg.attrs = n ? attr : nullptr;
+  cfg.numAttrs = n;
   cuda_check(cudaLaunchKernelEx(&cfg, gemv_kernel<C, BT>, a), op, "launching gemv_kernel");
 }
 
@@ -572,27 +771,32 @@ void gemv_cuda_launch(cuda_t tag, const char* op, const gemv_problem<T>& p, cons
     const std::size_t smem = static_cast<std::size_t>((p.K + 31) / 32) * 4;
     FRUGAL_CHECK(smem <= 227 * 1024, op, "checked mode supports K up to ", 227 * 1024 * 8, " (K=", p.K, ")");
     if (smem > 48 * 1024)
-      FRUGAL_CUDA_CHECK(cudaFuncSetAttribute(gemv_validate_kernel<std::int32_t>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             static_cast<int>(smem)),
+      FRUGAL_CUDA_CHECK(cudaFuncSetAttribute(gemv_validate_kernel<std::int32_t>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                         op);
-    gemv_validate_kernel<std::int32_t><<<static_cast<unsigned>(p.b), 256, smem, s>>>(p.list.indices, p.list.nnz, p.list.cap,
-                                                                       p.list.ld, p.K, plan.status);
+    gemv_validate_kernel<std::int32_t><<<static_cast<unsigned>(p.b), 256, smem, s>>>(
+        p.list.indices, p.list.nnz, p.list.cap, p.list.ld, p.K, plan.status);
     check_launch(op, "gemv_validate_kernel");
     unsigned long long st[4] = {0, 0, 0, 0};
     FRUGAL_CUDA_CHECK(cudaMemcpyAsync(st, plan.status, sizeof(st), cudaMemcpyDeviceToHost, s), op);
     FRUGAL_CUDA_CHECK(cudaStreamSynchronize(s), op);
     const auto row = static_cast<long long>(st[1]), pos = static_cast<long long>(st[2]);
     const auto val = static_cast<long long>(st[3]);
-    FRUGAL_CHECK(st[0] != 1, op, "nnz[", row, "] (=", val, ") must be in [0, min(cap=", p.list.cap, ", K=", p.K,
-                 ")]");
+    FRUGAL_CHECK(st[0] != 1, op, "nnz[", row, "] (=", val, ") must be in [0, min(cap=", p.list.cap, ", K=", p.K, ")]");
     FRUGAL_CHECK(st[0] != 2, op, "index ", val, " at row ", row, ", entry ", pos, " is outside [0, K=", p.K, ")");
     FRUGAL_CHECK(st[0] != 3, op, "index ", val, " appears twice in row ", row, " (entry ", pos, ")");
   }
   const auto& a = plan.args;
   switch (plan.bt) {
-    case 1: gemv_cuda_launch_bt<C, 1>(s, op, a, plan.grid); break;
-    case 2: gemv_cuda_launch_bt<C, 2>(s, op, a, plan.grid); break;
-    default: gemv_cuda_launch_bt<C, 4>(s, op, a, plan.grid); break;
+    case 1:
+      gemv_cuda_launch_bt<C, 1>(s, op, a, plan.grid, plan.pdl);
+      break;
+    case 2:
+      gemv_cuda_launch_bt<C, 2>(s, op, a, plan.grid, plan.pdl);
+      break;
+    default:
+      gemv_cuda_launch_bt<C, 4>(s, op, a, plan.grid, plan.pdl);
+      break;
   }
   if (a.splits > 1 && !a.cluster) {
     const std::int64_t n = a.b * a.N;
