@@ -5,6 +5,10 @@
 //   paged_nosplit  paged with num_splits = 1 (B = 1 only: what split-K buys)
 //   paged_p<P>     page size P in {1, 64, 256} instead of 16 (B = 32, T = 8192 only: the cost of small pages)
 //   vmm            vmm_kv_cache (virtual range per slot, 2 MB pages mapped on demand), contiguous kernel
+//   paged_s<N>     paged with num_splits = N forced (B = 1 only: the split-count curve behind the automatic plan)
+//   paged_append   kv_append of one token per sequence, then paged_decode_attention (a model's decode step, 2 calls)
+//   paged_fused    paged_append_decode_attention: the same step in one call (T = 8192 and GPT-2 shapes)
+// Plus attn/cuda/floor/empty_kernel: an empty kernel timed the same way (the launch + event floor of any kernel).
 // Counter GB/s = K and V bytes read (B * T * KV * D * 2 * sizeof) / kernel time (attention + split-K merge), CUDA
 // events. Cold L2 before every iteration: a read-only kernel streams a 2 x L2-size buffer, so L2 ends up holding clean
 // unrelated lines (a memset flush leaves ~50 MB of dirty lines whose write-back would be charged to the kernel: ~20 us
@@ -80,12 +84,16 @@ void fill(T* p, std::size_t n, std::uint32_t seed) {
 
 struct dev_mem {
   void* p = nullptr;
-  explicit dev_mem(std::size_t bytes) { frugal_bench::check(cudaMalloc(&p, std::max<std::size_t>(bytes, 16)), "cudaMalloc"); }
+  explicit dev_mem(std::size_t bytes) {
+    frugal_bench::check(cudaMalloc(&p, std::max<std::size_t>(bytes, 16)), "cudaMalloc");
+  }
   ~dev_mem() { cudaFree(p); }
   dev_mem(const dev_mem&) = delete;
   dev_mem& operator=(const dev_mem&) = delete;
   template <class U>
-  U* as() const { return static_cast<U*>(p); }
+  U* as() const {
+    return static_cast<U*>(p);
+  }
 };
 
 struct shape {
@@ -128,8 +136,7 @@ struct shape_data {
     out = std::make_unique<dev_mem>(static_cast<std::size_t>(s.B) * s.H * s.D * sizeof(T));
     try {
       if (!frugal::vmm_kv_cache<T>::supported()) throw frugal::error("VMM not supported");
-      vmm = std::make_unique<frugal::vmm_kv_cache<T>>(
-          frugal::vmm_kv_cache<T>::options{s.B, s.T, s.KV, s.D, 1, -1});
+      vmm = std::make_unique<frugal::vmm_kv_cache<T>>(frugal::vmm_kv_cache<T>::options{s.B, s.T, s.KV, s.D, 1, -1});
       for (int b = 0; b < s.B; ++b) vmm->reserve(b, s.T);
       const auto view = vmm->layer(0);
       for (int b = 0; b < s.B; ++b) {
@@ -167,13 +174,15 @@ void bench(benchmark::State& state, shape s, std::string variant) {
   p.q_heads = s.H;
   p.max_seq_len = s.T;
   p.num_splits = variant == "paged_nosplit" ? 1 : 0;
-  const std::size_t wsb = frugal::decode_attention_workspace_bytes<T>(frugal::cuda, s.B, s.H, s.KV, s.D, s.T, p.num_splits);
+  if (variant.rfind("paged_s", 0) == 0) p.num_splits = std::stoi(variant.substr(7));
+  const std::size_t wsb =
+      frugal::decode_attention_workspace_bytes<T>(frugal::cuda, s.B, s.H, s.KV, s.D, s.T, p.num_splits);
   dev_mem ws(wsb);
   const frugal::workspace w{ws.p, wsb};
   const auto qv = frugal::matrix_view<const T>(d.q->as<T>(), s.B, cols);
   const auto ov = frugal::matrix_view<T>(d.out->as<T>(), s.B, cols);
   std::function<void()> run;
-  std::unique_ptr<dev_mem> page_table;
+  std::unique_ptr<dev_mem> page_table, slots;
   if (variant == "contiguous") {
     const frugal::contiguous_kv_view<const T> kv(d.k->as<T>(), d.v->as<T>(), s.B, s.T, s.KV, s.D);
     run = [=, &d] { frugal::decode_attention(frugal::cuda, qv, kv, d.lens->as<std::int32_t>(), ov, p, w); };
@@ -195,6 +204,29 @@ void bench(benchmark::State& state, shape s, std::string variant) {
     const frugal::paged_kv_view<const T> cache(d.paged->as<T>(), nb, P, s.KV, s.D);
     const frugal::paged_kv_table tab{page_table->as<std::int32_t>(), d.lens->as<std::int32_t>(), s.B, s.T / P};
     run = [=] { frugal::paged_decode_attention(frugal::cuda, qv, cache, tab, ov, p, w); };
+  } else if (variant == "paged_append" || variant == "paged_fused") {  // the new token at position T - 1
+    const frugal::paged_kv_view<T> cache(d.paged->as<T>(), s.B * s.T / shape_data::page, shape_data::page, s.KV, s.D);
+    const std::int32_t mb = s.T / shape_data::page;
+    std::vector<std::int32_t> h_table(static_cast<std::size_t>(s.B) * mb), h_slots(static_cast<std::size_t>(s.B));
+    frugal_bench::check(cudaMemcpy(h_table.data(), d.table->p, h_table.size() * 4, cudaMemcpyDeviceToHost), "table");
+    for (int b = 0; b < s.B; ++b)
+      h_slots[static_cast<std::size_t>(b)] =
+          h_table[static_cast<std::size_t>(b) * mb + (s.T - 1) / shape_data::page] * shape_data::page +
+          (s.T - 1) % shape_data::page;
+    slots = std::make_unique<dev_mem>(h_slots.size() * 4);
+    frugal_bench::check(cudaMemcpy(slots->p, h_slots.data(), h_slots.size() * 4, cudaMemcpyHostToDevice), "slots");
+    const frugal::paged_kv_table tab{d.table->as<std::int32_t>(), d.lens->as<std::int32_t>(), s.B, mb};
+    const std::int64_t row = static_cast<std::int64_t>(s.KV) * s.D;
+    const auto kn = frugal::matrix_view<const T>(d.k->as<T>(), s.B, row);  // any rows: the new tokens' K and V
+    const auto vn = frugal::matrix_view<const T>(d.v->as<T>(), s.B, row);
+    const std::int32_t* sl = slots->as<std::int32_t>();
+    if (variant == "paged_append")
+      run = [=] {
+        frugal::kv_append(frugal::cuda, cache, kn, vn, sl);
+        frugal::paged_decode_attention(frugal::cuda, qv, frugal::paged_kv_view<const T>(cache), tab, ov, p, w);
+      };
+    else
+      run = [=] { frugal::paged_append_decode_attention(frugal::cuda, qv, kn, vn, cache, tab, ov, p, w); };
   } else {
     const frugal::paged_kv_view<const T> cache(d.paged->as<T>(), s.B * s.T / shape_data::page, shape_data::page, s.KV,
                                                s.D);
@@ -211,12 +243,33 @@ void bench(benchmark::State& state, shape s, std::string variant) {
     state.SetIterationTime(t.seconds());
   }
   frugal_bench::set_bytes(state, s.kv_bytes());
-  state.counters["splits"] = frugal::decode_attention_num_splits<T>(frugal::cuda, s.B, s.H, s.KV, s.D, s.T, p.num_splits);
+  state.counters["splits"] =
+      frugal::decode_attention_num_splits<T>(frugal::cuda, s.B, s.H, s.KV, s.D, s.T, p.num_splits);
+}
+
+__global__ void empty_kernel() {}
+
+void bench_floor(benchmark::State& state) {
+  if (!frugal_bench::have_gpu()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  if (!g_flush) g_flush = std::make_unique<clean_l2_flusher>();
+  for (auto _ : state) {
+    g_flush->flush();
+    frugal_bench::cuda_timer t;
+    empty_kernel<<<1, 32>>>();
+    state.SetIterationTime(t.seconds());
+  }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  benchmark::RegisterBenchmark("attn/cuda/floor/empty_kernel", bench_floor)
+      ->UseManualTime()
+      ->Iterations(1000)
+      ->Unit(benchmark::kMicrosecond);
   // Llama-3-8B-like (GQA 4), GPT-2 small (MHA); group size 7 (Yi-34B-like, which FlashInfer's decode lacks) at two
   // points only
   const shape configs[] = {{0, 0, 32, 8, 128}, {0, 0, 12, 12, 64}, {0, 0, 28, 4, 128}};
@@ -226,7 +279,15 @@ int main(int argc, char** argv) {
         if (c.H == 28 && (B == 8 || Tn != 8192)) continue;
         const shape s{B, Tn, c.H, c.KV, c.D};
         std::vector<std::string> variants{"contiguous", "paged"};
-        if (B == 1) variants.push_back("paged_nosplit");
+        if (B == 1) {
+          variants.push_back("paged_nosplit");
+          for (int n : {4, 8, 16, 32, 64, 128})
+            if (Tn / n >= 128 && c.H != 28) variants.push_back("paged_s" + std::to_string(n));
+        }
+        if (Tn == 8192 || (c.D == 64 && Tn == 1024)) {
+          variants.push_back("paged_append");
+          variants.push_back("paged_fused");
+        }
         if (B == 32 && Tn == 8192)
           for (const char* pv : {"paged_p1", "paged_p64", "paged_p256"}) variants.push_back(pv);
         variants.push_back("vmm");

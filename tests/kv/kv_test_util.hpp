@@ -21,10 +21,10 @@ struct kv_case {
   std::int32_t batch = 0, kv_heads = 0, q_heads = 0, head_dim = 0, page = 0, max_len = 0, max_blocks = 0;
   std::int32_t num_blocks = 0;
   std::vector<std::int32_t> lens;
-  std::vector<T> k_src, v_src;   // [batch, max_len, kv_heads, head_dim]: the tokens (contiguous storage too)
-  std::vector<T> paged;          // [num_blocks, 2, page, kv_heads, head_dim]
+  std::vector<T> k_src, v_src;      // [batch, max_len, kv_heads, head_dim]: the tokens (contiguous storage too)
+  std::vector<T> paged;             // [num_blocks, 2, page, kv_heads, head_dim]
   std::vector<std::int32_t> table;  // [batch, max_blocks]
-  std::vector<T> q;              // [batch, q_heads * head_dim]
+  std::vector<T> q;                 // [batch, q_heads * head_dim]
 
   std::int64_t row() const { return static_cast<std::int64_t>(kv_heads) * head_dim; }
   frugal::paged_kv_view<T> paged_view(T* p) { return {p, num_blocks, page, kv_heads, head_dim}; }
@@ -102,8 +102,9 @@ kv_case<T> make_case(std::uint64_t seed, std::int32_t kv_heads, std::int32_t gro
 //! Naive reference in double: rows of q against k_src/v_src ([batch, max_len, kv_heads, D]).
 //! row_seq[r], row_len[r]: the sequence and number of keys of query row r.
 template <class T>
-std::vector<double> naive_attention(const kv_case<T>& c, const std::vector<T>& q, const std::vector<std::int32_t>& row_seq,
-                                    const std::vector<std::int32_t>& row_len, double scale) {
+std::vector<double> naive_attention(const kv_case<T>& c, const std::vector<T>& q,
+                                    const std::vector<std::int32_t>& row_seq, const std::vector<std::int32_t>& row_len,
+                                    double scale) {
   const std::int32_t D = c.head_dim, G = c.q_heads / c.kv_heads;
   std::vector<double> out(row_seq.size() * static_cast<std::size_t>(c.q_heads) * D, 0.0);
   for (std::size_t r = 0; r < row_seq.size(); ++r)
@@ -116,7 +117,8 @@ std::vector<double> naive_attention(const kv_case<T>& c, const std::vector<T>& q
         double d = 0;
         for (std::int32_t x = 0; x < D; ++x)
           d += static_cast<double>(frugal::to_float(q[(r * c.q_heads + qh) * D + x])) *
-               static_cast<double>(frugal::to_float(c.k_src[((static_cast<std::size_t>(b) * c.max_len + t) * c.kv_heads + h) * D + x]));
+               static_cast<double>(
+                   frugal::to_float(c.k_src[((static_cast<std::size_t>(b) * c.max_len + t) * c.kv_heads + h) * D + x]));
         s[static_cast<std::size_t>(t)] = d * scale;
         mx = std::max(mx, s[static_cast<std::size_t>(t)]);
       }
@@ -126,7 +128,8 @@ std::vector<double> naive_attention(const kv_case<T>& c, const std::vector<T>& q
         for (std::int32_t x = 0; x < D; ++x)
           out[(r * c.q_heads + qh) * D + x] +=
               s[static_cast<std::size_t>(t)] / sum *
-              static_cast<double>(frugal::to_float(c.v_src[((static_cast<std::size_t>(b) * c.max_len + t) * c.kv_heads + h) * D + x]));
+              static_cast<double>(
+                  frugal::to_float(c.v_src[((static_cast<std::size_t>(b) * c.max_len + t) * c.kv_heads + h) * D + x]));
     }
   return out;
 }
@@ -153,6 +156,37 @@ bool same_bits(const T& a, const T& b) {
 template <class T>
 bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+}
+
+//! Fused append inputs: row b = the K (V) row of position lens[b] - 1 (zeros when lens[b] = 0), row stride ld.
+template <class T>
+std::vector<T> new_rows(const kv_case<T>& c, const std::vector<T>& src, std::int64_t ld) {
+  std::vector<T> out(static_cast<std::size_t>(c.batch * ld), frugal::from_float<T>(0.f));
+  for (std::int32_t b = 0; b < c.batch; ++b) {
+    const std::int32_t t = c.lens[static_cast<std::size_t>(b)] - 1;
+    if (t < 0) continue;
+    const std::size_t o = (static_cast<std::size_t>(b) * c.max_len + t) * c.row();
+    std::copy(src.begin() + static_cast<std::ptrdiff_t>(o), src.begin() + static_cast<std::ptrdiff_t>(o + c.row()),
+              out.begin() + b * ld);
+  }
+  return out;
+}
+//! Overwrites the K/V of position lens[b] - 1 of every sequence with `value` in paged storage and in k/v_src.
+template <class T>
+void clobber_last(kv_case<T>& c, std::vector<T>& paged, std::vector<T>& k_src, std::vector<T>& v_src, float value) {
+  const auto view = c.paged_view(paged.data());
+  for (std::int32_t b = 0; b < c.batch; ++b) {
+    const std::int32_t t = c.lens[static_cast<std::size_t>(b)] - 1;
+    if (t < 0) continue;
+    const std::int32_t blk = c.table[static_cast<std::size_t>(b) * c.max_blocks + t / c.page];
+    std::fill(view.k(blk, t % c.page), view.k(blk, t % c.page) + c.row(), frugal::from_float<T>(value));
+    std::fill(view.v(blk, t % c.page), view.v(blk, t % c.page) + c.row(), frugal::from_float<T>(value));
+    const std::size_t o = (static_cast<std::size_t>(b) * c.max_len + t) * c.row();
+    std::fill(k_src.begin() + static_cast<std::ptrdiff_t>(o), k_src.begin() + static_cast<std::ptrdiff_t>(o + c.row()),
+              frugal::from_float<T>(value));
+    std::fill(v_src.begin() + static_cast<std::ptrdiff_t>(o), v_src.begin() + static_cast<std::ptrdiff_t>(o + c.row()),
+              frugal::from_float<T>(value));
+  }
 }
 
 inline std::vector<std::int32_t> iota_rows(std::int32_t n) {

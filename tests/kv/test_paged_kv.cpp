@@ -70,7 +70,8 @@ TEST_CASE("kv_append: negative slots are skipped; row strides (fused QKV columns
 
 TEST_CASE_TEMPLATE("kv_copy_blocks copies K and V of every layer, nothing else", T, float, half, bfloat16) {
   const std::int32_t L = 3, NB = 6, P = 5, H = 2, D = 4;
-  auto data = frugal_test::random_vector<T>(static_cast<std::size_t>(frugal::paged_kv_view<T>::elements(NB, P, H, D, L)), 9);
+  auto data =
+      frugal_test::random_vector<T>(static_cast<std::size_t>(frugal::paged_kv_view<T>::elements(NB, P, H, D, L)), 9);
   const auto orig = data;
   frugal::paged_kv_view<T> view(data.data(), NB, P, H, D, L);
   const frugal::block_copy copies[2] = {{1, 4}, {2, 0}};
@@ -159,6 +160,88 @@ TEST_CASE_TEMPLATE("prefill attention over the paged cache: causal and not, page
   }
 }
 
+namespace {
+
+//! Fused append + decode on CPU: the new tokens' cache rows are clobbered first; the fused op must write them back
+//! (cache bit-equal to the original) and produce what decode over the original cache produces (bit for bit).
+template <class T>
+void check_append_decode(std::uint64_t seed, std::int32_t kv_heads, std::int32_t group, std::int32_t D,
+                         std::int32_t page, const std::vector<std::int32_t>& lens) {
+  auto c = kv_test::make_case<T>(seed, kv_heads, group, D, page, lens);
+  INFO("T=", frugal::dtype_traits<T>::name, " kv_heads=", kv_heads, " group=", group, " D=", D, " page=", page);
+  const std::int64_t cols = static_cast<std::int64_t>(c.q_heads) * D, ld = 3 * c.row() + 8;  // fused-QKV-like
+  const auto kn = kv_test::new_rows(c, c.k_src, ld), vn = kv_test::new_rows(c, c.v_src, ld);
+  frugal::attention_params p;
+  p.q_heads = c.q_heads;
+  const auto qv = matrix_view<const T>(c.q.data(), c.batch, cols);
+  std::vector<T> ref(c.q.size()), out_p(c.q.size()), out_c(c.q.size());
+  const frugal::paged_kv_table tab{c.table.data(), c.lens.data(), c.batch, c.max_blocks};
+  frugal::paged_decode_attention(frugal::cpu, qv, c.paged_view(c.paged.data()), tab,
+                                 matrix_view<T>(ref.data(), c.batch, cols), p);
+  auto paged = c.paged, k = c.k_src, v = c.v_src;
+  kv_test::clobber_last(c, paged, k, v, 37.f);
+  frugal::paged_append_decode_attention(frugal::cpu, qv, matrix_view<const T>(kn.data(), c.batch, c.row(), ld),
+                                        matrix_view<const T>(vn.data(), c.batch, c.row(), ld),
+                                        c.paged_view(paged.data()), tab, matrix_view<T>(out_p.data(), c.batch, cols),
+                                        p);
+  frugal::append_decode_attention(frugal::cpu, qv, matrix_view<const T>(kn.data(), c.batch, c.row(), ld),
+                                  matrix_view<const T>(vn.data(), c.batch, c.row(), ld),
+                                  c.contig_view(k.data(), v.data()), c.lens.data(),
+                                  matrix_view<T>(out_c.data(), c.batch, cols), p);
+  CHECK(same_bits(out_p, ref));
+  CHECK(same_bits(out_c, ref));
+  CHECK(same_bits(paged, c.paged));
+  CHECK(same_bits(k, c.k_src));
+  CHECK(same_bits(v, c.v_src));
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("fused append + decode attention == kv_append then decode, paged and contiguous", T, float, half,
+                   bfloat16) {
+  std::uint64_t seed = 300;
+  for (const std::int32_t D : {64, 128, 32})
+    for (const std::int32_t g : {1, 3, 4, 8})
+      check_append_decode<T>(++seed, g % 2 ? 2 : 1, g, D, 16, {1, 16, 17, 0, 47, 130});
+  for (const std::int32_t page : {1, 7, 256}) check_append_decode<T>(++seed, 2, 2, 64, page, {1, 255, 256, 257, 40});
+}
+
+TEST_CASE("fused append + decode errors: shapes, lengths, block ids; nothing is written") {
+  auto c = kv_test::make_case<float>(9, 2, 2, 64, 16, {5, 20});
+  const frugal::paged_kv_table tab{c.table.data(), c.lens.data(), c.batch, c.max_blocks};
+  std::vector<float> out(c.q.size(), 7.f);
+  const auto kn = kv_test::new_rows(c, c.k_src, c.row()), vn = kv_test::new_rows(c, c.v_src, c.row());
+  const auto qv = matrix_view<const float>(c.q.data(), 2, 4 * 64);
+  const auto ov = matrix_view<float>(out.data(), 2, 4 * 64);
+  const auto kv = matrix_view<const float>(kn.data(), 2, c.row()), vv = matrix_view<const float>(vn.data(), 2, c.row());
+  frugal::attention_params p;
+  p.q_heads = 4;
+  const auto paged0 = c.paged;
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::paged_append_decode_attention(frugal::cpu, qv, matrix_view<const float>(kn.data(), 1, c.row()), vv,
+                                            c.paged_view(c.paged.data()), tab, ov, p),
+      "frugal::paged_append_decode_attention: k_new is [1, 128] and v_new is [2, 128] but both must be [rows = 2, "
+      "kv_heads * head_dim = 128]");
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::append_decode_attention(frugal::cpu, qv, kv, matrix_view<const float>(vn.data(), 2, 64),
+                                      c.contig_view(c.k_src.data(), c.v_src.data()), c.lens.data(), ov, p),
+      "frugal::append_decode_attention: k_new is [2, 128] and v_new is [2, 64]");
+  auto table = c.table;
+  table[1 * static_cast<std::size_t>(c.max_blocks) + 1] = -4;  // sequence 1's last block: checked before any write
+  const frugal::paged_kv_table tab_bad{table.data(), c.lens.data(), c.batch, c.max_blocks};
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::paged_append_decode_attention(frugal::cpu, qv, kv, vv, c.paged_view(c.paged.data()), tab_bad, ov, p),
+      "frugal::paged_append_decode_attention: block_table[1, 1] (=-4)");
+  auto lens = c.lens;
+  lens[0] = 33;
+  const frugal::paged_kv_table tab_long{c.table.data(), lens.data(), c.batch, c.max_blocks};
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::paged_append_decode_attention(frugal::cpu, qv, kv, vv, c.paged_view(c.paged.data()), tab_long, ov, p),
+      "seq_lens[0] (=33) must be in [0, 32]");
+  CHECK(kv_test::same_bits(c.paged, paged0));
+  for (float f : out) REQUIRE(f == 7.f);
+}
+
 TEST_CASE("attention errors name the operation and the values; nothing is written") {
   auto c = kv_test::make_case<float>(3, 2, 2, 64, 16, {5, 20});
   const frugal::paged_kv_table tab{c.table.data(), c.lens.data(), c.batch, c.max_blocks};
@@ -176,13 +259,15 @@ TEST_CASE("attention errors name the operation and the values; nothing is writte
   auto lens = c.lens;
   lens[1] = 33;  // > max_blocks * page = 32
   const frugal::paged_kv_table tab_long{c.table.data(), lens.data(), c.batch, c.max_blocks};
-  FRUGAL_CHECK_THROWS_WITH(frugal::paged_decode_attention(frugal::cpu, qv, c.paged_view(c.paged.data()), tab_long, ov, p),
-                           "seq_lens[1] (=33) must be in [0, 32]");
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::paged_decode_attention(frugal::cpu, qv, c.paged_view(c.paged.data()), tab_long, ov, p),
+      "seq_lens[1] (=33) must be in [0, 32]");
   auto table = c.table;
   table[1 * static_cast<std::size_t>(c.max_blocks) + 1] = c.num_blocks;
   const frugal::paged_kv_table tab_bad{table.data(), c.lens.data(), c.batch, c.max_blocks};
-  FRUGAL_CHECK_THROWS_WITH(frugal::paged_decode_attention(frugal::cpu, qv, c.paged_view(c.paged.data()), tab_bad, ov, p),
-                           "block_table[1, 1] (=");
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::paged_decode_attention(frugal::cpu, qv, c.paged_view(c.paged.data()), tab_bad, ov, p),
+      "block_table[1, 1] (=");
   const std::int32_t bad_indptr[3] = {0, 1, 3};
   FRUGAL_CHECK_THROWS_WITH(
       frugal::paged_prefill_attention(frugal::cpu, qv, c.paged_view(c.paged.data()), tab, bad_indptr, ov, p),

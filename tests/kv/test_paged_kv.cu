@@ -28,11 +28,14 @@ struct device_case {
   }
 };
 
-void device_sync() { FRUGAL_CUDA_CHECK(cudaDeviceSynchronize(), "test"); }
+void device_sync() {
+  FRUGAL_CUDA_CHECK(cudaDeviceSynchronize(), "test");
+}
 
 }  // namespace
 
-TEST_CASE_TEMPLATE("cuda kv_append / kv_gather / kv_copy_blocks equal the CPU bit for bit", T, float, frugal::half, frugal::bfloat16) {
+TEST_CASE_TEMPLATE("cuda kv_append / kv_gather / kv_copy_blocks equal the CPU bit for bit", T, float, frugal::half,
+                   frugal::bfloat16) {
   FRUGAL_REQUIRE_GPU();
   for (const std::int32_t page : {1, 16, 7}) {
     INFO("page=", page);
@@ -52,7 +55,8 @@ TEST_CASE_TEMPLATE("cuda kv_append / kv_gather / kv_copy_blocks equal the CPU bi
   const std::int32_t NB = 9, P = 16, H = 2, D = 64, n = 40;
   for (const std::int64_t ld : {std::int64_t{H * D}, std::int64_t{H * D + 3}}) {
     INFO("ld=", ld);
-    auto cache = frugal_test::random_vector<T>(static_cast<std::size_t>(frugal::paged_kv_view<T>::elements(NB, P, H, D)), 3);
+    auto cache =
+        frugal_test::random_vector<T>(static_cast<std::size_t>(frugal::paged_kv_view<T>::elements(NB, P, H, D)), 3);
     const auto kin = frugal_test::random_vector<T>(static_cast<std::size_t>(n * ld), 4);
     const auto vin = frugal_test::random_vector<T>(static_cast<std::size_t>(n * ld), 5);
     std::vector<std::int32_t> slots(n);
@@ -70,7 +74,8 @@ TEST_CASE_TEMPLATE("cuda kv_append / kv_gather / kv_copy_blocks equal the CPU bi
     CHECK(same_bits(dc.download(), cache));
     // copy blocks over 3 layers
     const std::int32_t L = 3;
-    auto multi = frugal_test::random_vector<T>(static_cast<std::size_t>(frugal::paged_kv_view<T>::elements(NB, P, H, D, L)), 6);
+    auto multi =
+        frugal_test::random_vector<T>(static_cast<std::size_t>(frugal::paged_kv_view<T>::elements(NB, P, H, D, L)), 6);
     device_buffer<T> dm(multi);
     const std::vector<frugal::block_copy> copies{{1, 4}, {2, 0}, {8, 7}};
     device_buffer<frugal::block_copy> dcp(copies);
@@ -84,9 +89,8 @@ TEST_CASE_TEMPLATE("cuda kv_append / kv_gather / kv_copy_blocks equal the CPU bi
 namespace {
 
 template <class T>
-void check_decode_cuda(std::uint64_t seed, std::int32_t kv_heads, std::int32_t group, std::int32_t D,
-                       std::int32_t page, const std::vector<std::int32_t>& lens, std::int32_t splits,
-                       std::int32_t max_seq_len = 0) {
+void check_decode_cuda(std::uint64_t seed, std::int32_t kv_heads, std::int32_t group, std::int32_t D, std::int32_t page,
+                       const std::vector<std::int32_t>& lens, std::int32_t splits, std::int32_t max_seq_len = 0) {
   auto c = kv_test::make_case<T>(seed, kv_heads, group, D, page, lens);
   INFO("T=", frugal::dtype_traits<T>::name, " kv_heads=", kv_heads, " group=", group, " D=", D, " page=", page,
        " splits=", splits, " max_seq_len=", max_seq_len);
@@ -96,8 +100,8 @@ void check_decode_cuda(std::uint64_t seed, std::int32_t kv_heads, std::int32_t g
   p.q_heads = c.q_heads;
   p.num_splits = splits;
   p.max_seq_len = max_seq_len ? max_seq_len : c.max_len;  // the same plan for both layouts: bitwise comparable
-  const std::size_t wsb =
-      frugal::decode_attention_workspace_bytes<T>(frugal::cuda, c.batch, c.q_heads, c.kv_heads, D, p.max_seq_len, splits);
+  const std::size_t wsb = frugal::decode_attention_workspace_bytes<T>(frugal::cuda, c.batch, c.q_heads, c.kv_heads, D,
+                                                                      p.max_seq_len, splits);
   const std::size_t wsb_cap = frugal::decode_attention_workspace_bytes<T>(frugal::cuda, c.batch, c.q_heads, c.kv_heads,
                                                                           D, c.max_blocks * page, splits);
   device_buffer<unsigned char> ws(std::max<std::size_t>(wsb, wsb_cap) + 1);
@@ -130,9 +134,10 @@ TEST_CASE_TEMPLATE("cuda decode attention: paged == contiguous, vs naive; head d
   const std::vector<std::int32_t> lens{1, 16, 17, 0, 47, 130, 64, 300};
   // FRUGAL_KV_QUICK (for compute-sanitizer runs): groups 1, 4, 7, 12 and splits auto / 3 only
   const bool quick = std::getenv("FRUGAL_KV_QUICK") != nullptr;
-  const std::vector<std::int32_t> groups = quick ? std::vector<std::int32_t>{1, 4, 7, 12}
-                                                 : std::vector<std::int32_t>{1, 2, 3, 4, 5, 6, 7, 8, 12};
-  const std::vector<std::int32_t> split_list = quick ? std::vector<std::int32_t>{0, 3} : std::vector<std::int32_t>{0, 1, 3};
+  const std::vector<std::int32_t> groups =
+      quick ? std::vector<std::int32_t>{1, 4, 7, 12} : std::vector<std::int32_t>{1, 2, 3, 4, 5, 6, 7, 8, 12};
+  const std::vector<std::int32_t> split_list =
+      quick ? std::vector<std::int32_t>{0, 3} : std::vector<std::int32_t>{0, 1, 3};
   for (const std::int32_t D : {64, 80, 96, 128})
     for (const std::int32_t g : groups)
       for (const std::int32_t splits : split_list) check_decode_cuda<T>(++seed, g % 2 ? 2 : 1, g, D, 16, lens, splits);
@@ -143,7 +148,8 @@ TEST_CASE_TEMPLATE("cuda decode attention: paged == contiguous, vs naive; head d
   check_decode_cuda<T>(++seed, 2, 2, 128, 16, {900, 901, 17}, 0, 100);
 }
 
-TEST_CASE_TEMPLATE("cuda prefill attention over the paged cache equals the naive reference", T, float, frugal::half, frugal::bfloat16) {
+TEST_CASE_TEMPLATE("cuda prefill attention over the paged cache equals the naive reference", T, float, frugal::half,
+                   frugal::bfloat16) {
   FRUGAL_REQUIRE_GPU();
   const std::vector<std::int32_t> lens{5, 20, 333, 1};
   const std::vector<std::int32_t> n_new{5, 3, 100, 1};
@@ -191,7 +197,8 @@ TEST_CASE("cuda decode step inside a CUDA Graph: lengths and tables change in de
   frugal::block_allocator alloc(NB, P);
   std::vector<frugal::block_allocator::seq_id> seqs;
   for (std::int32_t len : {100, 1, 700}) seqs.push_back(alloc.allocate(len));
-  auto cache = frugal_test::random_vector<T>(static_cast<std::size_t>(frugal::paged_kv_view<T>::elements(NB, P, H, D)), 21);
+  auto cache =
+      frugal_test::random_vector<T>(static_cast<std::size_t>(frugal::paged_kv_view<T>::elements(NB, P, H, D)), 21);
   device_buffer<T> dcache(cache);
   const frugal::paged_kv_view<T> view(dcache.data(), NB, P, H, D);
   device_buffer<std::int32_t> dtable(static_cast<std::size_t>(B * MAXB)), dlens(B), dslots(B);
@@ -232,8 +239,10 @@ TEST_CASE("cuda decode step inside a CUDA Graph: lengths and tables change in de
     dtable.upload(table);
     dlens.upload(lens);
     dslots.upload(slots);
-    const auto kn = frugal_test::random_vector<T>(static_cast<std::size_t>(B * H * D), 30 + static_cast<std::uint64_t>(step));
-    const auto vn = frugal_test::random_vector<T>(static_cast<std::size_t>(B * H * D), 40 + static_cast<std::uint64_t>(step));
+    const auto kn =
+        frugal_test::random_vector<T>(static_cast<std::size_t>(B * H * D), 30 + static_cast<std::uint64_t>(step));
+    const auto vn =
+        frugal_test::random_vector<T>(static_cast<std::size_t>(B * H * D), 40 + static_cast<std::uint64_t>(step));
     knew.upload(kn);
     vnew.upload(vn);
     FRUGAL_CUDA_CHECK(cudaGraphLaunch(exec, s), "test");
@@ -259,6 +268,93 @@ TEST_CASE("cuda decode step inside a CUDA Graph: lengths and tables change in de
   cudaStreamDestroy(s);
 }
 
+namespace {
+
+//! Fused append + decode on CUDA: the new tokens' cache rows are clobbered; the fused op must restore them (caches
+//! bit-equal to the original) and equal decode over the original cache bit for bit (same plan). `graph`: the paged
+//! call is captured in a CUDA Graph and replayed.
+template <class T>
+void check_append_decode_cuda(std::uint64_t seed, std::int32_t kv_heads, std::int32_t group, std::int32_t D,
+                              std::int32_t page, const std::vector<std::int32_t>& lens, std::int32_t splits,
+                              bool graph = false) {
+  auto c = kv_test::make_case<T>(seed, kv_heads, group, D, page, lens);
+  INFO("T=", frugal::dtype_traits<T>::name, " kv_heads=", kv_heads, " group=", group, " D=", D, " page=", page,
+       " splits=", splits, " graph=", graph);
+  const std::int64_t cols = static_cast<std::int64_t>(c.q_heads) * D, ld = 3 * c.row() + 8;
+  device_case<T> d(c);
+  device_buffer<T> kn(kv_test::new_rows(c, c.k_src, ld)), vn(kv_test::new_rows(c, c.v_src, ld));
+  frugal::attention_params p;
+  p.q_heads = c.q_heads;
+  p.num_splits = splits;
+  p.max_seq_len = c.max_len;
+  const std::size_t wsb =
+      frugal::decode_attention_workspace_bytes<T>(frugal::cuda, c.batch, c.q_heads, c.kv_heads, D, c.max_len, splits);
+  device_buffer<unsigned char> ws(wsb + 16);
+  const frugal::workspace w{ws.data(), ws.size()};
+  const auto qv = matrix_view<const T>(d.q.data(), c.batch, cols);
+  device_buffer<T> ref(c.q.size()), out_p(c.q.size()), out_c(c.q.size());
+  frugal::paged_decode_attention(frugal::cuda, qv, c.paged_view(d.paged.data()), d.tab(c),
+                                 matrix_view<T>(ref.data(), c.batch, cols), p, w);
+  device_sync();
+  auto paged = c.paged, k = c.k_src, v = c.v_src;
+  kv_test::clobber_last(c, paged, k, v, 37.f);
+  device_buffer<T> dp(paged), dk(k), dv(v);
+  const auto knv = matrix_view<const T>(kn.data(), c.batch, c.row(), ld);
+  const auto vnv = matrix_view<const T>(vn.data(), c.batch, c.row(), ld);
+  auto fused_paged = [&](cudaStream_t s) {
+    frugal::paged_append_decode_attention(frugal::cuda.on(s), qv, knv, vnv, c.paged_view(dp.data()), d.tab(c),
+                                          matrix_view<T>(out_p.data(), c.batch, cols), p, w);
+  };
+  if (graph) {
+    cudaStream_t s;
+    FRUGAL_CUDA_CHECK(cudaStreamCreate(&s), "test");
+    cudaGraph_t g;
+    FRUGAL_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal), "test");
+    fused_paged(s);
+    FRUGAL_CUDA_CHECK(cudaStreamEndCapture(s, &g), "test");
+    cudaGraphExec_t exec;
+    FRUGAL_CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0), "test");
+    for (int r = 0; r < 2; ++r) FRUGAL_CUDA_CHECK(cudaGraphLaunch(exec, s), "test");
+    FRUGAL_CUDA_CHECK(cudaStreamSynchronize(s), "test");
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(g);
+    cudaStreamDestroy(s);
+  } else {
+    fused_paged(nullptr);
+  }
+  frugal::append_decode_attention(frugal::cuda, qv, knv, vnv, c.contig_view(dk.data(), dv.data()), d.lens.data(),
+                                  matrix_view<T>(out_c.data(), c.batch, cols), p, w);
+  device_sync();
+  device_buffer<T> out_cd(c.q.size());  // plain decode over the contiguous cache the fused call wrote
+  frugal::decode_attention(frugal::cuda, qv, frugal::contiguous_kv_view<const T>(c.contig_view(dk.data(), dv.data())),
+                           d.lens.data(), matrix_view<T>(out_cd.data(), c.batch, cols), p, w);
+  device_sync();
+  const auto r = ref.download();
+  CHECK(same_bits(out_p.download(), r));
+  CHECK(same_bits(out_c.download(), r));
+  CHECK(same_bits(out_cd.download(), r));
+  CHECK(same_bits(dp.download(), c.paged));
+  CHECK(same_bits(dk.download(), c.k_src));
+  CHECK(same_bits(dv.download(), c.v_src));
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("cuda fused append + decode == decode over the appended cache; caches written", T, float,
+                   frugal::half, frugal::bfloat16) {
+  FRUGAL_REQUIRE_GPU();
+  std::uint64_t seed = 5000;
+  const bool quick = std::getenv("FRUGAL_KV_QUICK") != nullptr;
+  for (const std::int32_t D : {64, 80, 96, 128})
+    for (const std::int32_t g : {1, 4, 7, 12})
+      for (const std::int32_t splits : quick ? std::vector<std::int32_t>{0} : std::vector<std::int32_t>{0, 1, 3})
+        check_append_decode_cuda<T>(++seed, g % 2 ? 2 : 1, g, D, 16, {1, 16, 17, 0, 47, 130, 64, 300}, splits);
+  check_append_decode_cuda<T>(++seed, 2, 4, 128, 16, {3000, 1, 2049}, 0);
+  check_append_decode_cuda<T>(++seed, 1, 6, 64, 1, {700, 333}, 7);
+  check_append_decode_cuda<T>(++seed, 3, 1, 64, 256, {257, 1000, 256}, 0, true);
+  check_append_decode_cuda<T>(++seed, 2, 3, 128, 16, {900, 5, 17}, 0, true);
+}
+
 TEST_CASE("cuda attention errors") {
   FRUGAL_REQUIRE_GPU();
   auto c = kv_test::make_case<frugal::half>(5, 2, 2, 64, 16, {500, 20});
@@ -269,8 +365,8 @@ TEST_CASE("cuda attention errors") {
   const auto qv = matrix_view<const frugal::half>(d.q.data(), 2, 4 * 64);
   const auto ov = matrix_view<frugal::half>(out.data(), 2, 4 * 64);
   p.num_splits = 4;
-  FRUGAL_CHECK_THROWS_WITH(frugal::paged_decode_attention(frugal::cuda, qv, c.paged_view(d.paged.data()), d.tab(c), ov, p,
-                                                          frugal::workspace{d.table.data(), 16}),
+  FRUGAL_CHECK_THROWS_WITH(frugal::paged_decode_attention(frugal::cuda, qv, c.paged_view(d.paged.data()), d.tab(c), ov,
+                                                          p, frugal::workspace{d.table.data(), 16}),
                            "frugal::paged_decode_attention: workspace too small: 16 bytes given");
   auto c32 = kv_test::make_case<frugal::half>(6, 2, 1, 32, 16, {5});
   device_case<frugal::half> d32(c32);
@@ -281,4 +377,19 @@ TEST_CASE("cuda attention errors") {
                                      c32.paged_view(d32.paged.data()), d32.tab(c32),
                                      matrix_view<frugal::half>(out.data(), 1, 64), p),
       "head_dim (=32) is not supported on CUDA; supported: 64, 80, 96, 128");
+  // fused append: k_new / v_new must allow 16-byte vector copies
+  p.q_heads = 4;
+  p.num_splits = 0;
+  device_buffer<frugal::half> kn(static_cast<std::size_t>(2 * 136)), vn(static_cast<std::size_t>(2 * 136));
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::paged_append_decode_attention(frugal::cuda, qv, matrix_view<const frugal::half>(kn.data(), 2, 128, 130),
+                                            matrix_view<const frugal::half>(vn.data(), 2, 128, 136),
+                                            c.paged_view(d.paged.data()), d.tab(c), ov, p),
+      "frugal::paged_append_decode_attention: k_new and v_new must be 16-byte aligned with row strides of a multiple "
+      "of 16 bytes (k_new.ld=130, v_new.ld=136 elements)");
+  FRUGAL_CHECK_THROWS_WITH(
+      frugal::paged_append_decode_attention(
+          frugal::cuda, qv, matrix_view<const frugal::half>(kn.data() + 1, 2, 128, 136),
+          matrix_view<const frugal::half>(vn.data(), 2, 128, 136), c.paged_view(d.paged.data()), d.tab(c), ov, p),
+      "k_new and v_new must be 16-byte aligned");
 }

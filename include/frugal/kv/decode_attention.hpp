@@ -8,14 +8,18 @@
 // q_indptr[b+1]-1 and are its LAST n_b tokens (already appended to the cache); with causal (default) row i of them
 // sees positions 0 .. seq_lens[b] - n_b + i. Decode is the case n_b = 1. (FlashInfer's "append" attention.)
 // A sequence (or causal row) with no keys gets a zero output.
+// Fused append + decode (paged_append_decode_attention / append_decode_attention): a decode step's kv_append and
+// decode attention in one launch: row b's new K/V row is written at position seq_lens[b] - 1 and attended to.
 //
 // Algorithm (CUDA): one CTA of 128 threads per (query row, kv head, split) handles the whole GQA group (up to 8 query
 // heads per CTA; larger groups take ceil(group/8) CTAs), so K/V are read from HBM once per group. K/V tiles of 16-64
-// keys (16 KB) stream through shared memory with cp.async (3 stages, 16-byte copies, <= 48 KB, no opt-in needed); a row
+// keys (16 KB) stream through shared memory with cp.async (3 stages, 16-byte copies, <= 48 KB; the block ids of the
+// first stages are loaded together, then one tile ahead of their copies); a row
 // group of 4-16 lanes owns one key row per step (16-byte vectors, f32 dot products reduced with shuffles); online
 // softmax in f32 with exp2 (Milakov & Gimelshein 2018; FlashAttention). Split-K ("flash-decoding", vLLM v2): the keys
 // of a row are cut into num_splits chunks, each CTA writes a normalized partial (f32 o, log-sum-exp) to the
-// workspace, and a merge kernel (launched with programmatic dependent launch on sm_90) combines them. The paged and
+// workspace, and a merge kernel (launched with programmatic dependent launch on sm_90; one CTA per (row, query head),
+// parallel over the splits, deterministic order) combines them. The paged and
 // contiguous variants differ only in the Source that maps (b, t) to an address (one block-table load per row and
 // tile for paging), so their difference is the cost of paging. Lengths and tables are read from device memory;
 // grid size depends only on host values (batch, max_seq_len): safe inside CUDA Graph capture, no allocation.
@@ -26,8 +30,9 @@
 // dtypes: float, frugal::half, frugal::bfloat16. head_dim: 64, 80, 96, 128 on CUDA (64 and 128 tuned); 1..256 on CPU.
 //
 // Workspace (CUDA, split-K only): decode_attention_workspace_bytes<T>(cuda, batch, q_heads, kv_heads, head_dim,
-// max_seq_len, num_splits) bytes of device memory. The split count fills one wave of resident CTAs (SM count x the
-// kernel's occupancy, >= 128 keys per split; decode_attention_num_splits tells it): query on the device that runs.
+// max_seq_len, num_splits) bytes of device memory (16-byte aligned). The split count fills at most one wave of
+// resident CTAs (SM count x the kernel's occupancy) with at least FRUGAL_KV_ATTN_MIN_SPLIT_BYTES of K+V (and 128
+// keys) per split; decode_attention_num_splits tells it: query on the device that runs.
 // num_splits = 1 needs none. CPU needs none. Prefill does not split (no workspace).
 //
 // Errors (frugal::error, before any work): q_heads not a positive multiple of kv_heads, unsupported head_dim, shape
@@ -63,7 +68,9 @@ struct attention_params {
 
 namespace detail {
 
-inline bool attn_head_dim_cuda_ok(std::int32_t d) { return d == 64 || d == 80 || d == 96 || d == 128; }
+inline bool attn_head_dim_cuda_ok(std::int32_t d) {
+  return d == 64 || d == 80 || d == 96 || d == 128;
+}
 
 template <class T>
 void attn_check(const char* op, bool cuda, matrix_view<const T> q, matrix_view<T> out, std::int32_t kv_heads,
@@ -143,7 +150,7 @@ std::int32_t decode_attention_num_splits(cuda_t, std::int32_t batch, std::int32_
 // Decode over a paged cache.
 
 template <class T>
-void paged_decode_attention(cpu_t tag, matrix_view<const std::type_identity_t<T>> q,  // [batch, q_heads * head_dim]
+void paged_decode_attention(cpu_t tag, matrix_view<const std::type_identity_t<T>> q,    // [batch, q_heads * head_dim]
                             const paged_kv_view<const std::type_identity_t<T>>& cache,  // one layer
                             const paged_kv_table& table,                                // [batch, max_blocks], [batch]
                             matrix_view<T> out,                                         // [batch, q_heads * head_dim]
@@ -170,8 +177,8 @@ void paged_decode_attention(cuda_t tag, matrix_view<const std::type_identity_t<T
   FRUGAL_CHECK(q.rows == table.batch, op, "q has ", q.rows, " rows but table.batch is ", table.batch);
 #if defined(__CUDACC__)
   const auto src = detail::kv_source_of(cache, table);
-  detail::attention_cuda(tag, op, q, out, src, table.seq_lens, nullptr, table.batch, p, cache.kv_heads,
-                         cache.head_dim, p.max_seq_len ? p.max_seq_len : src.capacity(), p.num_splits, ws);
+  detail::attention_cuda(tag, op, q, out, src, table.seq_lens, nullptr, table.batch, p, cache.kv_heads, cache.head_dim,
+                         p.max_seq_len ? p.max_seq_len : src.capacity(), p.num_splits, ws);
 #else
   (void)tag, (void)ws;
 #endif
@@ -181,9 +188,9 @@ void paged_decode_attention(cuda_t tag, matrix_view<const std::type_identity_t<T
 // Decode over contiguous KV ([batch, max_len, kv_heads, head_dim], e.g. the vAttention backend): the same kernel.
 
 template <class T>
-void decode_attention(cpu_t tag, matrix_view<const std::type_identity_t<T>> q,         // [batch, q_heads * head_dim]
-                      const contiguous_kv_view<const std::type_identity_t<T>>& kv,     // batch = q.rows
-                      const std::int32_t* seq_lens,                                    // [batch]
+void decode_attention(cpu_t tag, matrix_view<const std::type_identity_t<T>> q,      // [batch, q_heads * head_dim]
+                      const contiguous_kv_view<const std::type_identity_t<T>>& kv,  // batch = q.rows
+                      const std::int32_t* seq_lens,                                 // [batch]
                       matrix_view<T> out, const attention_params& p, workspace = {}) {
   constexpr const char* op = "decode_attention";
   detail::kv_check_contiguous(op, kv);
@@ -209,6 +216,127 @@ void decode_attention(cuda_t tag, matrix_view<const std::type_identity_t<T>> q,
   const auto src = detail::kv_source_of(kv);
   detail::attention_cuda(tag, op, q, out, src, seq_lens, nullptr, kv.batch, p, kv.kv_heads, kv.head_dim,
                          p.max_seq_len ? p.max_seq_len : kv.max_len, p.num_splits, ws);
+#else
+  (void)tag, (void)ws;
+#endif
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// Fused append + decode: one new token per sequence. Row b's K/V (k_new[b], v_new[b]: [batch, kv_heads * head_dim],
+// any row stride, e.g. the K and V columns of a fused QKV projection) are written to position seq_lens[b] - 1 of
+// sequence b and row b attends over its seq_lens[b] keys, the new one included: seq_lens are the lengths AFTER the
+// append (what block_allocator::append + export_dense give), the table already holds the new token's block. Same
+// result as kv_append at those slots followed by paged_decode_attention / decode_attention (bit for bit: the new
+// token's K/V are read from k_new / v_new while the cache write is in flight), in one attention launch (+ the
+// split-K merge) instead of two. A row with seq_lens[b] = 0 is skipped (nothing written, zero output). CUDA: lengths
+// above the capacity are clamped and write nothing; rows whose block id is invalid attend but write nothing.
+// Workspace: decode_attention_workspace_bytes (the same plan as decode). Errors: as decode, plus k_new / v_new
+// shapes and, on CUDA, their 16-byte alignment (pointer and row stride).
+
+namespace detail {
+template <class T>
+void attn_check_append(const char* op, bool cuda, std::int64_t rows, matrix_view<const T> k, matrix_view<const T> v,
+                       std::int64_t row_elems) {
+  check_matrix(op, "k_new", k);
+  check_matrix(op, "v_new", v);
+  FRUGAL_CHECK(k.rows == rows && v.rows == rows && k.cols == row_elems && v.cols == row_elems, op, "k_new is [", k.rows,
+               ", ", k.cols, "] and v_new is [", v.rows, ", ", v.cols, "] but both must be [rows = ", rows,
+               ", kv_heads * head_dim = ", row_elems, "]");
+  if (cuda && rows > 0) {
+    const auto a16 = [](const void* ptr) { return reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0; };
+    const auto ld16 = [](std::int64_t ld) { return ld * static_cast<std::int64_t>(sizeof(T)) % 16 == 0; };
+    FRUGAL_CHECK(a16(k.data) && a16(v.data) && ld16(k.ld) && ld16(v.ld), op,
+                 "k_new and v_new must be 16-byte aligned with row strides of a multiple of 16 bytes (k_new.ld=", k.ld,
+                 ", v_new.ld=", v.ld, " elements)");
+  }
+}
+}  // namespace detail
+
+template <class T>
+void paged_append_decode_attention(cpu_t tag, matrix_view<const std::type_identity_t<T>> q,  // [batch, q_heads*D]
+                                   matrix_view<const std::type_identity_t<T>> k_new,         // [batch, kv_heads*D]
+                                   matrix_view<const std::type_identity_t<T>> v_new,         // [batch, kv_heads*D]
+                                   const paged_kv_view<std::type_identity_t<T>>& cache,      // one layer, written
+                                   const paged_kv_table& table,                              // lengths after the append
+                                   matrix_view<T> out, const attention_params& p, workspace = {}) {
+  constexpr const char* op = "paged_append_decode_attention";
+  detail::kv_check_paged(op, cache, true);
+  detail::kv_check_table(op, table);
+  detail::attn_check(op, false, q, out, cache.kv_heads, cache.head_dim, p);
+  FRUGAL_CHECK(q.rows == table.batch, op, "q has ", q.rows, " rows but table.batch is ", table.batch);
+  detail::attn_check_append(op, false, q.rows, k_new, v_new, cache.row_elems());
+  const paged_kv_view<const T> ro(cache);
+  const auto src = detail::kv_source_of(ro, table);
+  detail::attn_check_contents_cpu(op, src, table.seq_lens, table.batch, nullptr, q.rows);  // before any write
+  detail::attn_append_cpu(src, table.seq_lens, table.batch, k_new, v_new, cache.data,
+                          cache.data + cache.page_size * cache.row_elems(), cache.row_elems());
+  detail::attention_cpu(tag, q, out, src, table.seq_lens, nullptr, table.batch, p.q_heads, cache.kv_heads,
+                        cache.head_dim, detail::attn_scale(p, cache.head_dim), true);
+}
+template <class T>
+void paged_append_decode_attention(cuda_t tag, matrix_view<const std::type_identity_t<T>> q,
+                                   matrix_view<const std::type_identity_t<T>> k_new,
+                                   matrix_view<const std::type_identity_t<T>> v_new,
+                                   const paged_kv_view<std::type_identity_t<T>>& cache, const paged_kv_table& table,
+                                   matrix_view<T> out, const attention_params& p, workspace ws = {}) {
+  FRUGAL_REQUIRE_NVCC(T, "paged_append_decode_attention");
+  constexpr const char* op = "paged_append_decode_attention";
+  detail::kv_check_paged(op, cache, true);
+  detail::kv_check_table(op, table);
+  detail::attn_check(op, true, q, out, cache.kv_heads, cache.head_dim, p);
+  FRUGAL_CHECK(q.rows == table.batch, op, "q has ", q.rows, " rows but table.batch is ", table.batch);
+  detail::attn_check_append(op, true, q.rows, k_new, v_new, cache.row_elems());
+#if defined(__CUDACC__)
+  const paged_kv_view<const T> ro(cache);
+  const auto src = detail::kv_source_of(ro, table);
+  const detail::attn_append_in<T> app{k_new, v_new, cache.data, cache.data + cache.page_size * cache.row_elems()};
+  detail::attention_cuda(tag, op, q, out, src, table.seq_lens, nullptr, table.batch, p, cache.kv_heads, cache.head_dim,
+                         p.max_seq_len ? p.max_seq_len : src.capacity(), p.num_splits, ws, &app);
+#else
+  (void)tag, (void)ws;
+#endif
+}
+
+//! Fused append + decode over contiguous KV: row b's new token goes to kv.k/v[b, seq_lens[b] - 1].
+template <class T>
+void append_decode_attention(cpu_t tag, matrix_view<const std::type_identity_t<T>> q,
+                             matrix_view<const std::type_identity_t<T>> k_new,
+                             matrix_view<const std::type_identity_t<T>> v_new,
+                             const contiguous_kv_view<std::type_identity_t<T>>& kv,  // batch = q.rows, written
+                             const std::int32_t* seq_lens,                           // [batch], after the append
+                             matrix_view<T> out, const attention_params& p, workspace = {}) {
+  constexpr const char* op = "append_decode_attention";
+  detail::kv_check_contiguous(op, kv);
+  detail::attn_check(op, false, q, out, kv.kv_heads, kv.head_dim, p);
+  FRUGAL_CHECK(q.rows == kv.batch, op, "q has ", q.rows, " rows but kv.batch is ", kv.batch);
+  FRUGAL_CHECK(seq_lens != nullptr || kv.batch == 0, op, "seq_lens is null");
+  detail::attn_check_append(op, false, q.rows, k_new, v_new, kv.row_elems());
+  const contiguous_kv_view<const T> ro(kv);
+  const auto src = detail::kv_source_of(ro);
+  detail::attn_check_contents_cpu(op, src, seq_lens, kv.batch, nullptr, q.rows);
+  detail::attn_append_cpu(src, seq_lens, kv.batch, k_new, v_new, kv.k, kv.v, kv.row_elems());
+  detail::attention_cpu(tag, q, out, src, seq_lens, nullptr, kv.batch, p.q_heads, kv.kv_heads, kv.head_dim,
+                        detail::attn_scale(p, kv.head_dim), true);
+}
+template <class T>
+void append_decode_attention(cuda_t tag, matrix_view<const std::type_identity_t<T>> q,
+                             matrix_view<const std::type_identity_t<T>> k_new,
+                             matrix_view<const std::type_identity_t<T>> v_new,
+                             const contiguous_kv_view<std::type_identity_t<T>>& kv, const std::int32_t* seq_lens,
+                             matrix_view<T> out, const attention_params& p, workspace ws = {}) {
+  FRUGAL_REQUIRE_NVCC(T, "append_decode_attention");
+  constexpr const char* op = "append_decode_attention";
+  detail::kv_check_contiguous(op, kv);
+  detail::attn_check(op, true, q, out, kv.kv_heads, kv.head_dim, p);
+  FRUGAL_CHECK(q.rows == kv.batch, op, "q has ", q.rows, " rows but kv.batch is ", kv.batch);
+  FRUGAL_CHECK(seq_lens != nullptr || kv.batch == 0, op, "seq_lens is null");
+  detail::attn_check_append(op, true, q.rows, k_new, v_new, kv.row_elems());
+#if defined(__CUDACC__)
+  const contiguous_kv_view<const T> ro(kv);
+  const auto src = detail::kv_source_of(ro);
+  const detail::attn_append_in<T> app{k_new, v_new, kv.k, kv.v};
+  detail::attention_cuda(tag, op, q, out, src, seq_lens, nullptr, kv.batch, p, kv.kv_heads, kv.head_dim,
+                         p.max_seq_len ? p.max_seq_len : kv.max_len, p.num_splits, ws, &app);
 #else
   (void)tag, (void)ws;
 #endif
@@ -247,8 +375,8 @@ void paged_prefill_attention(cuda_t tag, matrix_view<const std::type_identity_t<
   FRUGAL_CHECK(table.batch >= 1 || q.rows == 0, op, "query rows without sequences");
 #if defined(__CUDACC__)
   const auto src = detail::kv_source_of(cache, table);
-  detail::attention_cuda(tag, op, q, out, src, table.seq_lens, q_indptr, table.batch, p, cache.kv_heads,
-                         cache.head_dim, src.capacity(), 1, workspace{});
+  detail::attention_cuda(tag, op, q, out, src, table.seq_lens, q_indptr, table.batch, p, cache.kv_heads, cache.head_dim,
+                         src.capacity(), 1, workspace{});
 #else
   (void)tag;
 #endif
@@ -281,8 +409,8 @@ void prefill_attention(cuda_t tag, matrix_view<const std::type_identity_t<T>> q,
   FRUGAL_CHECK(kv.batch >= 1 || q.rows == 0, op, "query rows without sequences");
 #if defined(__CUDACC__)
   const auto src = detail::kv_source_of(kv);
-  detail::attention_cuda(tag, op, q, out, src, seq_lens, q_indptr, kv.batch, p, kv.kv_heads, kv.head_dim,
-                         kv.max_len, 1, workspace{});
+  detail::attention_cuda(tag, op, q, out, src, seq_lens, q_indptr, kv.batch, p, kv.kv_heads, kv.head_dim, kv.max_len, 1,
+                         workspace{});
 #else
   (void)tag;
 #endif

@@ -32,8 +32,10 @@ FRUGAL_HOST_DEVICE inline void attn_row_info(std::int32_t row, const std::int32_
   std::int32_t lo = 0, hi = batch - 1;  // largest b with q_indptr[b] <= row
   while (lo < hi) {
     const std::int32_t mid = (lo + hi + 1) / 2;
-    if (q_indptr[mid] <= row) lo = mid;
-    else hi = mid - 1;
+    if (q_indptr[mid] <= row)
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   seq = lo;
   const std::int32_t total = lens[lo];
@@ -64,6 +66,19 @@ void attn_check_contents_cpu(const char* op, const Source& src, const std::int32
                  "query rows (=", rows, "), got ", q_indptr[0], " .. ", q_indptr[batch]);
     for (std::int32_t b = 0; b < batch; ++b)
       FRUGAL_CHECK(q_indptr[b + 1] >= q_indptr[b], op, "q_indptr must be non-decreasing (at ", b, ")");
+  }
+}
+
+//! Fused append on CPU (after attn_check_contents_cpu): row b's new K/V row goes to position seq_lens[b] - 1 of
+//! sequence b (rows with seq_lens[b] = 0 are skipped). cache_k / cache_v are the writable bases of src.k / src.v.
+template <class T, class Source>
+void attn_append_cpu(const Source& src, const std::int32_t* lens, std::int32_t batch, matrix_view<const T> k,
+                     matrix_view<const T> v, T* cache_k, T* cache_v, std::int64_t row_elems) {
+  for (std::int32_t b = 0; b < batch; ++b) {
+    if (lens[b] < 1) continue;
+    const std::int64_t o = src.offset(b, lens[b] - 1);
+    std::copy(k.row(b), k.row(b) + row_elems, cache_k + o);
+    std::copy(v.row(b), v.row(b) + row_elems, cache_v + o);
   }
 }
 

@@ -3,7 +3,8 @@
 #pragma once
 
 #if !defined(__CUDACC__)
-#error "frugal/kv/detail/decode_attention_cuda.cuh is CUDA code: include it only from a translation unit compiled by nvcc."
+#error \
+    "frugal/kv/detail/decode_attention_cuda.cuh is CUDA code: include it only from a translation unit compiled by nvcc."
 #endif
 
 #include <cuda_runtime.h>
@@ -22,6 +23,19 @@
 
 FRUGAL_NAMESPACE_BEGIN
 
+// Tuning knobs (compile-time, the same for every instantiation): cp.async pipeline depth and bytes of K+V per tile.
+// Shared memory per CTA = STAGES * TILE_BYTES; above 48 KB the kernels opt in to more dynamic shared memory.
+#ifndef FRUGAL_KV_ATTN_STAGES
+#define FRUGAL_KV_ATTN_STAGES 3
+#endif
+#ifndef FRUGAL_KV_ATTN_TILE_BYTES
+#define FRUGAL_KV_ATTN_TILE_BYTES 16384
+#endif
+// Split-K: every split streams at least this many bytes of K+V (and >= 128 keys).
+#ifndef FRUGAL_KV_ATTN_MIN_SPLIT_BYTES
+#define FRUGAL_KV_ATTN_MIN_SPLIT_BYTES 65536
+#endif
+
 namespace detail {
 
 constexpr int attn_pow2ceil(int x) {
@@ -33,29 +47,29 @@ constexpr int attn_pow2ceil(int x) {
 //! Compile-time shape of one attention CTA for element type T, head_dim D and up to GMAX query heads per CTA.
 template <class T, int D, int GMAX>
 struct attn_cfg {
-  static constexpr int NT = 128;                           // threads
-  static constexpr int NW = NT / 32;                       // warps
+  static constexpr int NT = 128;                                // threads
+  static constexpr int NW = NT / 32;                            // warps
   static constexpr int EPC = 16 / static_cast<int>(sizeof(T));  // elements per 16-byte chunk
-  static constexpr int NCHUNK = D / EPC;                   // chunks per key row (one head)
+  static constexpr int NCHUNK = D / EPC;                        // chunks per key row (one head)
   // elements per lane: q and acc take 2 * GMAX * VEC registers. 16 for 1-2 heads (fewer shuffles per score), 8 for
   // 3-8 heads (<= 128 registers for 3-4 heads: 4 CTAs per SM, enough loads in flight to hide block-table latency)
   static constexpr int VEC = GMAX <= 2 ? 16 : 8;
-  static constexpr int MIN_CTAS = GMAX <= 4 ? 4 : 2;     // __launch_bounds__ occupancy target
-  static constexpr int CPL = VEC / EPC;                    // chunks per lane
-  static constexpr int ACTIVE = NCHUNK / CPL;              // lanes of a row group that hold data
-  static constexpr int LPR = attn_pow2ceil(ACTIVE);        // lanes per row group (power of two)
-  static constexpr int RGW = 32 / LPR;                     // row groups per warp
-  static constexpr int NRG = NW * RGW;                     // row groups per CTA
-  static constexpr int TILE_RAW = 16384 / (2 * D * static_cast<int>(sizeof(T)));
+  static constexpr int MIN_CTAS = GMAX <= 4 ? 4 : 2;  // __launch_bounds__ occupancy target
+  static constexpr int CPL = VEC / EPC;               // chunks per lane
+  static constexpr int ACTIVE = NCHUNK / CPL;         // lanes of a row group that hold data
+  static constexpr int LPR = attn_pow2ceil(ACTIVE);   // lanes per row group (power of two)
+  static constexpr int RGW = 32 / LPR;                // row groups per warp
+  static constexpr int NRG = NW * RGW;                // row groups per CTA
+  static constexpr int TILE_RAW = FRUGAL_KV_ATTN_TILE_BYTES / (2 * D * static_cast<int>(sizeof(T)));
   static constexpr int TILE = TILE_RAW / NRG * NRG < NRG ? NRG : TILE_RAW / NRG * NRG;  // keys per tile
-  static constexpr int R = TILE / NRG;                     // rows per row group per tile
-  static constexpr int STAGES = 3;
-  static constexpr int STAGE_ELEMS = 2 * TILE * D;         // K tile then V tile
+  static constexpr int R = TILE / NRG;                                                  // rows per row group per tile
+  static constexpr int STAGES = FRUGAL_KV_ATTN_STAGES;
+  static constexpr int STAGE_ELEMS = 2 * TILE * D;  // K tile then V tile
   static constexpr int SMEM = STAGES * STAGE_ELEMS * static_cast<int>(sizeof(T));
   static constexpr int LOADS = (TILE * NCHUNK + NT - 1) / NT;  // 16-byte copies per thread per tile, for K (and V)
   static constexpr int MERGE_BYTES = (NW * GMAX * D + 2 * NW * GMAX) * 4;
-  static_assert(NCHUNK % CPL == 0 && LPR <= 32 && R >= 1 && NCHUNK * EPC == D);
-  static_assert(SMEM <= 48 * 1024 && MERGE_BYTES <= SMEM, "attention tile does not fit 48 KB");
+  static_assert(NCHUNK % CPL == 0 && LPR <= 32 && R >= 1 && NCHUNK * EPC == D && STAGES >= 2);
+  static_assert(SMEM <= 200 * 1024 && MERGE_BYTES <= SMEM, "attention stages do not fit shared memory");
 };
 
 template <class T, class Source>
@@ -78,13 +92,22 @@ struct attn_args {
   bool causal;
   float* part_o;    // [num_splits, rows, q_heads, D] (num_splits > 1)
   float* part_lse;  // [num_splits, rows, q_heads] log2-sum-exp2 of the scaled scores
+  // Fused append (decode only; new_k null otherwise): row b's new token, at position lens[b] - 1, is read from
+  // new_k/new_v [rows, new_ld] instead of the cache and written into the cache (cache_k/cache_v = src.k/src.v).
+  const T* new_k;
+  const T* new_v;
+  std::int64_t new_k_ld, new_v_ld;
+  T* cache_k;
+  T* cache_v;
 };
 
 __device__ __forceinline__ void attn_cp_async16(void* smem, const void* gmem, int src_bytes) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes) : "memory");
 }
-__device__ __forceinline__ void attn_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void attn_cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
 template <int N>
 __device__ __forceinline__ void attn_cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
@@ -119,8 +142,10 @@ __device__ __forceinline__ void attn_chunk_to_float(const uint4& raw, float* f) 
   }
 }
 
-template <class CT, int D, int GMAX, class Source>
-__global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS) attention_kernel(const attn_args<CT, Source> a) {
+//! APPEND: the fused append of decode (a.new_k set); a separate instantiation so that plain decode pays nothing.
+template <class CT, int D, int GMAX, class Source, bool APPEND = false>
+__global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
+    attention_kernel(const attn_args<CT, Source> a) {
   using C = attn_cfg<CT, D, GMAX>;
   constexpr int EPC = C::EPC, VEC = C::VEC, CPL = C::CPL, ACTIVE = C::ACTIVE, LPR = C::LPR, NRG = C::NRG;
   constexpr int TILE = C::TILE, R = C::R, STAGES = C::STAGES, NT = C::NT;
@@ -141,6 +166,8 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS) attentio
 
   std::int32_t seq = 0, len = 0;
   attn_row_info(row, a.q_indptr, a.batch, a.lens, a.causal, seq, len);
+  // fused append: position of the new token (-1: none; a length above the capacity is clamped and writes nothing)
+  const std::int32_t tnew = APPEND && len >= 1 && len <= a.src.capacity() ? len - 1 : -1;
   len = max(0, min(len, a.src.capacity()));
   const std::int32_t start = split * a.chunk;
   const std::int32_t end = split == a.num_splits - 1 ? len : min(len, start + a.chunk);
@@ -180,17 +207,18 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS) attentio
   // Tile loader, in two steps so that the block-table loads of a tile are in flight one iteration before its copies
   // are issued: lookup() reads the chunk (block) of every row this thread copies, issue() starts the cp.async of
   // TILE key rows (K and V, head h) of positions t0.. into stage `st`; rows >= end are zero-filled.
-  auto lookup = [&](std::int32_t tile, std::int32_t (&chunk)[C::LOADS]) {
+  auto lookup = [&](std::int32_t tile, std::int32_t(&chunk)[C::LOADS]) {
     const std::int32_t t0 = start + tile * TILE;
 #pragma unroll
     for (int i = 0; i < C::LOADS; ++i) {
       const int idx = tid + i * NT;
       const int r = idx / C::NCHUNK;
       chunk[i] = -1;
-      if (idx < TILE * C::NCHUNK && t0 + r < end) chunk[i] = a.src.chunk_of(seq, t0 + r);
+      if (idx < TILE * C::NCHUNK && t0 + r < end)
+        chunk[i] = APPEND && t0 + r == tnew ? -2 : a.src.chunk_of(seq, t0 + r);
     }
   };
-  auto issue = [&](std::int32_t tile, int st, const std::int32_t (&chunk)[C::LOADS]) {
+  auto issue = [&](std::int32_t tile, int st, const std::int32_t(&chunk)[C::LOADS]) {
     const std::int32_t t0 = start + tile * TILE;
     CT* sk = smem + st * C::STAGE_ELEMS;
     CT* sv = sk + TILE * D;
@@ -201,20 +229,54 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS) attentio
         const int r = idx / C::NCHUNK, ch = idx % C::NCHUNK;
         const bool ok = chunk[i] >= 0;
         const std::int64_t o = ok ? a.src.offset_in(chunk[i], t0 + r) + head_off + ch * EPC : 0;
-        attn_cp_async16(sk + r * D + ch * EPC, a.src.k + o, ok ? 16 : 0);
-        attn_cp_async16(sv + r * D + ch * EPC, a.src.v + o, ok ? 16 : 0);
+        if (!APPEND || chunk[i] != -2) {  // -2: the fused append's new token, copied below
+          attn_cp_async16(sk + r * D + ch * EPC, a.src.k + o, ok ? 16 : 0);
+          attn_cp_async16(sv + r * D + ch * EPC, a.src.v + o, ok ? 16 : 0);
+        }
       }
+    }
+    // fused append: the new token's K/V rows come from the input, not the cache (in the same cp.async group)
+    if (APPEND && static_cast<std::uint32_t>(tnew - t0) < static_cast<std::uint32_t>(TILE) && tnew < end &&
+        tid < C::NCHUNK) {
+      const int r = tnew - t0;
+      attn_cp_async16(sk + r * D + tid * EPC,
+                      a.new_k + static_cast<std::int64_t>(row) * a.new_k_ld + head_off + tid * EPC, 16);
+      attn_cp_async16(sv + r * D + tid * EPC,
+                      a.new_v + static_cast<std::int64_t>(row) * a.new_v_ld + head_off + tid * EPC, 16);
     }
   };
 
+  // Prologue: the block ids of the first STAGES tiles are loaded together (one round trip), then STAGES - 1 tiles
+  // of copies are issued; the ids of tile STAGES - 1 stay in `chunk` for the first copies of the loop.
   std::int32_t chunk[C::LOADS];
+  {
+    std::int32_t pre[STAGES - 1][C::LOADS];
 #pragma unroll
-  for (int s = 0; s < STAGES - 1; ++s) {
-    lookup(s, chunk);
-    if (s < ntiles) issue(s, s, chunk);
-    attn_cp_async_commit();
+    for (int s = 0; s < STAGES - 1; ++s) lookup(s, pre[s]);
+    lookup(STAGES - 1, chunk);
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+      if (s < ntiles) issue(s, s, pre[s]);
+      attn_cp_async_commit();
+    }
   }
-  lookup(STAGES - 1, chunk);  // for the first copies issued in the loop
+  // Fused append: the CTA that owns the new token's position (first head chunk of kv head h) writes its K/V row
+  // (head h) into the cache. Readers of that position take it from the input, so the order does not matter.
+  if (APPEND && tnew >= start && tnew < end && g0 == 0) {
+    constexpr int NCH = C::NCHUNK;
+    if (tid < 2 * NCH) {
+      const std::int32_t blk = a.src.chunk_of(seq, tnew);
+      if (blk >= 0) {
+        const bool isv = tid >= NCH;
+        const int ch = isv ? tid - NCH : tid;
+        const std::int64_t o = a.src.offset_in(blk, tnew) + head_off + ch * EPC;
+        const CT* from = (isv ? a.new_v + static_cast<std::int64_t>(row) * a.new_v_ld
+                              : a.new_k + static_cast<std::int64_t>(row) * a.new_k_ld) +
+                         head_off + ch * EPC;
+        *reinterpret_cast<uint4*>((isv ? a.cache_v : a.cache_k) + o) = *reinterpret_cast<const uint4*>(from);
+      }
+    }
+  }
 
   for (std::int32_t it = 0; it < ntiles; ++it) {
     attn_cp_async_wait<STAGES - 2>();
@@ -264,15 +326,16 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS) attentio
       const float mn = fmaxf(m[g], mt);
       const bool any = mn != NEG_INF;
       const float corr = any ? exp2f(m[g] - mn) : 1.f;
-      l[g] *= corr;
+      l[g] = __fmul_rn(l[g], corr);  // explicit roundings (no FMA contraction): every instantiation (paged,
+                                     // contiguous, fused) computes the same bits
 #pragma unroll
-      for (int x = 0; x < VEC; ++x) acc[g][x] *= corr;
+      for (int x = 0; x < VEC; ++x) acc[g][x] = __fmul_rn(acc[g][x], corr);
       m[g] = mn;
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         const float p = (valid[r] && any) ? exp2f(s[g][r] - mn) : 0.f;
         s[g][r] = p;
-        l[g] += p;
+        l[g] = __fadd_rn(l[g], p);
       }
     }
 #pragma unroll
@@ -302,17 +365,17 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS) attentio
       const float mn = fmaxf(m[g], mo);
       const bool any = mn != NEG_INF;
       const float ca = any ? exp2f(m[g] - mn) : 0.f, cb = any ? exp2f(mo - mn) : 0.f;
-      l[g] = l[g] * ca + lo * cb;
+      l[g] = fmaf(l[g], ca, __fmul_rn(lo, cb));
 #pragma unroll
       for (int x = 0; x < VEC; ++x) {
         const float ao = __shfl_xor_sync(0xffffffffu, acc[g][x], off);
-        acc[g][x] = acc[g][x] * ca + ao * cb;
+        acc[g][x] = fmaf(acc[g][x], ca, __fmul_rn(ao, cb));
       }
       m[g] = mn;
     }
   }
   attn_cp_async_wait<0>();
-  __syncthreads();  // all tiles consumed: the stage buffers become merge scratch
+  __syncthreads();                                     // all tiles consumed: the stage buffers become merge scratch
   float* s_acc = reinterpret_cast<float*>(attn_smem);  // [NW][GMAX][D]
   float* s_m = s_acc + C::NW * GMAX * D;               // [NW][GMAX]
   float* s_l = s_m + C::NW * GMAX;                     // [NW][GMAX]
@@ -342,8 +405,8 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS) attentio
 #pragma unroll
       for (int w = 0; w < C::NW; ++w) {
         const float c = exp2f(s_m[w * GMAX + g] - mx);
-        L += s_l[w * GMAX + g] * c;
-        O += s_acc[(w * GMAX + g) * D + d] * c;
+        L = fmaf(s_l[w * GMAX + g], c, L);
+        O = fmaf(s_acc[(w * GMAX + g) * D + d], c, O);
       }
     }
     const float o = L > 0.f ? O / L : 0.f;
@@ -358,7 +421,10 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS) attentio
   }
 }
 
-//! out[row, qh, :] = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M): one warp per (row, query head).
+//! out[row, qh, :] = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M), one CTA of 128 threads per (row, query head),
+//! parallel over the splits: the log-sum-exps go to shared memory in one pass (max and weights by block reductions),
+//! then groups of head_dim / 4 threads stream the partial rows as float4 (split s to group s % groups, ascending),
+//! and the groups are summed in a fixed order: deterministic, a few L2 round trips whatever the split count.
 template <class CT>
 __global__ void __launch_bounds__(128)
     attention_merge_kernel(const float* __restrict__ part_o, const float* __restrict__ part_lse, CT* out,
@@ -368,31 +434,72 @@ __global__ void __launch_bounds__(128)
   asm volatile("griddepcontrol.wait;" ::: "memory");  // the partials of the attention kernel are complete
 #endif
   constexpr float NEG_INF = -__builtin_huge_valf();
-  const std::int64_t w = static_cast<std::int64_t>(blockIdx.x) * 4 + threadIdx.x / 32;
-  const int lane = static_cast<int>(threadIdx.x) & 31;
-  if (w >= static_cast<std::int64_t>(rows) * q_heads) return;
+  constexpr int NT = 128, MAXS = 1024;
+  __shared__ float s_w[MAXS];
+  __shared__ float s_red[NT / 32];
+  __shared__ float4 s_acc[NT];
+  const std::int64_t w = blockIdx.x;  // row * q_heads + qh
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const std::int32_t row = static_cast<std::int32_t>(w / q_heads), qh = static_cast<std::int32_t>(w % q_heads);
   const std::int64_t stride = static_cast<std::int64_t>(rows) * q_heads;  // between splits
+
   float mx = NEG_INF;
-  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, part_lse[s * stride + w]);
-  float o[4] = {0.f, 0.f, 0.f, 0.f}, L = 0.f;
-  if (mx != NEG_INF) {
-    for (int s = 0; s < splits; ++s) {
-      const float lse = part_lse[s * stride + w];
-      if (lse == NEG_INF) continue;
-      const float c = exp2f(lse - mx);
-      L += c;
-      const float* po = part_o + (s * stride + w) * head_dim;
-#pragma unroll
-      for (int k = 0; k < 4; ++k)
-        if (lane + 32 * k < head_dim) o[k] += c * po[lane + 32 * k];
-    }
+  for (int s = tid; s < splits; s += NT) {
+    const float v = part_lse[s * stride + w];
+    s_w[s] = v;
+    mx = fmaxf(mx, v);
   }
 #pragma unroll
-  for (int k = 0; k < 4; ++k)
-    if (lane + 32 * k < head_dim)
-      out[static_cast<std::int64_t>(row) * out_ld + static_cast<std::int64_t>(qh) * head_dim + lane + 32 * k] =
-          store_f<CT>(L > 0.f ? o[k] / L : 0.f);
+  for (int off = 16; off >= 1; off /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+  if (lane == 0) s_red[warp] = mx;
+  __syncthreads();
+  mx = fmaxf(fmaxf(s_red[0], s_red[1]), fmaxf(s_red[2], s_red[3]));
+  __syncthreads();  // s_red reused below
+  float L = 0.f;
+  for (int s = tid; s < splits; s += NT) {
+    const float v = s_w[s];
+    const float c = mx != NEG_INF && v != NEG_INF ? exp2f(v - mx) : 0.f;
+    s_w[s] = c;
+    L += c;
+  }
+#pragma unroll
+  for (int off = 16; off >= 1; off /= 2) L += __shfl_xor_sync(0xffffffffu, L, off);
+  if (lane == 0) s_red[warp] = L;
+  __syncthreads();  // weights and partial sums visible
+  L = (s_red[0] + s_red[1]) + (s_red[2] + s_red[3]);
+
+  const int q4 = head_dim / 4;  // float4 columns of a row (16..32)
+  const int groups = NT / q4;
+  const int grp = tid / q4, col = tid - grp * q4;
+  float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+  if (grp < groups) {
+    const float4* po = reinterpret_cast<const float4*>(part_o + w * head_dim) + col;
+    const std::int64_t sstride = stride * q4;  // float4s between splits
+    int s = grp;
+#pragma unroll 4
+    for (; s < splits; s += groups) {
+      const float c = s_w[s];
+      const float4 v = po[s * sstride];
+      acc.x = fmaf(c, v.x, acc.x);
+      acc.y = fmaf(c, v.y, acc.y);
+      acc.z = fmaf(c, v.z, acc.z);
+      acc.w = fmaf(c, v.w, acc.w);
+    }
+  }
+  s_acc[tid] = acc;
+  __syncthreads();
+  if (tid < q4) {
+    float4 o = s_acc[tid];
+    for (int g = 1; g < groups; ++g) {
+      const float4 v = s_acc[g * q4 + tid];
+      o.x += v.x, o.y += v.y, o.z += v.z, o.w += v.w;
+    }
+    CT* dst = out + static_cast<std::int64_t>(row) * out_ld + static_cast<std::int64_t>(qh) * head_dim + tid * 4;
+    dst[0] = store_f<CT>(L > 0.f ? o.x / L : 0.f);
+    dst[1] = store_f<CT>(L > 0.f ? o.y / L : 0.f);
+    dst[2] = store_f<CT>(L > 0.f ? o.z / L : 0.f);
+    dst[3] = store_f<CT>(L > 0.f ? o.w / L : 0.f);
+  }
 }
 
 struct attn_plan {
@@ -400,12 +507,13 @@ struct attn_plan {
   std::int32_t chunk = 1;  // keys per split
 };
 
-//! Split-K plan. Decode is memory-bound and every CTA of a launch streams the same number of keys, so the best grid
-//! is one full wave: splits = floor(resident CTAs / (rows * kv_heads * head chunks)), with >= 128 keys per split and
-//! chunks rounded up to multiples of 64 keys (auto). `requested` > 0 forces ceil(max_len / ceil(max_len / requested))
+//! Split-K plan. Decode is memory-bound and every CTA of a launch streams the same number of keys: the grid is at
+//! most one full wave, splits = floor(resident CTAs / (rows * kv_heads * head chunks)), and every split streams at
+//! least min_keys keys (a CTA's prologue and the merge are fixed costs that short splits do not amortize); chunks
+//! are rounded up to multiples of 64 keys (auto). `requested` > 0 forces ceil(max_len / ceil(max_len / requested))
 //! splits. Deterministic in its arguments.
 inline attn_plan attn_make_plan(std::int32_t rows, std::int32_t kv_heads, std::int32_t group, std::int32_t max_len,
-                                std::int64_t resident_ctas, std::int32_t requested) {
+                                std::int64_t resident_ctas, std::int32_t requested, std::int32_t min_keys = 128) {
   attn_plan p;
   if (max_len <= 0 || rows <= 0) return p;
   const std::int64_t hchunks = (group + 7) / 8;
@@ -415,7 +523,7 @@ inline attn_plan attn_make_plan(std::int32_t rows, std::int32_t kv_heads, std::i
     s = requested;
   } else {
     s = std::max<std::int64_t>(1, resident_ctas / base);
-    s = std::min<std::int64_t>(s, (max_len + 127) / 128);
+    s = std::min<std::int64_t>(s, (max_len + min_keys - 1) / std::max<std::int32_t>(min_keys, 1));
   }
   s = std::max<std::int64_t>(1, std::min<std::int64_t>({s, 1024, max_len}));
   std::int64_t chunk = (max_len + s - 1) / s;
@@ -426,16 +534,29 @@ inline attn_plan attn_make_plan(std::int32_t rows, std::int32_t kv_heads, std::i
 }
 
 //! CTAs of the (paged) attention kernel for this shape that fit on the current device at once.
+//! Kernels whose stages exceed 48 KB of shared memory opt in to more (per device; cheap, idempotent).
+template <class K>
+void attn_smem_optin(K kernel, int smem) {
+  if (smem > 48 * 1024)
+    FRUGAL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+                      "decode_attention");
+}
+
 template <class CT, int D>
 std::int64_t attn_resident_ctas(std::int32_t group, int sms) {
   int occ = 1;
   auto query = [&](auto kernel, int smem) {
+    attn_smem_optin(kernel, smem);
     FRUGAL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, 128, smem), "decode_attention");
   };
-  if (group == 1) query(attention_kernel<CT, D, 1, kv_paged_source<CT>>, attn_cfg<CT, D, 1>::SMEM);
-  else if (group == 2) query(attention_kernel<CT, D, 2, kv_paged_source<CT>>, attn_cfg<CT, D, 2>::SMEM);
-  else if (group <= 4) query(attention_kernel<CT, D, 4, kv_paged_source<CT>>, attn_cfg<CT, D, 4>::SMEM);
-  else query(attention_kernel<CT, D, 8, kv_paged_source<CT>>, attn_cfg<CT, D, 8>::SMEM);
+  if (group == 1)
+    query(attention_kernel<CT, D, 1, kv_paged_source<CT>>, attn_cfg<CT, D, 1>::SMEM);
+  else if (group == 2)
+    query(attention_kernel<CT, D, 2, kv_paged_source<CT>>, attn_cfg<CT, D, 2>::SMEM);
+  else if (group <= 4)
+    query(attention_kernel<CT, D, 4, kv_paged_source<CT>>, attn_cfg<CT, D, 4>::SMEM);
+  else
+    query(attention_kernel<CT, D, 8, kv_paged_source<CT>>, attn_cfg<CT, D, 8>::SMEM);
   return static_cast<std::int64_t>(std::max(occ, 1)) * sms;
 }
 
@@ -449,14 +570,26 @@ attn_plan attn_plan_cuda(std::int32_t rows, std::int32_t kv_heads, std::int32_t 
   std::int64_t resident = 4ll * sms;
   if (requested <= 0 && max_len > 0 && rows > 0) {
     switch (head_dim) {
-      case 64: resident = attn_resident_ctas<CT, 64>(group, sms); break;
-      case 80: resident = attn_resident_ctas<CT, 80>(group, sms); break;
-      case 96: resident = attn_resident_ctas<CT, 96>(group, sms); break;
-      case 128: resident = attn_resident_ctas<CT, 128>(group, sms); break;
-      default: fail("decode_attention", "head_dim (=", head_dim, ") is not supported on CUDA; supported: 64, 80, 96, 128");
+      case 64:
+        resident = attn_resident_ctas<CT, 64>(group, sms);
+        break;
+      case 80:
+        resident = attn_resident_ctas<CT, 80>(group, sms);
+        break;
+      case 96:
+        resident = attn_resident_ctas<CT, 96>(group, sms);
+        break;
+      case 128:
+        resident = attn_resident_ctas<CT, 128>(group, sms);
+        break;
+      default:
+        fail("decode_attention", "head_dim (=", head_dim, ") is not supported on CUDA; supported: 64, 80, 96, 128");
     }
   }
-  return attn_make_plan(rows, kv_heads, group, max_len, resident, requested);
+  // minimum keys per split: FRUGAL_KV_ATTN_MIN_SPLIT_BYTES of K+V of one kv head (at least 128 keys)
+  const std::int32_t row_bytes = 2 * head_dim * static_cast<std::int32_t>(sizeof(T));
+  const std::int32_t min_keys = std::max<std::int32_t>(128, FRUGAL_KV_ATTN_MIN_SPLIT_BYTES / row_bytes);
+  return attn_make_plan(rows, kv_heads, group, max_len, resident, requested, min_keys);
 }
 
 inline std::size_t attn_workspace_bytes(const attn_plan& p, std::int32_t rows, std::int32_t q_heads,
@@ -468,13 +601,23 @@ inline std::size_t attn_workspace_bytes(const attn_plan& p, std::int32_t rows, s
   return c.bytes();
 }
 
-template <class CT, int D, int GMAX, class Source>
-void attn_launch(const char* op, const attn_args<CT, Source>& a, std::int32_t kv_heads, cudaStream_t stream) {
+template <class CT, int D, int GMAX, class Source, bool APPEND>
+void attn_launch_k(const char* op, const attn_args<CT, Source>& a, std::int32_t kv_heads, cudaStream_t stream) {
   using C = attn_cfg<CT, D, GMAX>;
   const dim3 grid(static_cast<unsigned>(a.rows), static_cast<unsigned>(kv_heads * a.hchunks),
                   static_cast<unsigned>(a.num_splits));
-  attention_kernel<CT, D, GMAX, Source><<<grid, C::NT, C::SMEM, stream>>>(a);
+  attn_smem_optin(attention_kernel<CT, D, GMAX, Source, APPEND>, C::SMEM);
+  attention_kernel<CT, D, GMAX, Source, APPEND><<<grid, C::NT, C::SMEM, stream>>>(a);
   check_launch(op, "attention_kernel");
+}
+
+template <class CT, int D, int GMAX, class Source>
+void attn_launch(const char* op, const attn_args<CT, Source>& a, std::int32_t kv_heads, cudaStream_t stream) {
+  if (a.new_k != nullptr) {
+    attn_launch_k<CT, D, GMAX, Source, true>(op, a, kv_heads, stream);
+  } else {
+    attn_launch_k<CT, D, GMAX, Source, false>(op, a, kv_heads, stream);
+  }
 }
 
 template <class CT, int D, class Source>
@@ -494,11 +637,19 @@ void attn_dispatch_group(const char* op, attn_args<CT, Source>& a, std::int32_t 
   }
 }
 
+//! The fused append of decode: new K/V rows [rows, kv_heads * head_dim] and the writable cache base (k, v).
+template <class T>
+struct attn_append_in {
+  matrix_view<const T> k, v;
+  T* cache_k = nullptr;
+  T* cache_v = nullptr;
+};
+
 template <class T, class Source>
 void attention_cuda(cuda_t tag, const char* op, matrix_view<const T> q, matrix_view<T> out, const Source& src,
                     const std::int32_t* lens, const std::int32_t* q_indptr, std::int32_t batch,
                     const attention_params& p, std::int32_t kv_heads, std::int32_t head_dim, std::int32_t max_len,
-                    std::int32_t num_splits, workspace ws) {
+                    std::int32_t num_splits, workspace ws, const attn_append_in<T>* app = nullptr) {
   using CT = cuda_type_t<T>;
   const std::int32_t rows = static_cast<std::int32_t>(q.rows);
   if (rows == 0) return;
@@ -534,19 +685,40 @@ void attention_cuda(cuda_t tag, const char* op, matrix_view<const T> q, matrix_v
   a.causal = p.causal;
   a.part_o = nullptr;
   a.part_lse = nullptr;
+  a.new_k = a.new_v = nullptr;
+  a.new_k_ld = a.new_v_ld = 0;
+  a.cache_k = a.cache_v = nullptr;
+  if (app) {
+    a.new_k = as_cuda(app->k.data);
+    a.new_v = as_cuda(app->v.data);
+    a.new_k_ld = app->k.ld;
+    a.new_v_ld = app->v.ld;
+    a.cache_k = as_cuda(app->cache_k);
+    a.cache_v = as_cuda(app->cache_v);
+  }
   if (plan.splits > 1) {
     workspace_carver c(ws);
     a.part_o = c.take<float>(static_cast<std::size_t>(plan.splits) * rows * p.q_heads * head_dim);
     a.part_lse = c.take<float>(static_cast<std::size_t>(plan.splits) * rows * p.q_heads);
     c.check(op);
+    FRUGAL_CHECK(reinterpret_cast<std::uintptr_t>(ws.data) % 16 == 0, op, "workspace must be 16-byte aligned");
   }
 
   switch (head_dim) {
-    case 64: attn_dispatch_group<CT, 64>(op, a, kv_heads, tag.stream); break;
-    case 80: attn_dispatch_group<CT, 80>(op, a, kv_heads, tag.stream); break;
-    case 96: attn_dispatch_group<CT, 96>(op, a, kv_heads, tag.stream); break;
-    case 128: attn_dispatch_group<CT, 128>(op, a, kv_heads, tag.stream); break;
-    default: fail(op, "head_dim (=", head_dim, ") is not supported on CUDA; supported: 64, 80, 96, 128");
+    case 64:
+      attn_dispatch_group<CT, 64>(op, a, kv_heads, tag.stream);
+      break;
+    case 80:
+      attn_dispatch_group<CT, 80>(op, a, kv_heads, tag.stream);
+      break;
+    case 96:
+      attn_dispatch_group<CT, 96>(op, a, kv_heads, tag.stream);
+      break;
+    case 128:
+      attn_dispatch_group<CT, 128>(op, a, kv_heads, tag.stream);
+      break;
+    default:
+      fail(op, "head_dim (=", head_dim, ") is not supported on CUDA; supported: 64, 80, 96, 128");
   }
 
   if (plan.splits > 1) {
@@ -554,7 +726,7 @@ void attention_cuda(cuda_t tag, const char* op, matrix_view<const T> q, matrix_v
     FRUGAL_CUDA_CHECK(cudaGetDevice(&dev), op);
     FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), op);
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(static_cast<unsigned>((static_cast<std::int64_t>(rows) * p.q_heads + 3) / 4));
+    cfg.gridDim = dim3(static_cast<unsigned>(static_cast<std::int64_t>(rows) * p.q_heads));
     cfg.blockDim = dim3(128);
     cfg.dynamicSmemBytes = 0;
     cfg.stream = tag.stream;
