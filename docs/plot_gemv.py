@@ -214,22 +214,40 @@ def tables_seq(r):
         print(f"| {dt} | {m} | " + " | ".join(cells) + " |")
 
 
-def tables_tuning(r):
+def tables_b1(r, dt, shapes):
+    cols = ["dense", "thresh_s50", "thresh_s75", "topk_s50"]
+    print(f"\n#### {dt}, b = 1 (median µs; speedup vs the faster cuBLAS call; GB/s on bytes touched)\n")
+    print("| N×K | cuBLAS µs | " + " | ".join(cols) + " |")
+    print("|---|---|" + "---|" * len(cols))
+    for shape in shapes:
+        base = baseline(r, "cuda", dt, shape)
+        if base is None:
+            continue
+        cells = [f"{base:.1f}"]
+        for var in cols:
+            k = ("cuda", dt, shape, var)
+            cells.append(f"{r[k][0]:.1f} µs **{base / r[k][0]:.2f}x** {r[k][1]:.0f}" if k in r else "–")
+        print(f"| {shape} | " + " | ".join(cells) + " |")
+
+
+def tables_tuning(r, shapes=("4096x4096", "14336x4096", "4096x11008", "1600x6400", "4800x1600"), segs=(128, 256, 512),
+                  sps=(2, 4, 8)):
     print("\n#### Launch-shape tuning, bf16, b = 1 (median µs; gemv_options::segment_bytes / splits pinned)\n")
-    print("| N×K | variant | cuBLAS | auto (run) | 128 B sp2 | sp4 | sp8 | 256 B sp2 | sp4 | sp8 | 512 B sp2 | sp4 | sp8 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for shape in ["4096x4096", "14336x4096", "4096x11008", "1600x6400", "4800x1600"]:
-        for var, auto in [("dense", "thresh_s0"), ("thresh_s50", "thresh_s50")]:
+    heads = [f"{seg} B sp{sp}" for seg in segs for sp in sps]
+    print("| N×K | variant | cuBLAS | auto (run) | " + " | ".join(heads) + " |")
+    print("|---|---|---|---|" + "---|" * len(heads))
+    for shape in shapes:
+        for var, auto in [("dense", "dense"), ("thresh_s50", "thresh_s50")]:
             cells = []
-            for seg in [128, 256, 512]:
-                for sp in [2, 4, 8]:
+            for seg in segs:
+                for sp in sps:
                     k = ("cuda", "bf16", shape, f"{var}_sp{sp}_seg{seg}")
                     cells.append(f"{r[k][0]:.1f}" if k in r else "–")
             if all(c == "–" for c in cells):
                 continue
             best = min(float(c) for c in cells if c != "–")
             cells = [f"**{c}**" if c != "–" and float(c) == best else c for c in cells]
-            a = r.get(("cuda", "bf16", shape, auto), (float("nan"),))[0]
+            a = r.get(("cuda", "bf16", shape, auto), r.get(("cuda", "bf16", shape, "thresh_s0"), (float("nan"),)))[0]
             print(f"| {shape} | {var} | {baseline(r, 'cuda', 'bf16', shape):.1f} | {a:.1f} | " + " | ".join(cells) + " |")
 
 
@@ -264,6 +282,20 @@ def main():
             tables_gpt2(r)
             tables_seq(r)
             tables_tuning(r)
+    # This session's H100 runs (bf16, commit 7f6743c kernel): single calls incl. GPT-2 shapes and launch tuning, and
+    # the decode-step GEMV chains captured in CUDA Graphs.
+    gpt2_json = os.path.join(DATA, "gemv_cuda_h100_gpt2.json")
+    chain_json = os.path.join(DATA, "gemv_cuda_h100_chain.json")
+    if tables and os.path.exists(gpt2_json):
+        r, ctx = load(gpt2_json)
+        print(f"\n### {gpt2_json} ({ctx.get('date', '')})")
+        tables_b1(r, "bf16", SHAPES + GPT2)
+        tables_gpt2(r)
+        tables_tuning(r, ["768x768", "768x3072", "4800x1600", "1600x6400"], [128, 512], [1, 2, 4, 8])
+    if tables and os.path.exists(chain_json):
+        r, ctx = load(chain_json)
+        print(f"\n### {chain_json} ({ctx.get('date', '')})")
+        tables_seq(r)
     if os.path.exists(cpu_json):
         r, ctx = load(cpu_json)
         plot_cpu(r, ctx)

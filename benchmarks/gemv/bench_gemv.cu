@@ -408,14 +408,16 @@ void register_dtype() {
       add<T>({variant::shared, sh.first, sh.second, b, 50, 0});
       add<T>({variant::list, sh.first, sh.second, b, 50, 0});
     }
-  // Launch-shape tuning (bf16 only).
+  // Launch-shape tuning (bf16 only): every segment width x split count (1 = no cluster) on the GPT-2 shapes and
+  // the widest LLaMA shape; the sparse form on three of them.
   if (std::is_same_v<T, frugal::bfloat16>)
-    for (auto& sh :
-         {std::pair<std::int64_t, std::int64_t>{4096, 4096}, {14336, 4096}, {1600, 6400}, {4096, 11008}, {4800, 1600}})
+    for (auto& sh : {std::pair<std::int64_t, std::int64_t>{768, 768}, {2304, 768}, {768, 3072}, {4800, 1600},
+                     {1600, 6400}, {14336, 4096}})
       for (int seg : {128, 256, 512})
-        for (int p : {2, 4, 8}) {
+        for (int p : {1, 2, 4, 8}) {
           add<T>({variant::dense, sh.first, sh.second, 1, 0, p, seg});
-          add<T>({variant::thresh, sh.first, sh.second, 1, 50, p, seg});
+          if (sh.first == 4800 || sh.first == 1600 || sh.first == 14336)
+            add<T>({variant::thresh, sh.first, sh.second, 1, 50, p, seg});
         }
 }
 

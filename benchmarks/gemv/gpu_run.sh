@@ -11,9 +11,9 @@ export LD_LIBRARY_PATH=$ROOT/.deps/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 SRC=/tmp/gemv-src
 B=/tmp/gemv-build
 rm -rf "$SRC" && mkdir -p "$SRC/tests" "$SRC/benchmarks" "$SRC/examples"
-cp -r CMakeLists.txt cmake include "$SRC/"
-cp -r tests/CMakeLists.txt tests/main.cpp tests/common tests/gemv "$SRC/tests/"
-cp -r benchmarks/CMakeLists.txt benchmarks/common benchmarks/gemv "$SRC/benchmarks/"
+cp -rp CMakeLists.txt cmake include "$SRC/"
+cp -rp tests/CMakeLists.txt tests/main.cpp tests/common tests/gemv "$SRC/tests/"
+cp -rp benchmarks/CMakeLists.txt benchmarks/common benchmarks/gemv "$SRC/benchmarks/"
 : > "$SRC/examples/CMakeLists.txt"
 {
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_version --format=csv

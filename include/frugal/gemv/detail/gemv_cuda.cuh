@@ -290,57 +290,52 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
 #pragma unroll
     for (int v = 0; v < vec; ++v) acc[r][v] = 0.f;
 
-  // Weight streaming, software-pipelined: two register halves of H 16-byte loads each; while one half is consumed
-  // the other is in flight, and a consumed half is refilled at once, so every thread keeps H..2H independent loads
-  // outstanding (2H = 16 for BT = 1, 8 otherwise) with no gap between rounds. Channel slot ii of the current
-  // chunk is channel s0 + ii (dense: ids implicit, known before x is read) or s_ids[ii] (staged forms).
-  constexpr int H = unroll / 2;
-  const int step = groups * H;
-  uint4 wa[H], wb[H];
+  // Weight streaming in batches: each thread issues `unroll` (16 for BT = 1, else 8) independent 16-byte loads of
+  // kept rows, then consumes them. Channel slot ii of the current chunk is channel s0 + ii (dense: ids implicit,
+  // known before x is read) or s_ids[ii] (staged forms). (A register double-buffered variant, refilling one half
+  // while consuming the other, measured 1.3-1.5x slower on the H100 for the large shapes: the compiler tracks the
+  // loads of both halves together, so consuming a half also waited for the refill just issued — docs/gemv.md.)
+  uint4 wv[unroll];
   std::int64_t s0 = begin;  // current chunk (dense)
-  auto issue = [&](uint4(&buf)[H], int base, int cnt) {
+  bool have_first = false;  // wv already holds the first batch of the chunk (dense prefetch)
+  auto load_batch = [&](int i, int cnt) {
     if (nvalid == 0) return;
 #pragma unroll
-    for (int u = 0; u < H; ++u) {
-      const int ii = base + u * groups;
+    for (int u = 0; u < unroll; ++u) {
+      const int ii = i + u * groups;
       if (ii < cnt) {
         const std::int64_t k = dense ? s0 + ii : static_cast<std::int64_t>(s_ids[ii]);
-        buf[u] = gemv_load_w(wcol + k * a.ldw, nvalid);
-      }
-    }
-  };
-  auto consume = [&](const uint4(&buf)[H], int base, int cnt) {
-    if (nvalid == 0) return;
-#pragma unroll
-    for (int u = 0; u < H; ++u) {
-      const int ii = base + u * groups;
-      if (ii < cnt) {
-        float wf[vec];
-        gemv_unpack(buf[u], wf, static_cast<const C*>(nullptr));
-#pragma unroll
-        for (int r = 0; r < BT; ++r) {
-          const float xv = s_vals[r * cfg::stage + ii];
-#pragma unroll
-          for (int q = 0; q < vec; ++q) acc[r][q] = fmaf(xv, wf[q], acc[r][q]);
-        }
+        wv[u] = gemv_load_w(wcol + k * a.ldw, nvalid);
       }
     }
   };
   auto stream = [&](int cnt) {
-    for (int base = g; base < cnt; base += 2 * step) {
-      consume(wa, base, cnt);
-      issue(wa, base + 2 * step, cnt);
-      consume(wb, base + step, cnt);
-      issue(wb, base + 3 * step, cnt);
+    if (nvalid == 0) return;
+    for (int i = g; i < cnt; i += groups * unroll) {
+      if (!(have_first && i == g)) load_batch(i, cnt);
+#pragma unroll
+      for (int u = 0; u < unroll; ++u) {
+        const int ii = i + u * groups;
+        if (ii < cnt) {
+          float wf[vec];
+          gemv_unpack(wv[u], wf, static_cast<const C*>(nullptr));
+#pragma unroll
+          for (int r = 0; r < BT; ++r) {
+            const float xv = s_vals[r * cfg::stage + ii];
+#pragma unroll
+            for (int q = 0; q < vec; ++q) acc[r][q] = fmaf(xv, wf[q], acc[r][q]);
+          }
+        }
+      }
     }
+    have_first = false;
   };
 
   // Dense input: the first weight loads go out before anything else (they need neither x nor the previous
   // kernel's results — with programmatic dependent launch they overlap that kernel's tail).
-  const int first_len = static_cast<int>(gemv_min<std::int64_t>(cfg::stage, end - begin));
-  if (dense && first_len > 0) {
-    issue(wa, g, first_len);
-    issue(wb, g + step, first_len);
+  if (dense && begin < end) {
+    load_batch(g, static_cast<int>(gemv_min<std::int64_t>(cfg::stage, end - begin)));
+    have_first = true;
   }
   gemv_grid_dependency_wait();  // everything below may read what earlier kernels wrote (x, lists, bias, y, t)
 
@@ -376,10 +371,11 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
     const int slen = static_cast<int>(gemv_min<std::int64_t>(cfg::stage, end - s0));
     int cnt;
     if (dense) {
-      // ids are implicit: x (normalised) goes straight into the value table, no scan.
+      // ids are implicit: the chunk's first weight batch goes out, then x (normalised) goes straight into the
+      // value table, no scan.
       if (s0 != begin) {
-        issue(wa, g, slen);
-        issue(wb, g + step, slen);
+        load_batch(g, slen);
+        have_first = true;
       }
       float xv[cfg::per_thread][BT];  // all loads first (independent, L2), then the stores
 #pragma unroll
@@ -456,8 +452,6 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
         }
       }
       __syncthreads();
-      issue(wa, g, cnt);
-      issue(wb, g + step, cnt);
     }
     stream(cnt);
     __syncthreads();
@@ -618,8 +612,9 @@ gemv_kernel_info gemv_kernel_facts() {
 //! Launch shape: threads per row segment (tile width) and K splits (cluster size). From the H100 tuning runs
 //! (docs/gemv.md): 1 to 1.75 blocks per SM in one wave is best; power-of-two cluster sizes pack into the GPCs
 //! (clusters of 5 left a partial second wave); wider segments (longer DRAM bursts) are preferred as long as they
-//! still give >= 0.75 blocks per SM. Each split keeps >= 64 channels of K (K = 768 gets 8 splits). `want_*` (non-zero)
-//! pin either choice.
+//! still give >= 0.9 blocks per SM (at 0.79, 1600x6400 ran 1.6x slower with 256-byte segments than with 128-byte
+//! ones at 1.5 blocks per SM, in two sessions' tuning runs). Each split keeps >= 64 channels of K (K = 768 gets 8
+//! splits). `want_*` (non-zero) pin either choice.
 inline void gemv_pick_shape(std::int64_t N, std::int64_t K, std::int64_t btiles, int vec, int sms, int resident,
                             int want_tpr, int want_splits, int& tpr_out, int& splits_out) {
   const std::int64_t target = std::min<std::int64_t>(7 * static_cast<std::int64_t>(sms) / 4, resident);
@@ -635,7 +630,7 @@ inline void gemv_pick_shape(std::int64_t N, std::int64_t K, std::int64_t btiles,
     }
     tpr_out = tpr;
     splits_out = sp;
-    if (want_tpr || tiles * sp >= 3 * static_cast<std::int64_t>(sms) / 4) return;
+    if (want_tpr || tiles * sp >= 9 * static_cast<std::int64_t>(sms) / 10) return;
   }
 }
 
