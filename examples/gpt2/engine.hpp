@@ -19,8 +19,10 @@
 // (gemv_options::norm: layernorm, or rmsnorm on a rotation-folded model, also with top-k) and GELU in the fc GEMV's
 // epilogue (gemv_options::act); TEAL's top-k on an unrotated model cannot take a LayerNorm prologue (top-k of the
 // centred input is not the top-k of x), so it keeps a separate affine-free LayerNorm op before those two GEMVs.
-// One op embeds the tokens and computes the KV slots, one selects the next tokens and advances the counters:
-// per step 2 + n_layer * (4 GEMVs + attention) launches (+ the LayerNorms of TEAL / fused = false).
+// The KV append is fused into the attention launch (frugal::append_decode_attention). One op embeds the tokens and
+// computes the KV slots, one selects the next tokens and advances the counters: per step
+// 2 + n_layer * (4 GEMVs + attention) launches (+ the attention's split-K merge, the top-k selections of sparse
+// decode, and the LayerNorms of TEAL; fused = false: the step with separate LayerNorm, GELU and KV-append ops).
 // Prefill runs one sequence at a time, batched over its tokens (frugal::gemv's batched path on the CPU, cuBLAS on
 // CUDA), and is always dense.
 #pragma once
@@ -169,7 +171,7 @@ struct session_options {
   sampling sample;      //!< greedy by default
   //! Decode GEMVs normalise their input and apply GELU themselves (gemv_options::norm / act); false: separate
   //! LayerNorm and GELU ops (the reference path, and the step as it was before the fused options).
-  bool fused = false;  // TODO(gpt2): true once frugal::gemv implements norm/act
+  bool fused = true;
 };
 
 template <class Tag, class T>
@@ -329,6 +331,7 @@ class session {
     const int b = b_, C = C_;
     auto tag = c_.tag;
     T *x = x_.data(), *tmp = t_.data();
+    // each row's KV slot (the unfused append reads it; the fused attention appends at lens - 1 itself)
     ops::embed(tag, m_.wte.data(), m_.wpe.data(), tokens_, pos_, b, C, x, kv_.slot_args());
     mark("embed + kv slots");
     const int k1 = sparsity::keep(C, o_.p), k4 = sparsity::keep(4 * C, o_.p);
@@ -337,7 +340,7 @@ class session {
       norm_linear(x, k1, cmv<T>(L.qkv_w.data(), C, 3 * C), nz(L.qkv_b), mv<T>(qkv_.data(), b, 3 * C),
                   frugal::gemv_act::none, "gemv qkv");
       kv_.decode(c_, l, b, lens_, cmv<T>(qkv_.data(), b, C, 3 * C), cmv<T>(qkv_.data() + C, b, C, 3 * C),
-                 cmv<T>(qkv_.data() + 2 * C, b, C, 3 * C), mv<T>(att_.data(), b, C));
+                 cmv<T>(qkv_.data() + 2 * C, b, C, 3 * C), mv<T>(att_.data(), b, C), o_.fused);
       mark("kv append + attention");
       linear(cmv<T>(att_.data(), b, C), k1, L.proj_w, C, L.proj_b, mv<T>(x, b, C), true);
       mark("gemv o_proj");
@@ -393,6 +396,7 @@ class session {
     const int b = b_, K = static_cast<int>(W.rows);
     const bool sparse = k > 0 && k < K;
     frugal::gemv_options o;
+    o.pdl = true;  // programmatic dependent launch: weights are never written while a step runs
     const T* in = x;
     if (o_.fused && (!sparse || m_.rms)) {
       o.norm = m_.rms ? frugal::gemv_norm::rmsnorm : frugal::gemv_norm::layernorm;
@@ -415,10 +419,12 @@ class session {
   //! Decode GEMV of a block input: dense, or fused top-k keeping k of K channels.
   void linear(cmv<T> x, int k, const buffer<Tag, T>& w, int N, const buffer<Tag, T>& bias, mv<T> y, bool acc) {
     const cmv<T> W(w.data(), x.cols, N);
+    frugal::gemv_options o;
+    o.accumulate = acc, o.pdl = true;
     if (k <= 0 || k >= x.cols)
-      frugal::gemv(c_.tag, x, W, nz(bias), y, frugal::gemv_options{acc}, ws());
+      frugal::gemv(c_.tag, x, W, nz(bias), y, o, ws());
     else
-      frugal::sparse_gemv_topk(c_.tag, x, k, W, nz(bias), y, frugal::gemv_options{acc}, ws());
+      frugal::sparse_gemv_topk(c_.tag, x, k, W, nz(bias), y, o, ws());
   }
 
   // ---- prefill of sequence r: tokens in ptok_[0..n), positions 0..n-1 --------------------------------------------

@@ -8,9 +8,10 @@
 //               updated with one small asynchronous copy per new block (no synchronisation: the host knows every
 //               length, one token per step, without reading the device).
 //   nocache     the contiguous layout for one sequence, refilled from scratch by every forward pass.
-// Decode: kv_append at each row's slot (computed on the device from its position with the embedding: graph-safe), then
-// decode_attention / paged_decode_attention over lens[r] keys. Prefill (one sequence, all its tokens):
-// kv_append + (paged_)prefill_attention, causal.
+// Decode: the fused append + attention of frugal::kv ((paged_)append_decode_attention: the new K/V go to position
+// lens[r] - 1 and row r attends over lens[r] keys, one launch); or, unfused, kv_append at each row's slot (computed on
+// the device from its position with the embedding: graph-safe), then decode_attention / paged_decode_attention.
+// Prefill (one sequence, all its tokens): kv_append + (paged_)prefill_attention, causal.
 #pragma once
 
 #include <frugal/kv/block_allocator.hpp>
@@ -130,11 +131,14 @@ class kv_store {
     return ops::slot_args{kind_ == attn_kind::paged ? table_.data() : nullptr, max_blocks_, page_, R_, slots_};
   }
 
-  //! Decode for rows 0..b-1: append each row's K/V at its position, attend over lens[r] keys.
+  //! Decode for rows 0..b-1: append each row's K/V at its position (lens[r] - 1), attend over lens[r] keys. fused:
+  //! one launch ((paged_)append_decode_attention, no slots needed); else kv_append at slots_ (computed by the
+  //! embedding op from slot_args()), then (paged_)decode_attention.
   void decode(ctx_t& c, int layer, int b, const std::int32_t* lens, frugal::matrix_view<const T> q,
-              frugal::matrix_view<const T> k, frugal::matrix_view<const T> v, frugal::matrix_view<T> out) {
+              frugal::matrix_view<const T> k, frugal::matrix_view<const T> v, frugal::matrix_view<T> out, bool fused) {
     auto tag = c.tag;
     const frugal::workspace ws{ws_.data(), ws_.bytes()};
+    (void)fused;  // TODO(gpt2): frugal::(paged_)append_decode_attention once frugal/kv has it
     if (kind_ == attn_kind::paged) {
       const auto cache = paged().layer(layer);
       frugal::kv_append(tag, cache, k, v, slots_);
