@@ -33,7 +33,7 @@ inline constexpr int cvt_chunk = 512;   // 16-bit weights are converted to f32 t
 inline constexpr int rows = 16;         // batch rows per accumulator tile
 inline constexpr int stage = 256;       // channels staged at once
 inline constexpr int min_cols = 256;
-inline constexpr int acc_max = acc_elems > rows* min_cols ? acc_elems : rows* min_cols;
+inline constexpr int acc_max = std::max(acc_elems, rows * min_cols);
 #ifndef FRUGAL_GEMV_CPU_COLS_OVERRIDE
 inline int cols_for(int nr) {
   return std::max(min_cols, acc_elems / std::max(nr, 1) / 16 * 16);
