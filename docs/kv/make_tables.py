@@ -46,3 +46,33 @@ for s in sorted(rows):
     H, KV, D, B, T = fmt_shape(s)
     cells = [f"{r[v][1] / 1000:.2f} TB/s" for v in ("paged_p1", "paged", "paged_p64", "paged_p256", "contiguous")]
     print(f"| {B}, {T}, {H}, {KV}, {D} | " + " | ".join(cells) + " |")
+
+print()
+print("Split count at B = 1 (num_splits forced; `auto` = the plan's choice):")
+print()
+print("| shape (B, T, H, KV, D) | " + " | ".join(f"{n} splits" for n in (4, 8, 16, 32, 64, 128)) + " | auto (splits) |")
+print("|---|" + "---:|" * 7)
+for s in sorted(rows, key=lambda s: (-fmt_shape(s)[2], fmt_shape(s)[4])):
+    r = rows[s]
+    if "paged_s4" not in r:
+        continue
+    H, KV, D, B, T = fmt_shape(s)
+    cells = [f"{r[f'paged_s{n}'][0]:.1f} us" if f"paged_s{n}" in r else "" for n in (4, 8, 16, 32, 64, 128)]
+    print(f"| {B}, {T}, {H}, {KV}, {D} | " + " | ".join(cells) + f" | {r['paged'][0]:.1f} us ({int(r['paged'][2])}) |")
+
+print()
+print("Decode step: kv_append + paged_decode_attention vs paged_append_decode_attention (one launch + merge):")
+print()
+print("| shape (B, T, H, KV, D) | append + decode us | fused us | fused / separate | decode alone us |")
+print("|---|---:|---:|---:|---:|")
+for s in sorted(rows, key=lambda s: (-fmt_shape(s)[2], fmt_shape(s)[0], fmt_shape(s)[3], fmt_shape(s)[4])):
+    r = rows[s]
+    if "paged_fused" not in r:
+        continue
+    H, KV, D, B, T = fmt_shape(s)
+    a, f = r["paged_append"][0], r["paged_fused"][0]
+    print(f"| {B}, {T}, {H}, {KV}, {D} | {a:.1f} | {f:.1f} | {f / a:.3f} | {r['paged'][0]:.1f} |")
+
+for b in d["benchmarks"]:
+    if b["name"].startswith("attn/cuda/floor/empty_kernel"):
+        print(f"\nEmpty kernel, timed the same way: {b['real_time']:.2f} us")

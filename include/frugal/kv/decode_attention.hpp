@@ -31,8 +31,8 @@
 //
 // Workspace (CUDA, split-K only): decode_attention_workspace_bytes<T>(cuda, batch, q_heads, kv_heads, head_dim,
 // max_seq_len, num_splits) bytes of device memory (16-byte aligned). The split count fills at most one wave of
-// resident CTAs (SM count x the kernel's occupancy) with at least FRUGAL_KV_ATTN_MIN_SPLIT_BYTES of K+V (and 128
-// keys) per split; decode_attention_num_splits tells it: query on the device that runs.
+// resident CTAs (SM count x the kernel's occupancy), >= 128 keys per split and 256 while that leaves >= 2 CTAs per
+// SM (attn_make_plan); decode_attention_num_splits tells it: query on the device that runs.
 // num_splits = 1 needs none. CPU needs none. Prefill does not split (no workspace).
 //
 // Errors (frugal::error, before any work): q_heads not a positive multiple of kv_heads, unsupported head_dim, shape

@@ -31,9 +31,12 @@ FRUGAL_NAMESPACE_BEGIN
 #ifndef FRUGAL_KV_ATTN_TILE_BYTES
 #define FRUGAL_KV_ATTN_TILE_BYTES 16384
 #endif
-// Split-K: every split streams at least this many bytes of K+V (and >= 128 keys).
-#ifndef FRUGAL_KV_ATTN_MIN_SPLIT_BYTES
-#define FRUGAL_KV_ATTN_MIN_SPLIT_BYTES 65536
+// Split-K: keys per split (auto plan): at least MIN_KEYS, and PREF_KEYS while the grid keeps >= 2 CTAs per SM.
+#ifndef FRUGAL_KV_ATTN_SPLIT_MIN_KEYS
+#define FRUGAL_KV_ATTN_SPLIT_MIN_KEYS 128
+#endif
+#ifndef FRUGAL_KV_ATTN_SPLIT_PREF_KEYS
+#define FRUGAL_KV_ATTN_SPLIT_PREF_KEYS 256
 #endif
 
 namespace detail {
@@ -507,13 +510,16 @@ struct attn_plan {
   std::int32_t chunk = 1;  // keys per split
 };
 
-//! Split-K plan. Decode is memory-bound and every CTA of a launch streams the same number of keys: the grid is at
-//! most one full wave, splits = floor(resident CTAs / (rows * kv_heads * head chunks)), and every split streams at
-//! least min_keys keys (a CTA's prologue and the merge are fixed costs that short splits do not amortize); chunks
-//! are rounded up to multiples of 64 keys (auto). `requested` > 0 forces ceil(max_len / ceil(max_len / requested))
-//! splits. Deterministic in its arguments.
+//! Split-K plan. Decode is memory-bound and every CTA of a launch streams the same number of keys. Auto: at most one
+//! wave, splits <= floor(resident CTAs / (rows * kv_heads * head chunks)); each split streams at least min_keys keys,
+//! and pref_keys (longer CTAs amortize their prologue, epilogue and the merge better) as long as the grid still has
+//! >= 2 CTAs per SM (otherwise short contexts would leave SMs idle); chunks are rounded up to multiples of 64 keys.
+//! Measured on H100 (docs/kv.md, split sweep): B = 1, T = 8192: 32-64 splits best; T = 1024: 8 splits.
+//! `requested` > 0 forces ceil(max_len / ceil(max_len / requested)) splits. Deterministic in its arguments.
 inline attn_plan attn_make_plan(std::int32_t rows, std::int32_t kv_heads, std::int32_t group, std::int32_t max_len,
-                                std::int64_t resident_ctas, std::int32_t requested, std::int32_t min_keys = 128) {
+                                std::int64_t resident_ctas, std::int32_t requested, std::int32_t sms = 132,
+                                std::int32_t min_keys = FRUGAL_KV_ATTN_SPLIT_MIN_KEYS,
+                                std::int32_t pref_keys = FRUGAL_KV_ATTN_SPLIT_PREF_KEYS) {
   attn_plan p;
   if (max_len <= 0 || rows <= 0) return p;
   const std::int64_t hchunks = (group + 7) / 8;
@@ -523,7 +529,9 @@ inline attn_plan attn_make_plan(std::int32_t rows, std::int32_t kv_heads, std::i
     s = requested;
   } else {
     s = std::max<std::int64_t>(1, resident_ctas / base);
-    s = std::min<std::int64_t>(s, (max_len + min_keys - 1) / std::max<std::int32_t>(min_keys, 1));
+    const std::int64_t s_pref = (max_len + pref_keys - 1) / std::max<std::int32_t>(pref_keys, 1);
+    const std::int64_t s_min = (max_len + min_keys - 1) / std::max<std::int32_t>(min_keys, 1);
+    s = std::min<std::int64_t>(s, base * s_pref >= 2ll * sms ? s_pref : s_min);
   }
   s = std::max<std::int64_t>(1, std::min<std::int64_t>({s, 1024, max_len}));
   std::int64_t chunk = (max_len + s - 1) / s;
@@ -586,10 +594,7 @@ attn_plan attn_plan_cuda(std::int32_t rows, std::int32_t kv_heads, std::int32_t 
         fail("decode_attention", "head_dim (=", head_dim, ") is not supported on CUDA; supported: 64, 80, 96, 128");
     }
   }
-  // minimum keys per split: FRUGAL_KV_ATTN_MIN_SPLIT_BYTES of K+V of one kv head (at least 128 keys)
-  const std::int32_t row_bytes = 2 * head_dim * static_cast<std::int32_t>(sizeof(T));
-  const std::int32_t min_keys = std::max<std::int32_t>(128, FRUGAL_KV_ATTN_MIN_SPLIT_BYTES / row_bytes);
-  return attn_make_plan(rows, kv_heads, group, max_len, resident, requested, min_keys);
+  return attn_make_plan(rows, kv_heads, group, max_len, resident, requested, sms);
 }
 
 inline std::size_t attn_workspace_bytes(const attn_plan& p, std::int32_t rows, std::int32_t q_heads,
