@@ -239,17 +239,49 @@ inline std::vector<tensor_slot> hf_slots(weights& w) {
 }
 
 //! llm.c's tensors in file order (all layers of one kind together; linears [out, in]; wte with vp rows).
+//! llm.c's per-layer tensor kinds, in file order (each stored for all layers together).
+inline std::vector<tensor_desc> llmc_kinds(std::int64_t C) {
+  return {{"ln1w", {C}},   {"ln1b", {C}},     {"qkvw", {3 * C, C}}, {"qkvb", {3 * C}}, {"attprojw", {C, C}},
+          {"attprojb", {C}}, {"ln2w", {C}},     {"ln2b", {C}},        {"fcw", {4 * C, C}}, {"fcb", {4 * C}},
+          {"fcprojw", {C, 4 * C}}, {"fcprojb", {C}}};
+}
+
 inline std::vector<tensor_desc> llmc_layout(const config& c, std::int64_t vp) {
   const std::int64_t C = c.n_embd, T = c.n_ctx;
   std::vector<tensor_desc> s = {{"wte", {vp, C}}, {"wpe", {T, C}}};
-  const std::vector<tensor_desc> kinds = {{"ln1w", {C}},        {"ln1b", {C}},    {"qkvw", {3 * C, C}}, {"qkvb", {3 * C}},
-                                          {"attprojw", {C, C}}, {"attprojb", {C}}, {"ln2w", {C}},       {"ln2b", {C}},
-                                          {"fcw", {4 * C, C}},  {"fcb", {4 * C}}, {"fcprojw", {C, 4 * C}}, {"fcprojb", {C}}};
-  for (const auto& k : kinds)
+  for (const auto& k : llmc_kinds(C))
     for (int i = 0; i < c.n_layer; ++i) s.push_back({k.name + "[layer " + std::to_string(i) + "]", k.shape});
   s.push_back({"lnfw", {C}});
   s.push_back({"lnfb", {C}});
   return s;
+}
+
+//! The first llm.c tensor that ends beyond `size` bytes (file order, data from byte 1024), or "" when all fit.
+//! Walks the kinds arithmetically: a header claiming millions of layers costs nothing (fuzzing found the
+//! materialised layout of such a header exhausting memory).
+inline std::string llmc_first_truncated(const config& c, std::int64_t vp, std::int64_t es, std::int64_t size,
+                                        double& at, double& end) {
+  at = 1024;
+  auto fits = [&](const tensor_desc& t, double n_times, std::string& name) {
+    const double one = t.count() * static_cast<double>(es);
+    end = at + n_times * one;
+    if (end <= static_cast<double>(size)) {
+      at = end;
+      return true;
+    }
+    const double i = std::floor((static_cast<double>(size) - at) / one);  // the first layer that does not fit
+    name = n_times == 1 ? t.name : t.name + "[layer " + std::to_string(static_cast<long long>(i)) + "]";
+    at += i * one;
+    end = at + one;
+    return false;
+  };
+  std::string name;
+  const std::int64_t C = c.n_embd;
+  if (!fits({"wte", {vp, C}}, 1, name) || !fits({"wpe", {c.n_ctx, C}}, 1, name)) return name;
+  for (const auto& k : llmc_kinds(C))
+    if (!fits(k, c.n_layer, name)) return name;
+  if (!fits({"lnfw", {C}}, 1, name) || !fits({"lnfb", {C}}, 1, name)) return name;
+  return "";
 }
 
 inline std::string shape_str(const std::vector<std::int64_t>& s) {
@@ -462,14 +494,12 @@ inline weights load_llmc(const std::string& path) {
   if (Vp < cfg.vocab_size) fail(op, "'", path, "': padded vocab ", Vp, " < vocab ", cfg.vocab_size);
   cfg.name = name_for(cfg);
   {  // before allocating: the first tensor that does not fit in the file, by name
-    double at = 1024;
-    for (const auto& t : detail::llmc_layout(cfg, Vp)) {
-      const double end = at + t.count() * static_cast<double>(frugal::dtype_size(dt));
-      if (end > static_cast<double>(size))
-        fail(op, "'", path, "': tensor '", t.name, "' is truncated (needs bytes [", at, ", ", end,
-             ") but the file has ", size, ")");
-      at = end;
-    }
+    double at = 0, end = 0;
+    const std::string bad = detail::llmc_first_truncated(cfg, Vp, static_cast<std::int64_t>(frugal::dtype_size(dt)),
+                                                         size, at, end);
+    if (!bad.empty())
+      fail(op, "'", path, "': tensor '", bad, "' is truncated (needs bytes [", at, ", ", end, ") but the file has ",
+           size, ")");
   }
   weights w = allocate_weights(cfg);
   const std::int64_t C = cfg.n_embd, L = cfg.n_layer, T = cfg.n_ctx;
