@@ -1,4 +1,5 @@
-// kv on CUDA vs the CPU reference: append / copy_blocks / gather (bitwise), decode attention paged == contiguous
+// kv on CUDA vs the CPU reference: append / copy_blocks / gather (bitwise), fused append + decode == decode over the
+// appended cache (bitwise, caches written), decode attention paged == contiguous
 // (bitwise: one kernel template) and within one rounding of the naive double reference for f32/f16/bf16, head dims
 // 64/80/96/128, group sizes 1..8 and 12, split-K auto/1/3/7 (and a max_seq_len below the real lengths), lengths 0, 1,
 // page boundaries, long; prefill (causal and not); CUDA Graph capture with lengths changed between replays; errors.

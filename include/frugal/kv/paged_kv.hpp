@@ -45,6 +45,8 @@
 //     slot = alloc.slot(s, alloc.length(s) - 1); export_dense(...) again (lengths changed); upload
 //     for each layer: kv_append(cuda, cache.layer(l), k_row, v_row, d_slot);
 //       paged_decode_attention(cuda, q, cache.layer(l), table, out, params, ws);
+//     or, one launch instead of two (decode_attention.hpp; the slot comes from the table and lengths):
+//       paged_append_decode_attention(cuda, q, k_row, v_row, cache.layer(l), table, out, params, ws);
 //   alloc.free(s) when the sequence ends.
 #pragma once
 
