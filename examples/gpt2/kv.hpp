@@ -138,7 +138,15 @@ class kv_store {
               frugal::matrix_view<const T> k, frugal::matrix_view<const T> v, frugal::matrix_view<T> out, bool fused) {
     auto tag = c.tag;
     const frugal::workspace ws{ws_.data(), ws_.bytes()};
-    (void)fused;  // TODO(gpt2): frugal::(paged_)append_decode_attention once frugal/kv has it
+    if (fused) {
+      if (kind_ == attn_kind::paged)
+        frugal::paged_append_decode_attention(tag, q, k, v, paged().layer(layer),
+                                              frugal::paged_kv_table{table_.data(), lens, b, max_blocks_}, out, params_,
+                                              ws);
+      else
+        frugal::append_decode_attention(tag, q, k, v, contiguous(layer, 0, b), lens, out, params_, ws);
+      return;
+    }
     if (kind_ == attn_kind::paged) {
       const auto cache = paged().layer(layer);
       frugal::kv_append(tag, cache, k, v, slots_);

@@ -219,7 +219,6 @@ __global__ void select_advance_kernel(const T* __restrict__ logits, int V, gpt2:
                                       std::int32_t* step, std::int32_t* tokens, std::int32_t* history, int hist_ld,
                                       std::int32_t* pos, std::int32_t* lens, const std::int32_t* forced, int forced_ld,
                                       unsigned* counter) {
-  __shared__ bool last;
   const int r = blockIdx.x;
   const std::int32_t s0 = *step;
   const std::int64_t at = std::int64_t(s0) + 1;
@@ -235,8 +234,7 @@ __global__ void select_advance_kernel(const T* __restrict__ logits, int V, gpt2:
     if (lens) lens[r] += 1;
     if (forced) tokens[r] = forced[std::int64_t(r) * forced_ld + at];
     __threadfence();
-    last = atomicAdd(counter, 1u) == gridDim.x - 1;
-    if (last) {
+    if (atomicAdd(counter, 1u) == gridDim.x - 1) {  // the last block: every block has read *step
       *counter = 0;
       *step = static_cast<std::int32_t>(at);
     }

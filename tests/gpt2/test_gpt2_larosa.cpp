@@ -1,6 +1,7 @@
 // Tests of LaRoSA in the GPT-2 example: LayerNorm folding and rotation folding (model-level and layer-level with
 // residual adapters) leave the logits unchanged at p = 0, within the dtype's tolerance, and calibration produces
-// orthogonal rotations.
+// orthogonal rotations. Also: the fused decode step (norm / GELU inside the GEMVs, KV append inside the attention)
+// gives the logits of the step with separate ops, dense / TEAL / LaRoSA, contiguous and paged KV.
 #include <doctest/doctest.h>
 
 #include <common/test_util.hpp>
@@ -45,8 +46,11 @@ std::vector<std::int32_t> tokens(int n, int seed, int V) {
 //! Teacher-forced logits of every decode step (prefill 8 tokens, then feed the rest), concatenated.
 template <class T>
 std::vector<float> logits(backend<frugal::cpu_t>::context& c, const device_model<frugal::cpu_t, T>& m, float p,
-                          const std::vector<std::int32_t>& text, bool fused = true) {
+                          const std::vector<std::int32_t>& text, bool fused = true,
+                          attn_kind attn = attn_kind::contiguous) {
   session_options o;
+  o.attn = attn;
+  o.page_size = 5;
   o.max_seq = static_cast<int>(text.size()) + 2;
   o.p = p;
   o.fused = fused;
@@ -149,11 +153,13 @@ TEST_CASE_TEMPLATE("gpt2 cpu: the fused decode step (norm / GELU inside the GEMV
   const auto rot = larosa_calibrate(c, dense, tokens(48, 5, 1000), larosa_options{});
   auto folded = upload_model<frugal::cpu_t, T>(c, larosa_apply<frugal::cpu_t>(c, model_with_affine(6), rot));
   for (const auto* m : {&dense, &folded})
-    for (float p : {0.f, 0.5f}) {
-      CAPTURE(m->rms);
-      CAPTURE(p);
-      const auto a = logits(c, *m, p, text, true), b = logits(c, *m, p, text, false);
-      REQUIRE(a.size() == b.size());
-      CHECK(rel_err(a, b) < tol);
-    }
+    for (float p : {0.f, 0.5f})
+      for (attn_kind a : {attn_kind::contiguous, attn_kind::paged}) {  // fused: append inside the attention call
+        CAPTURE(m->rms);
+        CAPTURE(p);
+        CAPTURE(attn_name(a));
+        const auto f = logits(c, *m, p, text, true, a), u = logits(c, *m, p, text, false, a);
+        REQUIRE(f.size() == u.size());
+        CHECK(rel_err(f, u) < tol);
+      }
 }
