@@ -1,6 +1,7 @@
 // CUDA tests of the GPT-2 example (run on the GPU machine; skip without a GPU): no cache, contiguous KV and paged KV
 // give identical greedy tokens with the decode step replayed from a CUDA Graph; the CUDA logits match the CPU
-// engine's; batches and teacher forcing behave as on the CPU; seeded sampling is the same on CPU and GPU.
+// engine's; batches and teacher forcing behave as on the CPU; seeded sampling is the same on CPU and GPU; the fused
+// decode step (norm / GELU in the GEMVs with PDL, KV append in the attention) matches the step with separate ops.
 #include <doctest/doctest.h>
 
 #include <common/cuda_test_util.cuh>
@@ -131,7 +132,9 @@ TEST_CASE("gpt2 cuda: batched decode equals one sequence at a time; sampling equ
 TEST_CASE_TEMPLATE("gpt2 cuda: the fused decode step (norm / GELU inside the GEMVs) matches separate ops", T, float,
                    frugal::half) {
   FRUGAL_REQUIRE_GPU();
-  const double tol = std::is_same_v<T, float> ? 1e-5 : 2e-2;
+  // f16: the fused step does not round the normalised input / the pre-GELU value to T; sparse decode can then keep a
+  // different channel at a near-tie of the top-k (CPU f16: 4e-4 dense, 6e-3 at p = 0.5)
+  const bool f32 = std::is_same_v<T, float>;
   backend<frugal::cuda_t>::context c;
   auto w = random_weights(cuda_config(), 8);
   for (auto& l : w.layers) {  // non-trivial LayerNorm affines, folded at upload
@@ -152,7 +155,7 @@ TEST_CASE_TEMPLATE("gpt2 cuda: the fused decode step (norm / GELU inside the GEM
         CAPTURE(attn_name(a));
         const auto f = forced_logits<frugal::cuda_t, T>(c, *m, a, text, 17, p, true);
         const auto u = forced_logits<frugal::cuda_t, T>(c, *m, a, text, 17, p, false);
-        CHECK(rel_err(f, u) < tol);
+        CHECK(rel_err(f, u) < (p > 0 ? (f32 ? 1e-3 : 5e-2) : (f32 ? 1e-5 : 2e-2)));
       }
   // greedy tokens of the fused step equal the no-cache recompute (which never runs the decode GEMVs)
   const auto pr = prompt(13, 2, dense.cfg.vocab_size);
