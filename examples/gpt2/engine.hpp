@@ -203,7 +203,8 @@ class session {
     step_ = lens_ + Bn, ptok_ = step_ + 1, ppos_ = ptok_ + R + 1, history_ = ppos_ + R;
     hist_ld_ = o.max_seq + 1;
     counter_ = reinterpret_cast<std::uint32_t*>(history_ + Bn * hist_ld_);
-    be::zero(c, counter_, sizeof(std::uint32_t));
+    // every int defined (counter 0; results() downloads whole history rows, of which a run fills only a prefix)
+    be::zero(c, ints_.data(), ints_.bytes());
     std::vector<std::int32_t> p(R);
     for (std::size_t i = 0; i < R; ++i) p[i] = static_cast<std::int32_t>(i);
     be::to_device(c, ppos_, p.data(), R * sizeof(std::int32_t));

@@ -43,10 +43,17 @@ std::vector<T> run_cpu(const host_case<T>& c) {
   return y;
 }
 
+//! Under FRUGAL_TEST_SMALL (compute-sanitizer runs) the sweeps keep every third case: every form, fewer shapes.
+bool thinned(std::size_t i) {
+  return frugal_test::small_tests() && i % 3 != 0;
+}
+
 template <class T>
 void grid_test(bool integer) {
   int bad = 0;
+  std::size_t i = 0;
   for (const spec& s : shape_grid(integer)) {
+    if (thinned(i++)) continue;
     const auto c = make_case<T>(s);
     const auto y = run_cuda(c);
     bad += compare(c, y, "cuda");
@@ -75,6 +82,7 @@ TEST_CASE_TEMPLATE("gemv cuda: every split count and segment width is exact and 
   FRUGAL_REQUIRE_GPU();
   for (form f : all_forms)
     for (std::int64_t b : {1, 3, 11}) {
+      if (frugal_test::small_tests() && b == 3) continue;
       spec s{.b = b,
              .K = 2500,
              .N = 300,
@@ -87,6 +95,7 @@ TEST_CASE_TEMPLATE("gemv cuda: every split count and segment width is exact and 
       const auto c = make_case<T>(s);
       for (int splits : {1, 2, 3, 5, 8})
         for (int seg : {128, 256, 512}) {
+          if (frugal_test::small_tests() && (splits == 2 || splits == 5 || seg == 256)) continue;
           frugal::gemv_options o;
           o.splits = splits;
           o.segment_bytes = seg;
@@ -98,7 +107,8 @@ TEST_CASE_TEMPLATE("gemv cuda: every split count and segment width is exact and 
     }
 }
 
-TEST_CASE_TEMPLATE("gemv cuda: LLaMA-sized shapes, exact on integer data", T, frugal::half, bfloat16) {
+TEST_CASE_TEMPLATE("gemv cuda: LLaMA-sized shapes, exact on integer data" * doctest::skip(frugal_test::small_tests()), T,
+                   frugal::half, bfloat16) {
   FRUGAL_REQUIRE_GPU();
   for (form f : {form::dense, form::threshold_rows, form::list_shuffled})
     for (std::int64_t b : {1, 8}) {
@@ -328,7 +338,9 @@ TEST_CASE_TEMPLATE("gemv cuda: fused norm x activation x form against the f64 re
                    frugal::half, bfloat16) {
   FRUGAL_REQUIRE_GPU();
   int bad = 0;
+  std::size_t i = 0;
   for (const spec& s : fused_grid()) {
+    if (thinned(i++) && !(s.K == 2500 && s.N == 515)) continue;
     const auto c = make_case<T>(s);
     bad += compare(c, run_cuda(c), "cuda fused");
     if (s.K == 2500 && s.N == 515) {  // the statistics must not depend on the split / block layout
