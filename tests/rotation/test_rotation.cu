@@ -34,7 +34,10 @@ gpu_result<T> solve_gpu(const std::vector<T>& a, int n, int pad = 0, frugal::eig
   std::vector<T> ah(static_cast<std::size_t>(n) * ld, T(0));
   for (int i = 0; i < n; ++i)
     for (int j = 0; j < n; ++j) ah[static_cast<std::size_t>(i) * ld + j] = a[static_cast<std::size_t>(i) * n + j];
-  device_buffer<T> da(ah), dw(static_cast<std::size_t>(n)), dq(static_cast<std::size_t>(n) * ld);
+  // q's padding columns hold a sentinel that eigh must leave alone (and every downloaded byte is defined)
+  const T sentinel = T(7);
+  device_buffer<T> da(ah), dw(static_cast<std::size_t>(n)),
+      dq(std::vector<T>(static_cast<std::size_t>(n) * ld, sentinel));
   device_buffer<std::byte> ws(frugal::eigh_workspace_bytes<T>(frugal::cuda, n, o));
   cudaStream_t st;
   FRUGAL_CUDA_CHECK(cudaStreamCreate(&st), "test");
@@ -48,6 +51,10 @@ gpu_result<T> solve_gpu(const std::vector<T>& a, int n, int pad = 0, frugal::eig
   r.q.resize(static_cast<std::size_t>(n) * n);
   for (int i = 0; i < n; ++i)
     for (int j = 0; j < n; ++j) r.q[static_cast<std::size_t>(i) * n + j] = q[static_cast<std::size_t>(i) * ld + j];
+  int touched = 0;
+  for (int i = 0; i < n; ++i)
+    for (int j = n; j < ld; ++j) touched += q[static_cast<std::size_t>(i) * ld + j] != sentinel ? 1 : 0;
+  CHECK(touched == 0);
   return r;
 }
 
