@@ -508,8 +508,11 @@ inline patch_vocab patch_vocab::from_json(std::string_view text, std::string_vie
   pv.fingerprint_ = rd.member(basev, "fingerprint", detail::json::kind::string).str;
   pv.max_n_ = static_cast<int>(rd.integer(rd.member(root, "max_n", detail::json::kind::number), "max_n", 2, 4));
   if (const auto* s = root.find("stats"); s && s->type == detail::json::kind::object) {
+    // informative counts, but still checked: a double outside int64's range would make the conversion undefined
+    // (found by fuzz_vocab_loaders)
     auto get = [&](const char* k, std::int64_t& dst) {
-      if (const auto* v = s->find(k); v && v->type == detail::json::kind::number) dst = static_cast<std::int64_t>(v->num);
+      if (const auto* v = s->find(k); v && v->type == detail::json::kind::number)
+        dst = rd.integer(*v, std::string("stats.") + k, -(std::int64_t{1} << 53), std::int64_t{1} << 53);
     };
     auto& st = pv.stats_;
     get("documents", st.documents);
