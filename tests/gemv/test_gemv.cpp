@@ -41,6 +41,28 @@ TEST_CASE_TEMPLATE("gemv cpu: every form, continuous data within the error bound
   grid_test<T>(false);
 }
 
+// Batch 1 with few columns per thread takes the channel-split path (each thread sums a range of K into its own
+// partial, added in thread order): exact on integer data for 1, 2 and 3 threads (uneven K ranges), every form, with
+// bias, accumulate and the fused prologue / epilogue.
+TEST_CASE_TEMPLATE("gemv cpu: batch 1, channel split across threads (K ranges), exact and equal for 1-3 threads", T,
+                   float, double, half, bfloat16) {
+  for (form f : all_forms) {
+    spec s{.b = 1, .K = 1300, .N = 1000, .f = f, .bias = true, .accumulate = true, .integer = true, .seed = 21};
+    for (int threads : {1, 2, 3}) {
+      CAPTURE(threads);
+      CHECK(run_cpu<T>(s, frugal::cpu.with_threads(threads)) == 0);
+    }
+  }
+  for (form f : {form::dense, form::threshold_rows}) {
+    spec s{.b = 1, .K = 1300, .N = 1000, .f = f, .bias = true, .integer = false, .seed = 22,
+           .norm = frugal::gemv_norm::layernorm, .act = frugal::gemv_act::gelu_tanh};
+    for (int threads : {1, 3}) {
+      CAPTURE(threads);
+      CHECK(run_cpu<T>(s, frugal::cpu.with_threads(threads)) == 0);
+    }
+  }
+}
+
 TEST_CASE_TEMPLATE("gemv cpu: nnz = 0, 1, K and all-zero / all-kept inputs", T, float, half, bfloat16) {
   for (std::int64_t K : {1, 9, 260}) {
     for (form f : {form::list_sorted, form::list_shuffled}) {
