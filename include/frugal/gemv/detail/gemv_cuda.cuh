@@ -2,18 +2,15 @@
 //
 // One kernel, gemv_kernel<C, BT>, for all input forms (dense, masked, threshold/top-k, explicit lists), batch tiles
 // of BT in {1, 2, 4} rows. Grid (batch tiles, K splits, column tiles); 256 threads per block.
-//  0. Dense input only: the first weight loads of the block's K slice are issued at once (the channel ids are
-//     implicit), before the norm prologue, before x is read and — with gemv_options::pdl — before waiting for the
-//     previous kernel (griddepcontrol.wait); everything that reads x / lists / thresholds / bias / y comes after it.
+//  0. With gemv_options::pdl, griddepcontrol.wait before anything reads x / lists / thresholds / bias / y.
 //  1. Staging, `stage` = 1024 candidates at a time. Dense: x (normalised with the norm prologue) is copied into
 //     the [BT, stage] value table, no scan. Other forms: each thread evaluates 4 consecutive candidates for all BT
 //     rows (keep rule on x̂, values as f32); a block exclusive scan (cub::BlockScan) compacts the kept ones into
 //     shared memory: channel ids and the value table (0 where a row dropped the channel).
 //  2. Streaming: thread (g = tid / tpr, t = tid % tpr) owns 16 bytes of the tile's columns; tpr = 8, 16 or 32
 //     threads cover a 128/256/512-byte segment of a weight row, 256/tpr channels go side by side. Loads are
-//     L1-bypassing 16-byte vectors, software-pipelined in two register halves (8 + 8 for BT = 1, 4 + 4 otherwise):
-//     a half is refilled as soon as it is consumed, so loads stay in flight across rounds; BT x (16 / sizeof(T))
-//     f32 sums per thread.
+//     L1-bypassing 16-byte vectors issued in batches (16 per thread for BT = 1, 8 otherwise) before their FMAs;
+//     BT x (16 / sizeof(T)) f32 sums per thread.
 //  3. Reduction: warp shuffles (groups of a warp that share columns), the 8 warps through shared memory in a fixed
 //     order (2 barriers), then across the K splits of the tile — on sm_90 the splits are one thread-block cluster
 //     and block `rank` sums slice `rank` of the tile over all splits' shared memory (DSMEM) in split order; before
@@ -291,28 +288,22 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
     for (int v = 0; v < vec; ++v) acc[r][v] = 0.f;
 
   // Weight streaming in batches: each thread issues `unroll` (16 for BT = 1, else 8) independent 16-byte loads of
-  // kept rows, then consumes them. Channel slot ii of the current chunk is channel s0 + ii (dense: ids implicit,
-  // known before x is read) or s_ids[ii] (staged forms). (A register double-buffered variant, refilling one half
-  // while consuming the other, measured 1.3-1.5x slower on the H100 for the large shapes: the compiler tracks the
-  // loads of both halves together, so consuming a half also waited for the refill just issued — docs/gemv.md.)
-  uint4 wv[unroll];
-  std::int64_t s0 = begin;  // current chunk (dense)
-  bool have_first = false;  // wv already holds the first batch of the chunk (dense prefetch)
-  auto load_batch = [&](int i, int cnt) {
-    if (nvalid == 0) return;
-#pragma unroll
-    for (int u = 0; u < unroll; ++u) {
-      const int ii = i + u * groups;
-      if (ii < cnt) {
-        const std::int64_t k = dense ? s0 + ii : static_cast<std::int64_t>(s_ids[ii]);
-        wv[u] = gemv_load_w(wcol + k * a.ldw, nvalid);
-      }
-    }
-  };
+  // staged channels s_ids[ii], then consumes them; the batch lives in registers of this loop body only. Measured on
+  // the H100 (docs/gemv.md), both of these were 1.3-1.7x slower for the large shapes: a register double-buffered
+  // loop (refill one half while consuming the other), and keeping the batch live across the staging phase so dense
+  // input could issue its first loads before reading x (ptxas spilled, and the loads no longer went out together).
   auto stream = [&](int cnt) {
     if (nvalid == 0) return;
     for (int i = g; i < cnt; i += groups * unroll) {
-      if (!(have_first && i == g)) load_batch(i, cnt);
+      uint4 wv[unroll];
+#pragma unroll
+      for (int u = 0; u < unroll; ++u) {
+        const int ii = i + u * groups;
+        if (ii < cnt) {
+          const std::int64_t k = static_cast<std::int64_t>(s_ids[ii]);
+          wv[u] = gemv_load_w(wcol + k * a.ldw, nvalid);
+        }
+      }
 #pragma unroll
       for (int u = 0; u < unroll; ++u) {
         const int ii = i + u * groups;
@@ -328,15 +319,7 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
         }
       }
     }
-    have_first = false;
   };
-
-  // Dense input: the first weight loads go out before anything else (they need neither x nor the previous
-  // kernel's results — with programmatic dependent launch they overlap that kernel's tail).
-  if (dense && begin < end) {
-    load_batch(g, static_cast<int>(gemv_min<std::int64_t>(cfg::stage, end - begin)));
-    have_first = true;
-  }
   gemv_grid_dependency_wait();  // everything below may read what earlier kernels wrote (x, lists, bias, y, t)
 
   if (list) {
@@ -367,16 +350,11 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
 #pragma unroll
   for (int r = 0; r < BT; ++r) thr[r] = (a.t_rows && r < nr) ? a.t_rows[r0 + r] : a.t_all;
   const bool masked = a.mode == static_cast<int>(gemv_input::masked);
-  for (s0 = begin; s0 < end; s0 += cfg::stage) {
+  for (std::int64_t s0 = begin; s0 < end; s0 += cfg::stage) {
     const int slen = static_cast<int>(gemv_min<std::int64_t>(cfg::stage, end - s0));
     int cnt;
     if (dense) {
-      // ids are implicit: the chunk's first weight batch goes out, then x (normalised) goes straight into the
-      // value table, no scan.
-      if (s0 != begin) {
-        load_batch(g, slen);
-        have_first = true;
-      }
+      // Every channel is kept: x (normalised) goes straight into the value table, the ids are s0 + slot, no scan.
       float xv[cfg::per_thread][BT];  // all loads first (independent, L2), then the stores
 #pragma unroll
       for (int j = 0; j < cfg::per_thread; ++j)
@@ -386,12 +364,15 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
           xv[j][r] = (li < slen && r < nr) ? load_f(a.x[(r0 + r) * a.ldx + s0 + li]) : 0.f;
         }
 #pragma unroll
-      for (int j = 0; j < cfg::per_thread; ++j)
+      for (int j = 0; j < cfg::per_thread; ++j) {
+        const int li = j * cfg::threads + tid;
+        if (li < slen) {
+          s_ids[li] = static_cast<std::int32_t>(s0 + li);
 #pragma unroll
-        for (int r = 0; r < BT; ++r) {
-          const int li = j * cfg::threads + tid;
-          if (li < slen) s_vals[r * cfg::stage + li] = normed && r < nr ? (xv[j][r] - mu[r]) * rs[r] : xv[j][r];
+          for (int r = 0; r < BT; ++r)
+            s_vals[r * cfg::stage + li] = normed && r < nr ? (xv[j][r] - mu[r]) * rs[r] : xv[j][r];
         }
+      }
       cnt = slen;
       __syncthreads();
     } else {
