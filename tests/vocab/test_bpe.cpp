@@ -127,6 +127,10 @@ TEST_CASE("bpe: malformed files give errors naming the file and the position") {
   FRUGAL_CHECK_THROWS_WITH(gpt2_tokenizer::from_files(d + "/e7.json", f.bpe), "must be an object");
   write(d + "/e8.json", "");
   FRUGAL_CHECK_THROWS_WITH(gpt2_tokenizer::from_files(d + "/e8.json", f.bpe), "e8.json:1:1: unexpected end of input");
+  // A huge id in a tiny file: rejected before any per-id table exists (a fuzz finding: this allocated ~36 GB).
+  write(d + "/e9.json", "{\"a\": 0, \"b\": 1073741823}");
+  FRUGAL_CHECK_THROWS_WITH(gpt2_tokenizer::from_files(d + "/e9.json", f.bpe),
+                           "token ids must be 0..1073741823 without gaps, but id 1 is missing");
   FRUGAL_CHECK_THROWS_WITH(gpt2_tokenizer::from_files(d + "/missing.json", f.bpe), "cannot open");
   FRUGAL_CHECK_THROWS_WITH(gpt2_tokenizer::from_dir(d + "/nowhere"), "no encoder.json + vocab.bpe nor tokenizer.json");
 }

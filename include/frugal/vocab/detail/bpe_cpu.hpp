@@ -379,6 +379,16 @@ inline std::shared_ptr<bpe_model> build_bpe_model(const char* op, std::vector<vo
   std::int64_t max_id = -1;
   for (const auto& v : vocab) max_id = std::max(max_id, v.id);
   FRUGAL_CHECK(max_id < (std::int64_t{1} << 30), op, m.source, ": token id ", max_id, " is too large");
+  // Ids are 0..n-1 without gaps, so a valid file has max_id < vocab.size(). Checked before the per-id tables are
+  // allocated: a 50-byte encoder.json naming id 1,000,000,000 must not allocate gigabytes (fuzz finding).
+  if (max_id >= static_cast<std::int64_t>(vocab.size())) {
+    std::vector<char> have(vocab.size() + 1, 0);
+    for (const auto& v : vocab)
+      if (v.id >= 0 && v.id <= static_cast<std::int64_t>(vocab.size())) have[static_cast<std::size_t>(v.id)] = 1;
+    std::size_t missing = 0;
+    while (have[missing]) ++missing;
+    fail(op, m.source, ": token ids must be 0..", max_id, " without gaps, but id ", missing, " is missing");
+  }
   m.n_vocab = static_cast<std::int32_t>(max_id + 1);
   std::vector<std::int32_t> seen(static_cast<std::size_t>(m.n_vocab), -1);
   std::vector<std::string> raw(static_cast<std::size_t>(m.n_vocab));
