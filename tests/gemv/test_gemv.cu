@@ -107,8 +107,42 @@ TEST_CASE_TEMPLATE("gemv cuda: every split count and segment width is exact and 
     }
 }
 
-TEST_CASE_TEMPLATE("gemv cuda: LLaMA-sized shapes, exact on integer data" * doctest::skip(frugal_test::small_tests()), T,
-                   frugal::half, bfloat16) {
+// Batch-1 dense input skips the staging (x is read next to the weights) but must keep the staged path's channel order:
+// with continuous data any other summation order changes the bits. threshold 0 keeps every channel (|x̂| >= 0) and runs
+// the staged path, so the two must agree bitwise — for every split count, segment width and norm, over several stages.
+TEST_CASE_TEMPLATE("gemv cuda: batch-1 dense is bitwise equal to the staged path (threshold 0 keeps every channel)", T,
+                   float, frugal::half, bfloat16) {
+  FRUGAL_REQUIRE_GPU();
+  std::mt19937_64 rng(21);
+  for (std::int64_t K : {100, 2500}) {
+    const std::int64_t N = 300, ldw = 304;  // ragged last column tile; rows padded to 16 bytes
+    std::vector<T> hx(static_cast<std::size_t>(K)), hw(static_cast<std::size_t>(K * ldw)),
+        hb(static_cast<std::size_t>(N));
+    for (auto& v : hx) v = sample<T>(rng, false);
+    for (auto& v : hw) v = sample<T>(rng, false);
+    for (auto& v : hb) v = sample<T>(rng, false);
+    device_buffer<T> x(hx), w(hw), bias(hb), y1(static_cast<std::size_t>(N)), y2(static_cast<std::size_t>(N));
+    const frugal::matrix_view<const T> xv(x.data(), 1, K), wv(w.data(), K, N, ldw);
+    for (frugal::gemv_norm nm : {frugal::gemv_norm::none, frugal::gemv_norm::layernorm, frugal::gemv_norm::rmsnorm})
+      for (int splits : {0, 1, 3, 8})
+        for (int seg : {0, 128, 512}) {
+          frugal::gemv_options o;
+          o.splits = splits;
+          o.segment_bytes = seg;
+          o.norm = nm;
+          frugal::gemv(frugal::cuda, xv, wv, bias.data(), frugal::matrix_view<T>(y1.data(), 1, N), o);
+          frugal::sparse_gemv_threshold(frugal::cuda, xv, frugal::threshold{nullptr, 0.f}, wv, bias.data(),
+                                        frugal::matrix_view<T>(y2.data(), 1, N), o);
+          FRUGAL_CUDA_CHECK(cudaDeviceSynchronize(), "test");
+          const auto a = y1.download(), b = y2.download();
+          INFO("K=", K, " norm=", static_cast<int>(nm), " splits=", splits, " segment_bytes=", seg);
+          CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+        }
+  }
+}
+
+TEST_CASE_TEMPLATE("gemv cuda: LLaMA-sized shapes, exact on integer data" * doctest::skip(frugal_test::small_tests()),
+                   T, frugal::half, bfloat16) {
   FRUGAL_REQUIRE_GPU();
   for (form f : {form::dense, form::threshold_rows, form::list_shuffled})
     for (std::int64_t b : {1, 8}) {

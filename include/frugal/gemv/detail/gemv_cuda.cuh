@@ -1,7 +1,9 @@
 // frugal/gemv/detail/gemv_cuda.cuh — CUDA implementation of every gemv form (nvcc only).
 //
-// One kernel, gemv_kernel<C, BT>, for all input forms (dense, masked, threshold/top-k, explicit lists), batch tiles
-// of BT in {1, 2, 4} rows. Grid (batch tiles, K splits, column tiles); 256 threads per block.
+// One kernel, gemv_kernel<C, BT, DX>, for all input forms (dense, masked, threshold/top-k, explicit lists), batch
+// tiles of BT in {1, 2, 4} rows. Grid (batch tiles, K splits, column tiles); 256 threads per block. DX = true is the
+// batch-1 dense instantiation: no staging (step 1) — each weight batch loads its x values (L2) next to it, in the
+// staged loop's channel order, so its sums are bitwise those of the staged path (H100, bf16: 4-15% faster).
 //  0. With gemv_options::pdl, griddepcontrol.wait before anything reads x / lists / thresholds / bias / y.
 //  1. Staging, `stage` = 1024 candidates at a time. Dense: x (normalised with the norm prologue) is copied into
 //     the [BT, stage] value table, no scan. Other forms: each thread evaluates 4 consecutive candidates for all BT
@@ -13,7 +15,8 @@
 //     BT x (16 / sizeof(T)) f32 sums per thread.
 //  3. Reduction: warp shuffles (groups of a warp that share columns), the 8 warps through shared memory in a fixed
 //     order (2 barriers), then across the K splits of the tile — on sm_90 the splits are one thread-block cluster
-//     and block `rank` sums slice `rank` of the tile over all splits' shared memory (DSMEM) in split order; before
+//     and every block stores its partial of slice c into block c's shared memory (DSMEM), one cluster barrier, then
+//     block c sums slice c from its own shared memory in split order (one cluster barrier instead of two); before
 //     sm_90 the partials go to the workspace and gemv_reduce_kernel sums them. Fixed order everywhere: bitwise
 //     reproducible.
 //  4. Epilogue in f32: + bias, activation, + y (accumulate), one rounding to the output type.
@@ -242,7 +245,8 @@ __device__ __forceinline__ uint4 gemv_load_w(const C* p, int nvalid) {
   return r;
 }
 
-template <class C, int BT>
+//! DX (batch 1, dense input only): no staging, see the dense loop below.
+template <class C, int BT, bool DX = false>
 __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const gemv_args<C> a) {
   namespace cfg = gemv_cuda_cfg;
   constexpr int unroll = BT == 1 ? 16 : 8;  // independent 16-byte weight loads in flight per thread
@@ -252,8 +256,8 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
   using scan_t = cub::BlockScan<int, cfg::threads>;
 
   __shared__ std::int32_t s_ids[cfg::stage];
-  __shared__ float s_vals[BT * cfg::stage];  // [BT, stage]; later [4, BT, tn] reduction scratch
-  __shared__ float s_part[BT * max_tn];      // this block's partial tile [BT, tn]
+  __shared__ float s_vals[BT * cfg::stage];                // [BT, stage]; later [4, BT, tn] reduction scratch
+  __shared__ float s_part[BT * max_tn + cfg::max_splits];  // cluster: the splits' partials of this rank's slice
   __shared__ typename scan_t::TempStorage s_scan;
   __shared__ long long s_pref[BT + 1];  // list mode: prefix sums of the tile rows' nnz
 
@@ -320,6 +324,11 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
       }
     }
   };
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // Cluster barrier phase 0: arrive now (it costs nothing), wait before the first DSMEM store, so that every block
+  // of the cluster has started before another writes into its shared memory.
+  if (a.cluster) asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+#endif
   gemv_grid_dependency_wait();  // everything below may read what earlier kernels wrote (x, lists, bias, y, t)
 
   if (list) {
@@ -350,92 +359,133 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
 #pragma unroll
   for (int r = 0; r < BT; ++r) thr[r] = (a.t_rows && r < nr) ? a.t_rows[r0 + r] : a.t_all;
   const bool masked = a.mode == static_cast<int>(gemv_input::masked);
-  for (std::int64_t s0 = begin; s0 < end; s0 += cfg::stage) {
-    const int slen = static_cast<int>(gemv_min<std::int64_t>(cfg::stage, end - s0));
-    int cnt;
-    if (dense) {
-      // Every channel is kept: x (normalised) goes straight into the value table, the ids are s0 + slot, no scan.
-      float xv[cfg::per_thread][BT];  // all loads first (independent, L2), then the stores
+  if constexpr (DX) {
+    static_assert(BT == 1, "the unstaged dense loop is for batch 1");
+    {
+      // Batch 1, dense: no staging. Each batch loads its x values (L2) next to its weight rows; the channels and the
+      // accumulation order are those of the staged loop below (stages of `stage` channels, ii = g + u * groups), so
+      // the sums are bitwise the same; what goes away is the x round trip and the barriers before the first loads.
+      const C* xr = a.x + r0 * a.ldx;
+      if (nvalid > 0)
+        for (std::int64_t s0 = begin; s0 < end; s0 += cfg::stage) {
+          const int cnt = static_cast<int>(gemv_min<std::int64_t>(cfg::stage, end - s0));
+          const int nbat = (cnt + groups * unroll - 1) / (groups * unroll);
+          for (int jb = 0; jb < nbat; ++jb) {
+            const int i = g + jb * groups * unroll;
+            uint4 wv[unroll];
+            C xs[unroll];
 #pragma unroll
-      for (int j = 0; j < cfg::per_thread; ++j)
-#pragma unroll
-        for (int r = 0; r < BT; ++r) {
-          const int li = j * cfg::threads + tid;
-          xv[j][r] = (li < slen && r < nr) ? load_f(a.x[(r0 + r) * a.ldx + s0 + li]) : 0.f;
-        }
-#pragma unroll
-      for (int j = 0; j < cfg::per_thread; ++j) {
-        const int li = j * cfg::threads + tid;
-        if (li < slen) {
-          s_ids[li] = static_cast<std::int32_t>(s0 + li);
-#pragma unroll
-          for (int r = 0; r < BT; ++r)
-            s_vals[r * cfg::stage + li] = normed && r < nr ? (xv[j][r] - mu[r]) * rs[r] : xv[j][r];
-        }
-      }
-      cnt = slen;
-      __syncthreads();
-    } else {
-      // Staging: evaluate the keep rule for 4 consecutive candidates per thread, compact the kept ones (block scan).
-      bool keep[cfg::per_thread];
-      std::int32_t id[cfg::per_thread];
-      float v[cfg::per_thread][BT];
-      int kept = 0;
-#pragma unroll
-      for (int j = 0; j < cfg::per_thread; ++j) {
-        const int li = tid * cfg::per_thread + j;
-        keep[j] = false;
-        id[j] = 0;
-#pragma unroll
-        for (int r = 0; r < BT; ++r) v[j][r] = 0.f;
-        if (li < slen) {
-          if (list) {
-            const long long e = s0 + li;
-            int rr = 0;
-#pragma unroll
-            for (int r = 1; r < BT; ++r) rr += e >= s_pref[r] ? 1 : 0;
-            const long long p = e - s_pref[rr];
-            const std::int32_t k = a.idx[(r0 + rr) * a.ldl + p];
-            if (k >= 0 && k < a.K) {  // out-of-range entries are skipped (checked mode reports them)
-              keep[j] = true;
-              id[j] = k;
-              const float val = load_f(a.val[(r0 + rr) * a.ldl + p]);
-#pragma unroll
-              for (int r = 0; r < BT; ++r) v[j][r] = r == rr ? val : 0.f;
+            for (int u = 0; u < unroll; ++u) {
+              const int ii = i + u * groups;
+              if (ii < cnt) {
+                const std::int64_t k = s0 + ii;
+                wv[u] = gemv_load_w(wcol + k * a.ldw, nvalid);
+                xs[u] = xr[k];
+              }
             }
-          } else {
-            const std::int64_t c = s0 + li;
-            id[j] = static_cast<std::int32_t>(c);
 #pragma unroll
-            for (int r = 0; r < BT; ++r) {
-              if (r < nr) {
-                const float raw = load_f(a.x[(r0 + r) * a.ldx + c]);
-                const float xv = normed ? (raw - mu[r]) * rs[r] : raw;  // x̂
-                const float sel = a.select_raw ? raw : xv;
-                const bool k = masked ? sel != 0.f : (isnan(sel) || fabsf(sel) >= thr[r]);
-                v[j][r] = k ? xv : 0.f;
-                keep[j] |= k;
+            for (int u = 0; u < unroll; ++u) {
+              const int ii = i + u * groups;
+              if (ii < cnt) {
+                float wf[vec];
+                gemv_unpack(wv[u], wf, static_cast<const C*>(nullptr));
+                const float raw = load_f(xs[u]);
+                const float xv = normed ? (raw - mu[0]) * rs[0] : raw;
+#pragma unroll
+                for (int q = 0; q < vec; ++q) acc[0][q] = fmaf(xv, wf[q], acc[0][q]);
               }
             }
           }
         }
-        kept += keep[j] ? 1 : 0;
-      }
-      int off;
-      scan_t(s_scan).ExclusiveSum(kept, off, cnt);
+    }
+  } else {
+    for (std::int64_t s0 = begin; s0 < end; s0 += cfg::stage) {
+      const int slen = static_cast<int>(gemv_min<std::int64_t>(cfg::stage, end - s0));
+      int cnt;
+      if (dense) {
+        // Every channel is kept: x (normalised) goes straight into the value table, the ids are s0 + slot, no scan.
+        float xv[cfg::per_thread][BT];  // all loads first (independent, L2), then the stores
 #pragma unroll
-      for (int j = 0; j < cfg::per_thread; ++j) {
-        if (keep[j]) {
-          s_ids[off] = id[j];
+        for (int j = 0; j < cfg::per_thread; ++j)
 #pragma unroll
-          for (int r = 0; r < BT; ++r) s_vals[r * cfg::stage + off] = v[j][r];
-          ++off;
+          for (int r = 0; r < BT; ++r) {
+            const int li = j * cfg::threads + tid;
+            xv[j][r] = (li < slen && r < nr) ? load_f(a.x[(r0 + r) * a.ldx + s0 + li]) : 0.f;
+          }
+#pragma unroll
+        for (int j = 0; j < cfg::per_thread; ++j) {
+          const int li = j * cfg::threads + tid;
+          if (li < slen) {
+            s_ids[li] = static_cast<std::int32_t>(s0 + li);
+#pragma unroll
+            for (int r = 0; r < BT; ++r)
+              s_vals[r * cfg::stage + li] = normed && r < nr ? (xv[j][r] - mu[r]) * rs[r] : xv[j][r];
+          }
         }
+        cnt = slen;
+        __syncthreads();
+      } else {
+        // Staging: evaluate the keep rule for 4 consecutive candidates per thread, compact the kept ones (block scan).
+        bool keep[cfg::per_thread];
+        std::int32_t id[cfg::per_thread];
+        float v[cfg::per_thread][BT];
+        int kept = 0;
+#pragma unroll
+        for (int j = 0; j < cfg::per_thread; ++j) {
+          const int li = tid * cfg::per_thread + j;
+          keep[j] = false;
+          id[j] = 0;
+#pragma unroll
+          for (int r = 0; r < BT; ++r) v[j][r] = 0.f;
+          if (li < slen) {
+            if (list) {
+              const long long e = s0 + li;
+              int rr = 0;
+#pragma unroll
+              for (int r = 1; r < BT; ++r) rr += e >= s_pref[r] ? 1 : 0;
+              const long long p = e - s_pref[rr];
+              const std::int32_t k = a.idx[(r0 + rr) * a.ldl + p];
+              if (k >= 0 && k < a.K) {  // out-of-range entries are skipped (checked mode reports them)
+                keep[j] = true;
+                id[j] = k;
+                const float val = load_f(a.val[(r0 + rr) * a.ldl + p]);
+#pragma unroll
+                for (int r = 0; r < BT; ++r) v[j][r] = r == rr ? val : 0.f;
+              }
+            } else {
+              const std::int64_t c = s0 + li;
+              id[j] = static_cast<std::int32_t>(c);
+#pragma unroll
+              for (int r = 0; r < BT; ++r) {
+                if (r < nr) {
+                  const float raw = load_f(a.x[(r0 + r) * a.ldx + c]);
+                  const float xv = normed ? (raw - mu[r]) * rs[r] : raw;  // x̂
+                  const float sel = a.select_raw ? raw : xv;
+                  const bool k = masked ? sel != 0.f : (isnan(sel) || fabsf(sel) >= thr[r]);
+                  v[j][r] = k ? xv : 0.f;
+                  keep[j] |= k;
+                }
+              }
+            }
+          }
+          kept += keep[j] ? 1 : 0;
+        }
+        int off;
+        scan_t(s_scan).ExclusiveSum(kept, off, cnt);
+#pragma unroll
+        for (int j = 0; j < cfg::per_thread; ++j) {
+          if (keep[j]) {
+            s_ids[off] = id[j];
+#pragma unroll
+            for (int r = 0; r < BT; ++r) s_vals[r * cfg::stage + off] = v[j][r];
+            ++off;
+          }
+        }
+        __syncthreads();
       }
+      stream(cnt);
       __syncthreads();
     }
-    stream(cnt);
-    __syncthreads();
   }
   gemv_trigger_dependents();  // the rest only reduces and stores: a dependent kernel may start its prologue
 
@@ -483,19 +533,25 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
     for (int o = tid; o < BT * tn; o += cfg::threads) finish(o, block_sum(o));
   } else if (a.cluster) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    for (int o = tid; o < BT * tn; o += cfg::threads) s_part[o] = block_sum(o);
     namespace cg = cooperative_groups;
     cg::cluster_group cluster = cg::this_cluster();
-    cluster.sync();
     const int rank = static_cast<int>(cluster.block_rank());
     const int per = (BT * tn + a.splits - 1) / a.splits;
+    // Push: this block stores its partial of rank c's slice into rank c's s_part[rank * per + j] (DSMEM), one
+    // cluster barrier, then every rank sums its slice from its own shared memory in split order. Nothing reads
+    // another block's shared memory after the barrier, so no second barrier before exiting.
+    asm volatile("barrier.cluster.wait.aligned;" ::: "memory");  // phase 0: every block of the cluster has started
+    for (int o = tid; o < BT * tn; o += cfg::threads) {
+      const int c = o / per;
+      cluster.map_shared_rank(s_part, c)[split * per + (o - c * per)] = block_sum(o);
+    }
+    cluster.sync();
     const int o0 = rank * per, o1 = min(BT * tn, o0 + per);
     for (int o = o0 + tid; o < o1; o += cfg::threads) {
       float s = 0.f;
-      for (int c = 0; c < a.splits; ++c) s += cluster.map_shared_rank(s_part, c)[o];
+      for (int c = 0; c < a.splits; ++c) s += s_part[c * per + (o - o0)];
       finish(o, s);
     }
-    cluster.sync();  // keep this block's shared memory alive until every rank has read it
 #else
     __trap();  // the host never asks for clusters from code compiled for < sm_90
 #endif
@@ -573,14 +629,14 @@ struct gemv_kernel_info {
   bool clusters = false;
   int blocks_per_sm = 1;
 };
-template <class C, int BT>
+template <class C, int BT, bool DX = false>
 gemv_kernel_info gemv_kernel_facts() {
   static const gemv_kernel_info info = [] {
     gemv_kernel_info i;
     cudaFuncAttributes fa{};
-    if (cudaFuncGetAttributes(&fa, gemv_kernel<C, BT>) == cudaSuccess) i.clusters = fa.ptxVersion >= 90;
+    if (cudaFuncGetAttributes(&fa, gemv_kernel<C, BT, DX>) == cudaSuccess) i.clusters = fa.ptxVersion >= 90;
     int nb = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gemv_kernel<C, BT>, gemv_cuda_cfg::threads, 0) ==
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gemv_kernel<C, BT, DX>, gemv_cuda_cfg::threads, 0) ==
             cudaSuccess &&
         nb > 0)
       i.blocks_per_sm = nb;
@@ -656,7 +712,9 @@ gemv_cuda_plan<T> gemv_cuda_prepare(const char* op, const gemv_problem<T>& p, wo
   FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), op);
   FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), op);
 
-  const gemv_kernel_info info = plan.bt == 1   ? gemv_kernel_facts<C, 1>()
+  const bool dx = plan.bt == 1 && p.mode == gemv_input::dense;
+  const gemv_kernel_info info = dx             ? gemv_kernel_facts<C, 1, true>()
+                                : plan.bt == 1 ? gemv_kernel_facts<C, 1>()
                                 : plan.bt == 2 ? gemv_kernel_facts<C, 2>()
                                                : gemv_kernel_facts<C, 4>();
   int tpr = 8, splits = 1;
@@ -711,7 +769,7 @@ gemv_cuda_plan<T> gemv_cuda_prepare(const char* op, const gemv_problem<T>& p, wo
   return plan;
 }
 
-template <class C, int BT>
+template <class C, int BT, bool DX = false>
 void gemv_cuda_launch_bt(cudaStream_t stream, const char* op, const gemv_args<C>& a, dim3 grid, bool pdl) {
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
@@ -734,7 +792,7 @@ void gemv_cuda_launch_bt(cudaStream_t stream, const char* op, const gemv_args<C>
   }
   cfg.attrs = n ? attr : nullptr;
   cfg.numAttrs = n;
-  cuda_check(cudaLaunchKernelEx(&cfg, gemv_kernel<C, BT>, a), op, "launching gemv_kernel");
+  cuda_check(cudaLaunchKernelEx(&cfg, gemv_kernel<C, BT, DX>, a), op, "launching gemv_kernel");
 }
 
 template <class T>
@@ -765,7 +823,10 @@ void gemv_cuda_launch(cuda_t tag, const char* op, const gemv_problem<T>& p, cons
   const auto& a = plan.args;
   switch (plan.bt) {
     case 1:
-      gemv_cuda_launch_bt<C, 1>(s, op, a, plan.grid, plan.pdl);
+      if (a.mode == static_cast<int>(gemv_input::dense))
+        gemv_cuda_launch_bt<C, 1, true>(s, op, a, plan.grid, plan.pdl);
+      else
+        gemv_cuda_launch_bt<C, 1>(s, op, a, plan.grid, plan.pdl);
       break;
     case 2:
       gemv_cuda_launch_bt<C, 2>(s, op, a, plan.grid, plan.pdl);
