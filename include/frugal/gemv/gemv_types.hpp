@@ -29,9 +29,9 @@ struct gemv_options {
   float eps = 1e-5f;                 //!< the norm's epsilon (finite, > 0)
   gemv_act act = gemv_act::none;     //!< fused activation of the output (see gemv_act)
   //! CUDA (sm_90): launch with programmatic dependent launch, so that in a stream / CUDA Graph of back-to-back
-  //! kernels this GEMV's blocks start while the previous kernel drains, and dense input's first weight loads go out
-  //! before the previous kernel has finished. Requires: nothing still running before this call writes `w` (the
-  //! weights are read before waiting for the previous kernel; x, lists, thresholds, bias and y only after it).
+  //! kernels this GEMV's blocks start while the previous kernel drains (every read of x, lists, thresholds, bias,
+  //! y and w, and every write, waits for it: griddepcontrol.wait). Reserved requirement, so that weight reads may
+  //! move ahead of the wait later: nothing still running before this call may write `w`.
   bool pdl = false;
 };
 
