@@ -178,6 +178,7 @@ void bench(benchmark::State& state, shape s, std::string variant) {
   const std::size_t wsb =
       frugal::decode_attention_workspace_bytes<T>(frugal::cuda, s.B, s.H, s.KV, s.D, s.T, p.num_splits);
   dev_mem ws(wsb);
+  frugal_bench::check(cudaMemset(ws.p, 0, std::max<std::size_t>(wsb, 16)), "memset(workspace)");
   const frugal::workspace w{ws.p, wsb};
   const auto qv = frugal::matrix_view<const T>(d.q->as<T>(), s.B, cols);
   const auto ov = frugal::matrix_view<T>(d.out->as<T>(), s.B, cols);

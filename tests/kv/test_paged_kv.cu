@@ -106,6 +106,7 @@ void check_decode_cuda(std::uint64_t seed, std::int32_t kv_heads, std::int32_t g
   const std::size_t wsb_cap = frugal::decode_attention_workspace_bytes<T>(frugal::cuda, c.batch, c.q_heads, c.kv_heads,
                                                                           D, c.max_blocks * page, splits);
   device_buffer<unsigned char> ws(std::max<std::size_t>(wsb, wsb_cap) + 1);
+  ws.zero();  // split-K workspace: zero-filled once (merge counters)
   const frugal::workspace w{ws.data(), ws.size()};
   std::vector<T> nanfill(c.q.size(), frugal::from_float<T>(std::nanf("")));
   device_buffer<T> out_p(nanfill), out_c(nanfill), out_d(nanfill);
@@ -191,6 +192,55 @@ TEST_CASE_TEMPLATE("cuda prefill attention over the paged cache equals the naive
     }
 }
 
+TEST_CASE(
+    "cuda split-K decode: one workspace (zero-filled once) shared by calls of different shapes and split counts") {
+  FRUGAL_REQUIRE_GPU();
+  using T = frugal::half;
+  // the in-kernel merge leaves its counters at zero after every call: results equal those of a fresh workspace
+  auto c = kv_test::make_case<T>(4242, 2, 4, 128, 16, {3000, 77, 1500});
+  device_case<T> d(c);
+  const std::int64_t cols = static_cast<std::int64_t>(c.q_heads) * 128;
+  std::size_t wsb = 0;
+  for (std::int32_t rows : {1, 3})
+    for (std::int32_t splits : {0, 5, 64})
+      wsb = std::max(wsb, frugal::decode_attention_workspace_bytes<T>(frugal::cuda, rows, c.q_heads, c.kv_heads, 128,
+                                                                      c.max_len, splits));
+  device_buffer<unsigned char> shared(wsb);
+  shared.zero();
+  std::vector<std::vector<T>> first;
+  for (int pass = 0; pass < 2; ++pass) {
+    std::size_t idx = 0;
+    for (std::int32_t rows : {1, 3, 1})
+      for (std::int32_t splits : {0, 64, 5}) {
+        INFO("pass=", pass, " rows=", rows, " splits=", splits);
+        frugal::attention_params p;
+        p.q_heads = c.q_heads;
+        p.num_splits = splits;
+        p.max_seq_len = c.max_len;
+        const std::size_t need = frugal::decode_attention_workspace_bytes<T>(frugal::cuda, rows, c.q_heads, c.kv_heads,
+                                                                             128, c.max_len, splits);
+        device_buffer<unsigned char> fresh(need + 16);
+        fresh.zero();
+        device_buffer<T> o1(static_cast<std::size_t>(rows * cols)), o2(static_cast<std::size_t>(rows * cols));
+        const auto qv = matrix_view<const T>(d.q.data(), rows, cols);
+        const frugal::paged_kv_table tab{d.tab(c).block_table, d.tab(c).seq_lens, rows, d.tab(c).max_blocks};
+        frugal::paged_decode_attention(frugal::cuda, qv, c.paged_view(d.paged.data()), tab,
+                                       matrix_view<T>(o1.data(), rows, cols), p, frugal::workspace{shared.data(), wsb});
+        frugal::paged_decode_attention(frugal::cuda, qv, c.paged_view(d.paged.data()), tab,
+                                       matrix_view<T>(o2.data(), rows, cols), p,
+                                       frugal::workspace{fresh.data(), fresh.size()});
+        device_sync();
+        const auto g1 = o1.download();
+        CHECK(same_bits(g1, o2.download()));
+        if (pass == 0)
+          first.push_back(g1);
+        else
+          CHECK(same_bits(g1, first[idx]));  // the same call on the reused workspace, a pass later
+        ++idx;
+      }
+  }
+}
+
 TEST_CASE("cuda decode step inside a CUDA Graph: lengths and tables change in device memory between replays") {
   FRUGAL_REQUIRE_GPU();
   using T = frugal::half;
@@ -214,6 +264,7 @@ TEST_CASE("cuda decode step inside a CUDA Graph: lengths and tables change in de
   REQUIRE(wsb > 0);
   CHECK(frugal::decode_attention_num_splits<T>(frugal::cuda, B, H * G, H, D, MAXB * P) > 1);
   device_buffer<unsigned char> ws(wsb);
+  ws.zero();  // split-K workspace: zero-filled once (merge counters)
   cudaStream_t s;
   FRUGAL_CUDA_CHECK(cudaStreamCreate(&s), "test");
   const auto tag = frugal::cuda.on(s);
@@ -291,6 +342,7 @@ void check_append_decode_cuda(std::uint64_t seed, std::int32_t kv_heads, std::in
   const std::size_t wsb =
       frugal::decode_attention_workspace_bytes<T>(frugal::cuda, c.batch, c.q_heads, c.kv_heads, D, c.max_len, splits);
   device_buffer<unsigned char> ws(wsb + 16);
+  ws.zero();  // split-K workspace: zero-filled once (merge counters)
   const frugal::workspace w{ws.data(), ws.size()};
   const auto qv = matrix_view<const T>(d.q.data(), c.batch, cols);
   device_buffer<T> ref(c.q.size()), out_p(c.q.size()), out_c(c.q.size());

@@ -15,11 +15,14 @@
 // heads per CTA; larger groups take ceil(group/8) CTAs), so K/V are read from HBM once per group. K/V tiles of 16-64
 // keys (16 KB) stream through shared memory with cp.async (3 stages, 16-byte copies, <= 48 KB; the block ids of the
 // first stages are loaded together, then one tile ahead of their copies); a row
-// group of 4-16 lanes owns one key row per step (16-byte vectors, f32 dot products reduced with shuffles); online
-// softmax in f32 with exp2 (Milakov & Gimelshein 2018; FlashAttention). Split-K ("flash-decoding", vLLM v2): the keys
-// of a row are cut into num_splits chunks, each CTA writes a normalized partial (f32 o, log-sum-exp) to the
-// workspace, and a merge kernel (launched with programmatic dependent launch on sm_90; one CTA per (row, query head),
-// parallel over the splits, deterministic order) combines them. The paged and
+// group of 4-16 lanes owns one key row per step (16-byte vectors, f32 dot products reduced with shuffles); f16/bf16
+// instead use tensor cores: each warp takes 8-key slabs, S^T = K Q^T (mma m16n8k16, f32 accumulation, q unscaled,
+// the scale applied to the f32 scores) and O^T += V^T P^T (mma m16n8k8, P split into hi + lo halves in T so that the
+// products keep ~f32 precision); online softmax in f32 with exp2 (Milakov & Gimelshein 2018; FlashAttention).
+// Split-K ("flash-decoding", vLLM v2): the keys of a row are cut into num_splits chunks, each CTA writes a
+// normalized partial (f32 o, log-sum-exp) to the workspace, and the last CTA of each (row, kv head) to finish (an
+// arrival counter in the workspace) combines all splits in a fixed order: deterministic, no merge launch (a merge
+// kernel remains for more than 4096 (row, kv head) pairs or when its scratch does not fit). The paged and
 // contiguous variants differ only in the Source that maps (b, t) to an address (one block-table load per row and
 // tile for paging), so their difference is the cost of paging. Lengths and tables are read from device memory;
 // grid size depends only on host values (batch, max_seq_len): safe inside CUDA Graph capture, no allocation.
@@ -30,7 +33,10 @@
 // dtypes: float, frugal::half, frugal::bfloat16. head_dim: 64, 80, 96, 128 on CUDA (64 and 128 tuned); 1..256 on CPU.
 //
 // Workspace (CUDA, split-K only): decode_attention_workspace_bytes<T>(cuda, batch, q_heads, kv_heads, head_dim,
-// max_seq_len, num_splits) bytes of device memory (16-byte aligned). The split count fills at most one wave of
+// max_seq_len, num_splits) bytes of device memory (16-byte aligned), ZERO-FILLED ONCE before its first use (e.g.
+// cudaMemset after allocating it): its first 16 KB hold the split-K merge's arrival counters, which every call leaves
+// at zero again, so one workspace serves any number of calls (CUDA Graph replays included) of any shapes, one call at
+// a time (calls running concurrently need separate workspaces). The split count fills at most one wave of
 // resident CTAs (SM count x the kernel's occupancy), >= 128 keys per split and 256 while that leaves >= 2 CTAs per
 // SM (attn_make_plan); decode_attention_num_splits tells it: query on the device that runs.
 // num_splits = 1 needs none. CPU needs none. Prefill does not split (no workspace).

@@ -35,6 +35,15 @@ FRUGAL_NAMESPACE_BEGIN
 #ifndef FRUGAL_KV_ATTN_SPLIT_MIN_KEYS
 #define FRUGAL_KV_ATTN_SPLIT_MIN_KEYS 128
 #endif
+// f16/bf16: the dot products and the P.V products on tensor cores (mma.sync, f32 accumulation); 0: CUDA cores.
+#ifndef FRUGAL_KV_ATTN_MMA
+#define FRUGAL_KV_ATTN_MMA 1
+#endif
+// Split-K merge: 0 = separate merge kernel, 1 = in the attention kernel's last CTA per (row, head), counters zeroed
+// by a memset before each call, 2 = in-kernel, counters zeroed once by the caller and reset by the kernel.
+#ifndef FRUGAL_KV_ATTN_MERGE
+#define FRUGAL_KV_ATTN_MERGE 2
+#endif
 #ifndef FRUGAL_KV_ATTN_SPLIT_PREF_KEYS
 #define FRUGAL_KV_ATTN_SPLIT_PREF_KEYS 256
 #endif
@@ -57,17 +66,22 @@ struct attn_cfg {
   // elements per lane: q and acc take 2 * GMAX * VEC registers. 16 for 1-2 heads (fewer shuffles per score), 8 for
   // 3-8 heads (<= 128 registers for 3-4 heads: 4 CTAs per SM, enough loads in flight to hide block-table latency)
   static constexpr int VEC = GMAX <= 2 ? 16 : 8;
-  static constexpr int MIN_CTAS = GMAX <= 4 ? 4 : 2;  // __launch_bounds__ occupancy target
-  static constexpr int CPL = VEC / EPC;               // chunks per lane
-  static constexpr int ACTIVE = NCHUNK / CPL;         // lanes of a row group that hold data
-  static constexpr int LPR = attn_pow2ceil(ACTIVE);   // lanes per row group (power of two)
-  static constexpr int RGW = 32 / LPR;                // row groups per warp
-  static constexpr int NRG = NW * RGW;                // row groups per CTA
+  static constexpr int MIN_CTAS = GMAX <= 4 || (FRUGAL_KV_ATTN_MMA && sizeof(T) == 2) ? 4 : 2;  // __launch_bounds__
+  static constexpr int CPL = VEC / EPC;                                                         // chunks per lane
+  static constexpr int ACTIVE = NCHUNK / CPL;        // lanes of a row group that hold data
+  static constexpr int LPR = attn_pow2ceil(ACTIVE);  // lanes per row group (power of two)
+  static constexpr int RGW = 32 / LPR;               // row groups per warp
+  static constexpr int NRG = NW * RGW;               // row groups per CTA
+  // MMA (f16/bf16): each warp takes key slabs of 8 rows; shared rows padded by 16 bytes (conflict-free ldmatrix)
+  static constexpr bool MMA = FRUGAL_KV_ATTN_MMA && sizeof(T) == 2;
+  static constexpr int DP = MMA ? D + 8 : D;  // elements between key rows in shared memory
   static constexpr int TILE_RAW = FRUGAL_KV_ATTN_TILE_BYTES / (2 * D * static_cast<int>(sizeof(T)));
-  static constexpr int TILE = TILE_RAW / NRG * NRG < NRG ? NRG : TILE_RAW / NRG * NRG;  // keys per tile
-  static constexpr int R = TILE / NRG;                                                  // rows per row group per tile
+  static constexpr int TQ = MMA ? NW * 8 : NRG;                                   // tile quantum
+  static constexpr int TILE = TILE_RAW / TQ * TQ < TQ ? TQ : TILE_RAW / TQ * TQ;  // keys per tile
+  static constexpr int R = TILE / NRG;           // rows per row group per tile (CUDA cores)
+  static constexpr int SLABS = TILE / (NW * 8);  // 8-key slabs per warp per tile (MMA)
   static constexpr int STAGES = FRUGAL_KV_ATTN_STAGES;
-  static constexpr int STAGE_ELEMS = 2 * TILE * D;  // K tile then V tile
+  static constexpr int STAGE_ELEMS = 2 * TILE * DP;  // K tile then V tile
   static constexpr int SMEM = STAGES * STAGE_ELEMS * static_cast<int>(sizeof(T));
   static constexpr int LOADS = (TILE * NCHUNK + NT - 1) / NT;  // 16-byte copies per thread per tile, for K (and V)
   static constexpr int MERGE_BYTES = (NW * GMAX * D + 2 * NW * GMAX) * 4;
@@ -95,6 +109,8 @@ struct attn_args {
   bool causal;
   float* part_o;    // [num_splits, rows, q_heads, D] (num_splits > 1)
   float* part_lse;  // [num_splits, rows, q_heads] log2-sum-exp2 of the scaled scores
+  // [rows, kv_heads * hchunks] arrival counters of the in-kernel merge (zero between calls); null: merge kernel
+  unsigned* counters;
   // Fused append (decode only; new_k null otherwise): row b's new token, at position lens[b] - 1, is read from
   // new_k/new_v [rows, new_ld] instead of the cache and written into the cache (cache_k/cache_v = src.k/src.v).
   const T* new_k;
@@ -145,13 +161,214 @@ __device__ __forceinline__ void attn_chunk_to_float(const uint4& raw, float* f) 
   }
 }
 
+// Tensor-core helpers (sm_80+ instructions; the kernels are built for sm_90).
+__device__ __forceinline__ void attn_ldsm_x4(unsigned (&r)[4], const void* p) {
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a)
+               : "memory");
+}
+__device__ __forceinline__ void attn_ldsm_x2(unsigned (&r)[4], const void* p) {
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1])
+               : "r"(a)
+               : "memory");
+}
+__device__ __forceinline__ void attn_ldsm_x4_t(unsigned (&r)[4], const void* p) {
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a)
+               : "memory");
+}
+__device__ __forceinline__ void attn_ldsm_x2_t(unsigned (&r)[4], const void* p) {
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1])
+               : "r"(a)
+               : "memory");
+}
+__device__ __forceinline__ unsigned attn_movmatrix_t(unsigned x) {
+  unsigned y;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+  return y;
+}
+//! c += A (16x16, row) B (16x8, col), f32 accumulation.
+template <class CT>
+__device__ __forceinline__ void attn_mma16(float (&c)[4], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
+                                           unsigned b0, unsigned b1) {
+  if constexpr (std::is_same_v<CT, __half>)
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  else
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+//! c += A (16x8, row) B (8x8, col), f32 accumulation.
+template <class CT>
+__device__ __forceinline__ void attn_mma8(float (&c)[4], unsigned a0, unsigned a1, unsigned b0) {
+  if constexpr (std::is_same_v<CT, __half>)
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(b0));
+  else
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(b0));
+}
+//! Two floats rounded to CT, packed (lo in the low half).
+template <class CT>
+__device__ __forceinline__ unsigned attn_pack2(float lo, float hi) {
+  unsigned u;
+  if constexpr (std::is_same_v<CT, __half>) {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    std::memcpy(&u, &h, 4);
+  } else {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    std::memcpy(&u, &h, 4);
+  }
+  return u;
+}
+template <class CT>
+__device__ __forceinline__ void attn_unpack2(unsigned u, float& lo, float& hi) {
+  if constexpr (std::is_same_v<CT, __half>) {
+    __half2 h;
+    std::memcpy(&h, &u, 4);
+    const float2 f = __half22float2(h);
+    lo = f.x, hi = f.y;
+  } else {
+    __nv_bfloat162 h;
+    std::memcpy(&h, &u, 4);
+    const float2 f = __bfloat1622float2(h);
+    lo = f.x, hi = f.y;
+  }
+}
+template <class CT>
+__device__ __forceinline__ unsigned attn_bits16(CT x) {
+  unsigned short u;
+  std::memcpy(&u, &x, 2);
+  return u;
+}
+
+//! Shared memory of the in-kernel merge: weights [gmax][splits] (rounded to 16 bytes), 8 sums, NT float4.
+FRUGAL_HOST_DEVICE constexpr int attn_merge_wfloats(int gmax, int splits) {
+  return (gmax * splits + 3) / 4 * 4;
+}
+FRUGAL_HOST_DEVICE constexpr std::int64_t attn_merge_smem(int gmax, int splits) {
+  return (static_cast<std::int64_t>(attn_merge_wfloats(gmax, splits)) + 8) * 4 + 128 * 16;
+}
+
+//! Split-K merge inside the attention kernel: the last CTA of each (row, kv head, head chunk) to finish its partial
+//! (an atomic counter per such triple in the workspace; the last CTA sets it back to 0) combines the partials of all
+//! splits: out[row, qh, :] = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M). Deterministic whatever CTA is last:
+//! warp w takes heads w, w + NW, ... (max and weight sum over splits by a fixed lane-strided order and shuffle
+//! tree), then threads stream the partial rows as float4 columns (splits s = grp, grp + groups, ... ascending per
+//! group of threads) and the groups are summed in a fixed order. Shared memory: the (now free) stage buffers.
+template <class CT, int D, int GMAX, class Source>
+__device__ __forceinline__ void attn_merge_last(const attn_args<CT, Source>& a, std::int32_t row, std::int32_t qh0,
+                                                std::int32_t ng, CT* smem_base) {
+  using C = attn_cfg<CT, D, GMAX>;
+  constexpr int NT = C::NT, NW = C::NW, Q4 = D / 4;
+  constexpr float NEG_INF = -__builtin_huge_valf();
+  __shared__ unsigned s_last;
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  __threadfence();  // this CTA's partials are visible device-wide before its arrival is counted
+  __syncthreads();
+  if (tid == 0) {
+    unsigned* cnt = a.counters + static_cast<std::int64_t>(row) * gridDim.y + blockIdx.y;
+    const unsigned old = atomicAdd(cnt, 1u);
+    const unsigned last = old == static_cast<unsigned>(a.num_splits - 1) ? 1u : 0u;
+    if (last) *cnt = 0u;  // every split has arrived: reset for the next call on this workspace
+    s_last = last;
+  }
+  __syncthreads();
+  if (s_last == 0u) return;
+  __threadfence();  // acquire: the other CTAs' partials (read through L2 below)
+  const std::int32_t S = a.num_splits;
+  float* s_w = reinterpret_cast<float*>(smem_base);                           // [GMAX][S] weights
+  float* s_L = s_w + attn_merge_wfloats(GMAX, S);                             // [GMAX]
+  float4* s_acc = reinterpret_cast<float4*>(s_L + 8);                         // [NT]
+  const std::int64_t stride = static_cast<std::int64_t>(a.rows) * a.q_heads;  // between splits
+  for (int g = warp; g < ng; g += NW) {
+    const std::int64_t w = static_cast<std::int64_t>(row) * a.q_heads + qh0 + g;
+    float mx = NEG_INF;
+    for (int s = lane; s < S; s += 32) {
+      const float v = __ldcg(a.part_lse + s * stride + w);
+      s_w[g * S + s] = v;
+      mx = fmaxf(mx, v);
+    }
+#pragma unroll
+    for (int off = 16; off >= 1; off /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+    float L = 0.f;
+    for (int s = lane; s < S; s += 32) {
+      const float v = s_w[g * S + s];
+      const float c = mx != NEG_INF && v != NEG_INF ? exp2f(v - mx) : 0.f;
+      s_w[g * S + s] = c;
+      L += c;
+    }
+#pragma unroll
+    for (int off = 16; off >= 1; off /= 2) L += __shfl_xor_sync(0xffffffffu, L, off);
+    if (lane == 0) s_L[g] = L;
+  }
+  __syncthreads();
+  // float4 columns (g, c) of the ng heads; `groups` threads per column when they are fewer than the threads
+  const int cols = ng * Q4;
+  const int groups = max(1, NT / cols);
+  for (int base = 0; base < cols; base += NT) {
+    const int grp = tid / cols, col = base + tid - grp * cols;
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (grp < groups && col < cols) {
+      const int g = col / Q4, c4 = col - g * Q4;
+      const std::int64_t w = static_cast<std::int64_t>(row) * a.q_heads + qh0 + g;
+      const float4* po = reinterpret_cast<const float4*>(a.part_o + w * D) + c4;
+      const std::int64_t sstride = stride * Q4;  // float4s between splits
+      const float* wg = s_w + g * S;
+#pragma unroll 8
+      for (int s = grp; s < S; s += groups) {
+        const float c = wg[s];
+        const float4 v = __ldcg(po + s * sstride);
+        acc.x = fmaf(c, v.x, acc.x);
+        acc.y = fmaf(c, v.y, acc.y);
+        acc.z = fmaf(c, v.z, acc.z);
+        acc.w = fmaf(c, v.w, acc.w);
+      }
+    }
+    s_acc[tid] = acc;
+    __syncthreads();
+    if (tid < cols - base && tid < NT) {
+      const int colx = base + tid;
+      float4 o = s_acc[tid];
+      for (int q = 1; q < groups; ++q) {
+        const float4 v = s_acc[q * cols + tid];
+        o.x += v.x, o.y += v.y, o.z += v.z, o.w += v.w;
+      }
+      const int g = colx / Q4, c4 = colx - g * Q4;
+      const float L = s_L[g];
+      CT* dst = a.out + static_cast<std::int64_t>(row) * a.out_ld + static_cast<std::int64_t>(qh0 + g) * D + c4 * 4;
+      dst[0] = store_f<CT>(L > 0.f ? o.x / L : 0.f);
+      dst[1] = store_f<CT>(L > 0.f ? o.y / L : 0.f);
+      dst[2] = store_f<CT>(L > 0.f ? o.z / L : 0.f);
+      dst[3] = store_f<CT>(L > 0.f ? o.w / L : 0.f);
+    }
+    __syncthreads();  // s_acc reused by the next round
+  }
+}
+
 //! APPEND: the fused append of decode (a.new_k set); a separate instantiation so that plain decode pays nothing.
 template <class CT, int D, int GMAX, class Source, bool APPEND = false>
 __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
     attention_kernel(const attn_args<CT, Source> a) {
   using C = attn_cfg<CT, D, GMAX>;
   constexpr int EPC = C::EPC, VEC = C::VEC, CPL = C::CPL, ACTIVE = C::ACTIVE, LPR = C::LPR, NRG = C::NRG;
-  constexpr int TILE = C::TILE, R = C::R, STAGES = C::STAGES, NT = C::NT;
+  constexpr int TILE = C::TILE, R = C::R, STAGES = C::STAGES, NT = C::NT, DP = C::DP;
   constexpr float NEG_INF = -__builtin_huge_valf();
   extern __shared__ __align__(16) unsigned char attn_smem[];
   CT* smem = reinterpret_cast<CT*>(attn_smem);
@@ -184,20 +401,51 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
 
   // q (scaled by scale * log2 e) -> registers
   float q[GMAX][VEC];
+  if constexpr (!C::MMA) {
 #pragma unroll
-  for (int g = 0; g < GMAX; ++g)
+    for (int g = 0; g < GMAX; ++g)
 #pragma unroll
-    for (int j = 0; j < CPL; ++j)
+      for (int j = 0; j < CPL; ++j)
 #pragma unroll
-      for (int e = 0; e < EPC; ++e) {
-        float v = 0.f;
-        if (act && g < ng)
-          v = load_f(a.q[static_cast<std::int64_t>(row) * a.q_ld + static_cast<std::int64_t>(qh0 + g) * D +
-                         (li + j * ACTIVE) * EPC + e]) *
-              a.scale_log2;
-        q[g][j * EPC + e] = v;
+        for (int e = 0; e < EPC; ++e) {
+          float v = 0.f;
+          if (act && g < ng)
+            v = load_f(a.q[static_cast<std::int64_t>(row) * a.q_ld + static_cast<std::int64_t>(qh0 + g) * D +
+                           (li + j * ACTIVE) * EPC + e]) *
+                a.scale_log2;
+          q[g][j * EPC + e] = v;
+        }
+  }
+  // MMA: S^T (8 keys x 8 heads) = K Q^T with m16n8k16 (the A rows 8..15 repeat the 8 keys), O^T (D x 8 heads) +=
+  // V^T P^T with m16n8k8. Lane: group gi = lane / 4 (key row of S^T, head of the Q and P fragments), qd = lane % 4
+  // (heads 2 qd, 2 qd + 1 of S^T and O^T). Q unscaled in CT (exact), the scale applied to the f32 scores.
+  constexpr int KS = D / 16, MT = D / 16;  // k-steps of Q.K, m-tiles of O^T
+  const int gi = lane >> 2, qd = lane & 3;
+  unsigned qb[C::MMA ? KS : 1][2];
+  float mm[2], ll[2], oacc[C::MMA ? MT : 1][4];
+  if constexpr (C::MMA) {
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks)
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        unsigned w = 0;
+        if (gi < ng) {
+          const CT* qp = a.q + static_cast<std::int64_t>(row) * a.q_ld + static_cast<std::int64_t>(qh0 + gi) * D +
+                         ks * 16 + hf * 8 + 2 * qd;
+          w = attn_bits16(qp[0]) | (attn_bits16(qp[1]) << 16);
+        }
+        qb[ks][hf] = w;
       }
-
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      mm[h] = NEG_INF;
+      ll[h] = 0.f;
+    }
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+      for (int x = 0; x < 4; ++x) oacc[i][x] = 0.f;
+  }
   float m[GMAX], l[GMAX], acc[GMAX][VEC];
 #pragma unroll
   for (int g = 0; g < GMAX; ++g) {
@@ -210,6 +458,10 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
   // Tile loader, in two steps so that the block-table loads of a tile are in flight one iteration before its copies
   // are issued: lookup() reads the chunk (block) of every row this thread copies, issue() starts the cp.async of
   // TILE key rows (K and V, head h) of positions t0.. into stage `st`; rows >= end are zero-filled.
+  // lookup() does not depend on the length: for decode (seq = row) the block ids of the first tiles are loaded
+  // together with seq_lens (positions below the split's host-side bound and the capacity: inside the table), and the
+  // length masks the copies in issue().
+  const std::int32_t bound = min(split == a.num_splits - 1 ? a.src.capacity() : start + a.chunk, a.src.capacity());
   auto lookup = [&](std::int32_t tile, std::int32_t(&chunk)[C::LOADS]) {
     const std::int32_t t0 = start + tile * TILE;
 #pragma unroll
@@ -217,24 +469,23 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
       const int idx = tid + i * NT;
       const int r = idx / C::NCHUNK;
       chunk[i] = -1;
-      if (idx < TILE * C::NCHUNK && t0 + r < end)
-        chunk[i] = APPEND && t0 + r == tnew ? -2 : a.src.chunk_of(seq, t0 + r);
+      if (idx < TILE * C::NCHUNK && t0 + r < bound) chunk[i] = a.src.chunk_of(seq, t0 + r);
     }
   };
   auto issue = [&](std::int32_t tile, int st, const std::int32_t(&chunk)[C::LOADS]) {
     const std::int32_t t0 = start + tile * TILE;
     CT* sk = smem + st * C::STAGE_ELEMS;
-    CT* sv = sk + TILE * D;
+    CT* sv = sk + TILE * DP;
 #pragma unroll
     for (int i = 0; i < C::LOADS; ++i) {
       const int idx = tid + i * NT;
       if (idx < TILE * C::NCHUNK) {
         const int r = idx / C::NCHUNK, ch = idx % C::NCHUNK;
-        const bool ok = chunk[i] >= 0;
+        const bool ok = chunk[i] >= 0 && t0 + r < end;
         const std::int64_t o = ok ? a.src.offset_in(chunk[i], t0 + r) + head_off + ch * EPC : 0;
-        if (!APPEND || chunk[i] != -2) {  // -2: the fused append's new token, copied below
-          attn_cp_async16(sk + r * D + ch * EPC, a.src.k + o, ok ? 16 : 0);
-          attn_cp_async16(sv + r * D + ch * EPC, a.src.v + o, ok ? 16 : 0);
+        if (!APPEND || t0 + r != tnew || t0 + r >= end) {  // the fused append's new token is copied below
+          attn_cp_async16(sk + r * DP + ch * EPC, a.src.k + o, ok ? 16 : 0);
+          attn_cp_async16(sv + r * DP + ch * EPC, a.src.v + o, ok ? 16 : 0);
         }
       }
     }
@@ -242,9 +493,9 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
     if (APPEND && static_cast<std::uint32_t>(tnew - t0) < static_cast<std::uint32_t>(TILE) && tnew < end &&
         tid < C::NCHUNK) {
       const int r = tnew - t0;
-      attn_cp_async16(sk + r * D + tid * EPC,
+      attn_cp_async16(sk + r * DP + tid * EPC,
                       a.new_k + static_cast<std::int64_t>(row) * a.new_k_ld + head_off + tid * EPC, 16);
-      attn_cp_async16(sv + r * D + tid * EPC,
+      attn_cp_async16(sv + r * DP + tid * EPC,
                       a.new_v + static_cast<std::int64_t>(row) * a.new_v_ld + head_off + tid * EPC, 16);
     }
   };
@@ -289,92 +540,172 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
     lookup(it + STAGES, chunk);  // block ids of the next copies: in flight during this tile's math
 
     const CT* sk = smem + (it % STAGES) * C::STAGE_ELEMS;
-    const CT* sv = sk + TILE * D;
+    const CT* sv = sk + TILE * DP;
     const std::int32_t t0 = start + it * TILE;
 
-    float s[GMAX][R];
+    if constexpr (C::MMA) {
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
-      const int rr = rg + r * NRG;
-      float kf[VEC];
+      for (int sl = 0; sl < C::SLABS; ++sl) {
+        const int kr0 = (sl * C::NW + warp) * 8;                     // first key row of this warp's slab
+        const int lrow = (kr0 + (lane & 7)) * DP + (lane >> 3) * 8;  // ldmatrix row address of this lane
+        float c0[4] = {0.f, 0.f, 0.f, 0.f}, c1[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-      for (int j = 0; j < CPL; ++j) {
-        uint4 raw = make_uint4(0, 0, 0, 0);
-        if (act) raw = *reinterpret_cast<const uint4*>(sk + rr * D + (li + j * ACTIVE) * EPC);
-        attn_chunk_to_float<CT>(raw, kf + j * EPC);
+        for (int kp = 0; kp < KS / 2; ++kp) {
+          unsigned r[4];
+          attn_ldsm_x4(r, sk + lrow + kp * 32);
+          attn_mma16<CT>(c0, r[0], r[0], r[1], r[1], qb[2 * kp][0], qb[2 * kp][1]);
+          attn_mma16<CT>(c1, r[2], r[2], r[3], r[3], qb[2 * kp + 1][0], qb[2 * kp + 1][1]);
+        }
+        if constexpr (KS % 2 != 0) {
+          unsigned r[4];
+          attn_ldsm_x2(r, sk + lrow + (KS / 2) * 32);
+          attn_mma16<CT>(c0, r[0], r[0], r[1], r[1], qb[KS - 1][0], qb[KS - 1][1]);
+        }
+        const bool valid = t0 + kr0 + gi < end;
+        float sc[2], mn[2];
+        bool grow = false;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          sc[h] = __fmul_rn(__fadd_rn(c0[h], c1[h]), a.scale_log2);
+          float mt = valid ? sc[h] : NEG_INF;
+#pragma unroll
+          for (int off = 4; off < 32; off *= 2) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, off));
+          mn[h] = fmaxf(mm[h], mt);
+          grow = grow || mn[h] != mm[h];
+        }
+        if (__any_sync(0xffffffffu, grow)) {  // a running max grew (otherwise every correction would be exactly 1)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const float corr = mn[h] != NEG_INF ? exp2f(mm[h] - mn[h]) : 1.f;
+            ll[h] = __fmul_rn(ll[h], corr);
+#pragma unroll
+            for (int i = 0; i < MT; ++i) {
+              oacc[i][h] = __fmul_rn(oacc[i][h], corr);
+              oacc[i][h + 2] = __fmul_rn(oacc[i][h + 2], corr);
+            }
+            mm[h] = mn[h];
+          }
+        }
+        float pr[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          pr[h] = valid && mm[h] != NEG_INF ? exp2f(sc[h] - mm[h]) : 0.f;
+          ll[h] = __fadd_rn(ll[h], pr[h]);
+        }
+        // P^T fragments (keys x heads): P = hi + lo, both rounded to CT, so that P.V keeps ~f32 precision
+        const unsigned phi = attn_pack2<CT>(pr[0], pr[1]);
+        float hi0, hi1;
+        attn_unpack2<CT>(phi, hi0, hi1);
+        const unsigned pb = attn_movmatrix_t(phi);
+        const unsigned pl = attn_movmatrix_t(attn_pack2<CT>(pr[0] - hi0, pr[1] - hi1));
+#pragma unroll
+        for (int ip = 0; ip < MT / 2; ++ip) {
+          unsigned r[4];
+          attn_ldsm_x4_t(r, sv + lrow + ip * 32);
+          attn_mma8<CT>(oacc[2 * ip], r[0], r[1], pl);
+          attn_mma8<CT>(oacc[2 * ip + 1], r[2], r[3], pl);
+          attn_mma8<CT>(oacc[2 * ip], r[0], r[1], pb);
+          attn_mma8<CT>(oacc[2 * ip + 1], r[2], r[3], pb);
+        }
+        if constexpr (MT % 2 != 0) {
+          unsigned r[4];
+          attn_ldsm_x2_t(r, sv + lrow + (MT / 2) * 32);
+          attn_mma8<CT>(oacc[MT - 1], r[0], r[1], pl);
+          attn_mma8<CT>(oacc[MT - 1], r[0], r[1], pb);
+        }
       }
-#pragma unroll
-      for (int g = 0; g < GMAX; ++g) {
-        float d = 0.f;
-#pragma unroll
-        for (int x = 0; x < VEC; ++x) d = fmaf(q[g][x], kf[x], d);
-        s[g][r] = d;
-      }
-    }
-#pragma unroll
-    for (int off = LPR / 2; off >= 1; off /= 2)
-#pragma unroll
-      for (int g = 0; g < GMAX; ++g)
-#pragma unroll
-        for (int r = 0; r < R; ++r) s[g][r] += __shfl_xor_sync(0xffffffffu, s[g][r], off);
-
-    bool valid[R];
-#pragma unroll
-    for (int r = 0; r < R; ++r) valid[r] = t0 + rg + r * NRG < end;
-#pragma unroll
-    for (int g = 0; g < GMAX; ++g) {
-      float mt = NEG_INF;
-#pragma unroll
-      for (int r = 0; r < R; ++r) mt = valid[r] ? fmaxf(mt, s[g][r]) : mt;
-      const float mn = fmaxf(m[g], mt);
-      const bool any = mn != NEG_INF;
-      const float corr = any ? exp2f(m[g] - mn) : 1.f;
-      l[g] = __fmul_rn(l[g], corr);  // explicit roundings (no FMA contraction): every instantiation (paged,
-                                     // contiguous, fused) computes the same bits
-#pragma unroll
-      for (int x = 0; x < VEC; ++x) acc[g][x] = __fmul_rn(acc[g][x], corr);
-      m[g] = mn;
+    } else {
+      float s[GMAX][R];
 #pragma unroll
       for (int r = 0; r < R; ++r) {
-        const float p = (valid[r] && any) ? exp2f(s[g][r] - mn) : 0.f;
-        s[g][r] = p;
-        l[g] = __fadd_rn(l[g], p);
+        const int rr = rg + r * NRG;
+        float kf[VEC];
+#pragma unroll
+        for (int j = 0; j < CPL; ++j) {
+          uint4 raw = make_uint4(0, 0, 0, 0);
+          if (act) raw = *reinterpret_cast<const uint4*>(sk + rr * D + (li + j * ACTIVE) * EPC);
+          attn_chunk_to_float<CT>(raw, kf + j * EPC);
+        }
+#pragma unroll
+        for (int g = 0; g < GMAX; ++g) {
+          float d = 0.f;
+#pragma unroll
+          for (int x = 0; x < VEC; ++x) d = fmaf(q[g][x], kf[x], d);
+          s[g][r] = d;
+        }
       }
-    }
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
-      const int rr = rg + r * NRG;
-      float vf[VEC];
+      for (int off = LPR / 2; off >= 1; off /= 2)
 #pragma unroll
-      for (int j = 0; j < CPL; ++j) {
-        uint4 raw = make_uint4(0, 0, 0, 0);
-        if (act) raw = *reinterpret_cast<const uint4*>(sv + rr * D + (li + j * ACTIVE) * EPC);
-        attn_chunk_to_float<CT>(raw, vf + j * EPC);
+        for (int g = 0; g < GMAX; ++g)
+#pragma unroll
+          for (int r = 0; r < R; ++r) s[g][r] += __shfl_xor_sync(0xffffffffu, s[g][r], off);
+
+      bool valid[R];
+#pragma unroll
+      for (int r = 0; r < R; ++r) valid[r] = t0 + rg + r * NRG < end;
+#pragma unroll
+      for (int g = 0; g < GMAX; ++g) {
+        float mt = NEG_INF;
+#pragma unroll
+        for (int r = 0; r < R; ++r) mt = valid[r] ? fmaxf(mt, s[g][r]) : mt;
+        const float mn = fmaxf(m[g], mt);
+        const bool any = mn != NEG_INF;
+        const float corr = any ? exp2f(m[g] - mn) : 1.f;
+        l[g] = __fmul_rn(l[g], corr);  // explicit roundings (no FMA contraction): every instantiation (paged,
+                                       // contiguous, fused) computes the same bits
+#pragma unroll
+        for (int x = 0; x < VEC; ++x) acc[g][x] = __fmul_rn(acc[g][x], corr);
+        m[g] = mn;
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          const float p = (valid[r] && any) ? exp2f(s[g][r] - mn) : 0.f;
+          s[g][r] = p;
+          l[g] = __fadd_rn(l[g], p);
+        }
       }
 #pragma unroll
-      for (int g = 0; g < GMAX; ++g)
+      for (int r = 0; r < R; ++r) {
+        const int rr = rg + r * NRG;
+        float vf[VEC];
 #pragma unroll
-        for (int x = 0; x < VEC; ++x) acc[g][x] = fmaf(s[g][r], vf[x], acc[g][x]);
-    }
+        for (int j = 0; j < CPL; ++j) {
+          uint4 raw = make_uint4(0, 0, 0, 0);
+          if (act) raw = *reinterpret_cast<const uint4*>(sv + rr * D + (li + j * ACTIVE) * EPC);
+          attn_chunk_to_float<CT>(raw, vf + j * EPC);
+        }
+#pragma unroll
+        for (int g = 0; g < GMAX; ++g)
+#pragma unroll
+          for (int x = 0; x < VEC; ++x) acc[g][x] = fmaf(s[g][r], vf[x], acc[g][x]);
+      }
+    }  // CUDA cores
   }
 
   // Combine the row groups of a warp (shuffles), then the warps (shared memory).
+  if constexpr (C::MMA) {
 #pragma unroll
-  for (int off = LPR; off < 32; off *= 2) {
+    for (int off = 4; off < 32; off *= 2)
 #pragma unroll
-    for (int g = 0; g < GMAX; ++g) {
-      const float mo = __shfl_xor_sync(0xffffffffu, m[g], off);
-      const float lo = __shfl_xor_sync(0xffffffffu, l[g], off);
-      const float mn = fmaxf(m[g], mo);
-      const bool any = mn != NEG_INF;
-      const float ca = any ? exp2f(m[g] - mn) : 0.f, cb = any ? exp2f(mo - mn) : 0.f;
-      l[g] = fmaf(l[g], ca, __fmul_rn(lo, cb));
+      for (int h = 0; h < 2; ++h) ll[h] = __fadd_rn(ll[h], __shfl_xor_sync(0xffffffffu, ll[h], off));
+  } else {
 #pragma unroll
-      for (int x = 0; x < VEC; ++x) {
-        const float ao = __shfl_xor_sync(0xffffffffu, acc[g][x], off);
-        acc[g][x] = fmaf(acc[g][x], ca, __fmul_rn(ao, cb));
+    for (int off = LPR; off < 32; off *= 2) {
+#pragma unroll
+      for (int g = 0; g < GMAX; ++g) {
+        const float mo = __shfl_xor_sync(0xffffffffu, m[g], off);
+        const float lo = __shfl_xor_sync(0xffffffffu, l[g], off);
+        const float mn = fmaxf(m[g], mo);
+        const bool any = mn != NEG_INF;
+        const float ca = any ? exp2f(m[g] - mn) : 0.f, cb = any ? exp2f(mo - mn) : 0.f;
+        l[g] = fmaf(l[g], ca, __fmul_rn(lo, cb));
+#pragma unroll
+        for (int x = 0; x < VEC; ++x) {
+          const float ao = __shfl_xor_sync(0xffffffffu, acc[g][x], off);
+          acc[g][x] = fmaf(acc[g][x], ca, __fmul_rn(ao, cb));
+        }
+        m[g] = mn;
       }
-      m[g] = mn;
     }
   }
   attn_cp_async_wait<0>();
@@ -382,19 +713,38 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
   float* s_acc = reinterpret_cast<float*>(attn_smem);  // [NW][GMAX][D]
   float* s_m = s_acc + C::NW * GMAX * D;               // [NW][GMAX]
   float* s_l = s_m + C::NW * GMAX;                     // [NW][GMAX]
-  if (lane < LPR && act) {
+  if constexpr (C::MMA) {
 #pragma unroll
-    for (int g = 0; g < GMAX; ++g)
+    for (int h = 0; h < 2; ++h) {
+      const int g = 2 * qd + h;
+      if (g < GMAX) {
 #pragma unroll
-      for (int j = 0; j < CPL; ++j)
+        for (int i = 0; i < MT; ++i) {
+          s_acc[(warp * GMAX + g) * D + 16 * i + gi] = oacc[i][h];
+          s_acc[(warp * GMAX + g) * D + 16 * i + gi + 8] = oacc[i][h + 2];
+        }
+        if (gi == 0) {
+          s_m[warp * GMAX + g] = mm[h];
+          s_l[warp * GMAX + g] = ll[h];
+        }
+      }
+    }
+  } else {
+    if (lane < LPR && act) {
 #pragma unroll
-        for (int e = 0; e < EPC; ++e) s_acc[(warp * GMAX + g) * D + (li + j * ACTIVE) * EPC + e] = acc[g][j * EPC + e];
-  }
-  if (lane == 0) {
+      for (int g = 0; g < GMAX; ++g)
 #pragma unroll
-    for (int g = 0; g < GMAX; ++g) {
-      s_m[warp * GMAX + g] = m[g];
-      s_l[warp * GMAX + g] = l[g];
+        for (int j = 0; j < CPL; ++j)
+#pragma unroll
+          for (int e = 0; e < EPC; ++e)
+            s_acc[(warp * GMAX + g) * D + (li + j * ACTIVE) * EPC + e] = acc[g][j * EPC + e];
+    }
+    if (lane == 0) {
+#pragma unroll
+      for (int g = 0; g < GMAX; ++g) {
+        s_m[warp * GMAX + g] = m[g];
+        s_l[warp * GMAX + g] = l[g];
+      }
     }
   }
   __syncthreads();
@@ -422,6 +772,7 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
       if (d == 0) a.part_lse[pr] = L > 0.f ? mx + log2f(L) : NEG_INF;
     }
   }
+  if (a.num_splits > 1 && a.counters != nullptr) attn_merge_last<CT, D, GMAX>(a, row, qh0, ng, smem);
 }
 
 //! out[row, qh, :] = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M), one CTA of 128 threads per (row, query head),
@@ -545,7 +896,7 @@ inline attn_plan attn_make_plan(std::int32_t rows, std::int32_t kv_heads, std::i
 //! Kernels whose stages exceed 48 KB of shared memory opt in to more (per device; cheap, idempotent).
 template <class K>
 void attn_smem_optin(K kernel, int smem) {
-  if (smem > 48 * 1024)
+  if (smem >= 48 * 1024 - 1024)  // the in-kernel merge adds static shared memory
     FRUGAL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
                       "decode_attention");
 }
@@ -597,49 +948,62 @@ attn_plan attn_plan_cuda(std::int32_t rows, std::int32_t kv_heads, std::int32_t 
   return attn_make_plan(rows, kv_heads, group, max_len, resident, requested, sms);
 }
 
+//! Arrival counters of the in-kernel split-K merge: one per (row, kv head, head chunk), at the start of every split-K
+//! workspace whatever the shape, so that calls of different shapes can share a workspace. Launches with more
+//! (row, kv head, head chunk) triples use the merge kernel.
+inline constexpr std::int64_t attn_max_counters = 4096;
+
 inline std::size_t attn_workspace_bytes(const attn_plan& p, std::int32_t rows, std::int32_t q_heads,
                                         std::int32_t head_dim) {
   if (p.splits <= 1) return 0;
   workspace_carver c;
+  c.take<unsigned>(attn_max_counters);  // merge counters: first, a fixed size (the same place for every shape)
   c.take<float>(static_cast<std::size_t>(p.splits) * rows * q_heads * head_dim);
   c.take<float>(static_cast<std::size_t>(p.splits) * rows * q_heads);
   return c.bytes();
 }
 
+//! Launches the attention kernel; returns whether it merges the splits itself (otherwise the caller launches the
+//! merge kernel): with counters, when the merge's shared memory fits the stage buffers.
 template <class CT, int D, int GMAX, class Source, bool APPEND>
-void attn_launch_k(const char* op, const attn_args<CT, Source>& a, std::int32_t kv_heads, cudaStream_t stream) {
+bool attn_launch_k(const char* op, attn_args<CT, Source> a, std::int32_t kv_heads, cudaStream_t stream) {
   using C = attn_cfg<CT, D, GMAX>;
+  if (a.num_splits <= 1 || attn_merge_smem(GMAX, a.num_splits) > C::SMEM) a.counters = nullptr;
+#if FRUGAL_KV_ATTN_MERGE == 1
+  if (a.counters)
+    FRUGAL_CUDA_CHECK(
+        cudaMemsetAsync(a.counters, 0, static_cast<std::size_t>(a.rows) * kv_heads * a.hchunks * sizeof(unsigned),
+                        stream),
+        op);
+#endif
   const dim3 grid(static_cast<unsigned>(a.rows), static_cast<unsigned>(kv_heads * a.hchunks),
                   static_cast<unsigned>(a.num_splits));
   attn_smem_optin(attention_kernel<CT, D, GMAX, Source, APPEND>, C::SMEM);
   attention_kernel<CT, D, GMAX, Source, APPEND><<<grid, C::NT, C::SMEM, stream>>>(a);
   check_launch(op, "attention_kernel");
+  return a.counters != nullptr;
 }
 
 template <class CT, int D, int GMAX, class Source>
-void attn_launch(const char* op, const attn_args<CT, Source>& a, std::int32_t kv_heads, cudaStream_t stream) {
-  if (a.new_k != nullptr) {
-    attn_launch_k<CT, D, GMAX, Source, true>(op, a, kv_heads, stream);
-  } else {
-    attn_launch_k<CT, D, GMAX, Source, false>(op, a, kv_heads, stream);
-  }
+bool attn_launch(const char* op, const attn_args<CT, Source>& a, std::int32_t kv_heads, cudaStream_t stream) {
+  if (a.new_k != nullptr) return attn_launch_k<CT, D, GMAX, Source, true>(op, a, kv_heads, stream);
+  return attn_launch_k<CT, D, GMAX, Source, false>(op, a, kv_heads, stream);
 }
 
 template <class CT, int D, class Source>
-void attn_dispatch_group(const char* op, attn_args<CT, Source>& a, std::int32_t kv_heads, cudaStream_t stream) {
+bool attn_dispatch_group(const char* op, attn_args<CT, Source>& a, std::int32_t kv_heads, cudaStream_t stream) {
   if (a.group == 1) {
     a.hchunks = 1;
-    attn_launch<CT, D, 1>(op, a, kv_heads, stream);
+    return attn_launch<CT, D, 1>(op, a, kv_heads, stream);
   } else if (a.group == 2) {
     a.hchunks = 1;
-    attn_launch<CT, D, 2>(op, a, kv_heads, stream);
+    return attn_launch<CT, D, 2>(op, a, kv_heads, stream);
   } else if (a.group <= 4) {
     a.hchunks = 1;
-    attn_launch<CT, D, 4>(op, a, kv_heads, stream);
-  } else {
-    a.hchunks = (a.group + 7) / 8;
-    attn_launch<CT, D, 8>(op, a, kv_heads, stream);
+    return attn_launch<CT, D, 4>(op, a, kv_heads, stream);
   }
+  a.hchunks = (a.group + 7) / 8;
+  return attn_launch<CT, D, 8>(op, a, kv_heads, stream);
 }
 
 //! The fused append of decode: new K/V rows [rows, kv_heads * head_dim] and the writable cache base (k, v).
@@ -690,6 +1054,7 @@ void attention_cuda(cuda_t tag, const char* op, matrix_view<const T> q, matrix_v
   a.causal = p.causal;
   a.part_o = nullptr;
   a.part_lse = nullptr;
+  a.counters = nullptr;
   a.new_k = a.new_v = nullptr;
   a.new_k_ld = a.new_v_ld = 0;
   a.cache_k = a.cache_v = nullptr;
@@ -703,30 +1068,34 @@ void attention_cuda(cuda_t tag, const char* op, matrix_view<const T> q, matrix_v
   }
   if (plan.splits > 1) {
     workspace_carver c(ws);
+    a.counters = c.take<unsigned>(attn_max_counters);
     a.part_o = c.take<float>(static_cast<std::size_t>(plan.splits) * rows * p.q_heads * head_dim);
     a.part_lse = c.take<float>(static_cast<std::size_t>(plan.splits) * rows * p.q_heads);
+    if (FRUGAL_KV_ATTN_MERGE == 0 || static_cast<std::int64_t>(rows) * kv_heads * ((group + 7) / 8) > attn_max_counters)
+      a.counters = nullptr;
     c.check(op);
     FRUGAL_CHECK(reinterpret_cast<std::uintptr_t>(ws.data) % 16 == 0, op, "workspace must be 16-byte aligned");
   }
 
+  bool merged = false;
   switch (head_dim) {
     case 64:
-      attn_dispatch_group<CT, 64>(op, a, kv_heads, tag.stream);
+      merged = attn_dispatch_group<CT, 64>(op, a, kv_heads, tag.stream);
       break;
     case 80:
-      attn_dispatch_group<CT, 80>(op, a, kv_heads, tag.stream);
+      merged = attn_dispatch_group<CT, 80>(op, a, kv_heads, tag.stream);
       break;
     case 96:
-      attn_dispatch_group<CT, 96>(op, a, kv_heads, tag.stream);
+      merged = attn_dispatch_group<CT, 96>(op, a, kv_heads, tag.stream);
       break;
     case 128:
-      attn_dispatch_group<CT, 128>(op, a, kv_heads, tag.stream);
+      merged = attn_dispatch_group<CT, 128>(op, a, kv_heads, tag.stream);
       break;
     default:
       fail(op, "head_dim (=", head_dim, ") is not supported on CUDA; supported: 64, 80, 96, 128");
   }
 
-  if (plan.splits > 1) {
+  if (plan.splits > 1 && !merged) {
     int dev = 0, major = 0;
     FRUGAL_CUDA_CHECK(cudaGetDevice(&dev), op);
     FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), op);
