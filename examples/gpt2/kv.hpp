@@ -67,6 +67,7 @@ class kv_store {
     std::size_t ws = 0;  // the split plan depends on the batch: take the largest need over 1..max_batch rows
     for (int b = 1; b <= B_; ++b) ws = std::max(ws, frugal::decode_attention_workspace_bytes<T>(c.tag, b, H_, H_, D_, S_));
     ws_ = buffer<Tag, std::byte>(c, ws);
+    be::zero(c, ws_.data(), ws_.bytes());  // the attention workspace is zero-filled once (its split-K counters)
   }
   kv_store(const kv_store&) = delete;
   kv_store& operator=(const kv_store&) = delete;

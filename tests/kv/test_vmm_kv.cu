@@ -77,6 +77,7 @@ TEST_CASE("vmm_kv_cache: map on demand, attention reads it, release/reuse/trim, 
     p.max_seq_len = MAXLEN;
     const std::size_t wsb = frugal::decode_attention_workspace_bytes<T>(frugal::cuda, S, H * G, H, D, MAXLEN);
     device_buffer<unsigned char> ws(wsb + 1);
+    ws.zero();  // split-K workspace: zero-filled once (merge counters)
     frugal::decode_attention(frugal::cuda, matrix_view<const T>(dq.data(), S, H * G * D), cache.layer(l), dlens.data(),
                              matrix_view<T>(out.data(), S, H * G * D), p, frugal::workspace{ws.data(), ws.size()});
     frugal::decode_attention(frugal::cuda, matrix_view<const T>(dq.data(), S, H * G * D), plain, dlens.data(),
