@@ -13,6 +13,9 @@
 #   SAN_TIMEOUT  seconds per (tool, binary) before it counts as failed (default 600)
 #   OUT          where logs and summary.txt go (default BUILD_DIR/sanitize)
 #   SAN_FULL=1   run memcheck on the tests' full sweeps too (ctest's sizes; rotation alone then takes > 7 minutes)
+#   PER_CASE=1   one sanitizer process per doctest test case (from --list-test-cases), JOBS at a time, SAN_TIMEOUT
+#                each: long binaries (racecheck of gemv, rotation, gpt2 takes > 10 minutes per binary) finish in
+#                parallel, and the summary has one line per case
 # The tools slow kernels down by one to two orders of magnitude, so the tests run with their reduced sweeps
 # (FRUGAL_TEST_SMALL=1, FRUGAL_KV_QUICK=1): the same kernels and code paths on fewer and smaller shapes; ctest on a
 # GPU machine runs the full sweeps without instrumentation.
@@ -45,30 +48,48 @@ if [ -z "$(list_tests)" ]; then
 fi
 mkdir -p "$out"
 
-one() {  # tool binary: runs one (tool, binary), prints its summary line
-  local tool=$1 bin=$2 name log rc envs=""
+one() {  # tool binary [test case]: runs one (tool, binary[, case]), prints its summary line
+  local tool=$1 bin=$2 tc=${3:-} name log rc envs="" filter
   name=$(basename "$bin")
   log=$out/$name.$tool.log
+  filter=()
+  if [ -n "$tc" ]; then  # doctest filters split at commas: match them with '?'
+    filter=(-tc="${tc//,/?}")
+    log=$out/$name.$tool.$(printf '%s' "$tc" | md5sum | cut -c1-8).log
+  fi
   [ "$tool" != memcheck ] || [ "${SAN_FULL:-0}" = 0 ] && envs="FRUGAL_TEST_SMALL=1 FRUGAL_KV_QUICK=1"
   local start=$SECONDS
   # shellcheck disable=SC2086
   env $envs timeout "$limit" compute-sanitizer --tool "$tool" --error-exitcode 9 \
-    "$bin" --test-case-exclude='*(deliberate API error)*' >"$log" 2>&1
+    "$bin" --test-case-exclude='*(deliberate API error)*' "${filter[@]}" >"$log" 2>&1
   rc=$?
   local summary
   summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -1)
   local tests
   tests=$(grep -E '^\[doctest\] test cases' "$log" | tail -1 | tr -s ' ')
-  printf '%-10s %-28s rc=%-3s %4ss  %s | %s\n' "$tool" "$name" "$rc" "$((SECONDS - start))" "${summary:-no summary}" \
-    "${tests:-no doctest summary}"
+  if [ -n "$tc" ] && [[ "$tests" == *"test cases: 0 |"* ]]; then  # the reduced sweep skips this case
+    rc=0 summary="skipped: 0 errors"
+  fi
+  printf '%-10s %-28s rc=%-3s %4ss  %s | %s%s\n' "$tool" "$name" "$rc" "$((SECONDS - start))" "${summary:-no summary}" \
+    "${tests:-no doctest summary}" "${tc:+ | $tc}"
 }
 export -f one
 export out limit
 
 echo "=== cuda-sanitize: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader) ==="
 echo "=== tools: $tools; $jobs at a time; logs in $out ==="
-for t in $tools; do for b in $(list_tests); do echo "$t $b"; done; done |
-  xargs -P "$jobs" -L 1 bash -c 'one "$0" "$1"' | tee "$out/summary.txt"
+cases() {  # binary: its test cases, one per line (the deliberate-API-error ones are excluded anyway)
+  "$1" --list-test-cases 2>/dev/null | sed -n '3,$p' | grep -v -e '^=====' -e 'unskipped test cases' \
+    -e 'deliberate API error'
+}
+for t in $tools; do for b in $(list_tests); do
+  if [ "${PER_CASE:-0}" = 1 ]; then
+    cases "$b" | while IFS= read -r c; do printf '%s\t%s\t%s\0' "$t" "$b" "$c"; done
+  else
+    printf '%s\t%s\t\0' "$t" "$b"
+  fi
+done; done | xargs -0 -P "$jobs" -n 1 bash -c 'IFS=$(printf "\t") read -r t b c <<< "$0"; one "$t" "$b" "$c"' |
+  tee "$out/summary.txt"
 bad=$(awk '$3 != "rc=0" || !/: 0 (errors|hazards)/' "$out/summary.txt")
 if [ -n "$bad" ]; then
   echo "=== cuda-sanitize: FAILED ==="
