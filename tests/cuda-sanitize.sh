@@ -16,9 +16,11 @@
 #   PER_CASE=1   one sanitizer process per doctest test case (from --list-test-cases), JOBS at a time, SAN_TIMEOUT
 #                each: long binaries (racecheck of gemv, rotation, gpt2 takes > 10 minutes per binary) finish in
 #                parallel, and the summary has one line per case
+#   CASES        with PER_CASE=1: only the test cases whose names match this grep -E regex (default: all)
 # The tools slow kernels down by one to two orders of magnitude, so the tests run with their reduced sweeps
-# (FRUGAL_TEST_SMALL=1, FRUGAL_KV_QUICK=1): the same kernels and code paths on fewer and smaller shapes; ctest on a
-# GPU machine runs the full sweeps without instrumentation.
+# (FRUGAL_TEST_SMALL=1, FRUGAL_KV_QUICK=1): the same kernels and code paths on fewer and smaller shapes; racecheck,
+# slower again, with the minimal sweeps (FRUGAL_TEST_SMALL=2: the longest cases keep one configuration per kernel
+# instantiation and no repeated runs); ctest on a GPU machine runs the full sweeps without instrumentation.
 # Excluded everywhere: test cases whose name says "(deliberate API error)" — they make an invalid CUDA call on
 # purpose to test frugal's error translation, which the sanitizer would report as an error.
 # Exit status: 0 when every (tool, binary) ends with exit 0 and "ERROR SUMMARY: 0 errors" (racecheck: 0 hazards).
@@ -58,6 +60,7 @@ one() {  # tool binary [test case]: runs one (tool, binary[, case]), prints its 
     log=$out/$name.$tool.$(printf '%s' "$tc" | md5sum | cut -c1-8).log
   fi
   [ "$tool" != memcheck ] || [ "${SAN_FULL:-0}" = 0 ] && envs="FRUGAL_TEST_SMALL=1 FRUGAL_KV_QUICK=1"
+  [ "$tool" = racecheck ] && envs="FRUGAL_TEST_SMALL=2 FRUGAL_KV_QUICK=1"
   local start=$SECONDS
   # shellcheck disable=SC2086
   env $envs timeout "$limit" compute-sanitizer --tool "$tool" --error-exitcode 9 \
@@ -84,7 +87,7 @@ cases() {  # binary: its test cases, one per line (the deliberate-API-error ones
 }
 for t in $tools; do for b in $(list_tests); do
   if [ "${PER_CASE:-0}" = 1 ]; then
-    cases "$b" | while IFS= read -r c; do printf '%s\t%s\t%s\0' "$t" "$b" "$c"; done
+    cases "$b" | grep -E -- "${CASES:-.}" | while IFS= read -r c; do printf '%s\t%s\t%s\0' "$t" "$b" "$c"; done
   else
     printf '%s\t%s\t\0' "$t" "$b"
   fi

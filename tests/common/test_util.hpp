@@ -15,12 +15,18 @@
 
 namespace frugal_test {
 
-//! FRUGAL_TEST_SMALL=1 (set by tests/cuda-sanitize.sh for the slow compute-sanitizer tools): tests sweep fewer and
-//! smaller shapes — the same code paths, minutes less under instrumentation.
-inline bool small_tests() {
+//! FRUGAL_TEST_SMALL: 0 or unset = full sweeps (ctest); 1 = reduced sweeps (memcheck, initcheck, synccheck in
+//! tests/cuda-sanitize.sh): fewer and smaller shapes, the same code paths; 2 = minimal sweeps (racecheck, which is
+//! one to two orders of magnitude slower again): the few long cases run one configuration per kernel instantiation
+//! and skip repeated runs whose only purpose is a determinism or equality check that 0 and 1 already make.
+//! Any other non-empty value counts as 1.
+inline int test_level() {
   const char* e = std::getenv("FRUGAL_TEST_SMALL");
-  return e != nullptr && *e != '\0' && *e != '0';
+  if (e == nullptr || *e == '\0' || (e[0] == '0' && e[1] == '\0')) return 0;
+  return e[0] == '2' && e[1] == '\0' ? 2 : 1;
 }
+inline bool small_tests() { return test_level() >= 1; }
+inline bool tiny_tests() { return test_level() >= 2; }
 
 //! CHECK that `expr` throws frugal::error whose message contains `needle`.
 #define FRUGAL_CHECK_THROWS_WITH(expr, needle)                                                \

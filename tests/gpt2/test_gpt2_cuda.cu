@@ -77,13 +77,14 @@ double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
 
 // FRUGAL_TEST_SMALL (compute-sanitizer runs): bf16 cases skipped (f32 and f16 run the same kernels), shorter
 // decodes, and the fused-step comparison without the LaRoSA-folded model (its calibration is minutes of eigh under
-// racecheck).
+// racecheck). FRUGAL_TEST_SMALL=2 (racecheck): shorter still — every decode step replays the same kernels, so a few
+// steps (prefill, the captured first step, replays) cover them.
 TEST_CASE_TEMPLATE("gpt2 cuda: no cache, contiguous and paged KV give identical greedy tokens (graph replay)", T,
                    float, frugal::half, frugal::bfloat16) {
   FRUGAL_REQUIRE_GPU();
   const bool small = frugal_test::small_tests();
   if (small && std::is_same_v<T, frugal::bfloat16>) return;
-  const int n = small ? 12 : 40;
+  const int n = frugal_test::tiny_tests() ? 4 : small ? 12 : 40;
   backend<frugal::cuda_t>::context c;
   auto m = upload_model<frugal::cuda_t, T>(c, random_weights(cuda_config(), 11));
   const auto p = prompt(13, 1, m.cfg.vocab_size);
@@ -105,7 +106,7 @@ TEST_CASE_TEMPLATE("gpt2 cuda: logits match the CPU engine (every mode, teacher 
   backend<frugal::cpu_t>::context h;
   auto mg = upload_model<frugal::cuda_t, T>(c, random_weights(cuda_config(), 4));
   auto mc = upload_model<frugal::cpu_t, float>(h, random_weights(cuda_config(), 4));
-  const auto text = prompt(40, 3, mg.cfg.vocab_size);
+  const auto text = prompt(frugal_test::tiny_tests() ? 22 : 40, 3, mg.cfg.vocab_size);
   const auto ref = forced_logits<frugal::cpu_t, float>(h, mc, attn_kind::contiguous, text, 17);
   for (attn_kind a : {attn_kind::nocache, attn_kind::contiguous, attn_kind::paged}) {
     CAPTURE(attn_name(a));
@@ -124,15 +125,16 @@ TEST_CASE("gpt2 cuda: batched decode equals one sequence at a time; sampling equ
   auto mc = upload_model<frugal::cpu_t, float>(h, random_weights(cuda_config(), 5));
   const int V = m.cfg.vocab_size;
   const std::vector<std::vector<std::int32_t>> ps = {prompt(7, 2, V), prompt(1, 3, V), prompt(20, 4, V), prompt(16, 5, V)};
+  const int n = frugal_test::tiny_tests() ? 5 : 20;
   for (attn_kind a : {attn_kind::contiguous, attn_kind::paged}) {
     CAPTURE(attn_name(a));
-    const auto batch = run<frugal::cuda_t, float>(c, m, a, ps, 20);
-    for (std::size_t r = 0; r < ps.size(); ++r) CHECK(batch[r] == run<frugal::cuda_t, float>(c, m, attn_kind::nocache, {ps[r]}, 20)[0]);
+    const auto batch = run<frugal::cuda_t, float>(c, m, a, ps, n);
+    for (std::size_t r = 0; r < ps.size(); ++r) CHECK(batch[r] == run<frugal::cuda_t, float>(c, m, attn_kind::nocache, {ps[r]}, n)[0]);
   }
   sampling s;
   s.temperature = 1.5f, s.top_k = 40, s.top_p = 0.9f, s.seed = 77;
-  const auto g = run<frugal::cuda_t, float>(c, m, attn_kind::paged, {ps[2]}, 20, s);
-  const auto r = run<frugal::cpu_t, float>(h, mc, attn_kind::contiguous, {ps[2]}, 20, s);
+  const auto g = run<frugal::cuda_t, float>(c, m, attn_kind::paged, {ps[2]}, n, s);
+  const auto r = run<frugal::cpu_t, float>(h, mc, attn_kind::contiguous, {ps[2]}, n, s);
   // same noise, same rule; the f32 logits differ by rounding only, far from any knife edge of the draw
   CHECK(g == r);
 }
@@ -152,7 +154,7 @@ TEST_CASE_TEMPLATE("gpt2 cuda: the fused decode step (norm / GELU inside the GEM
   detail::fill_normal(w.lnf_b, 8, 110, 0.1f);
   auto wr = w;
   auto dense = upload_model<frugal::cuda_t, T>(c, std::move(w));
-  const auto text = prompt(40, 6, dense.cfg.vocab_size);
+  const auto text = prompt(frugal_test::tiny_tests() ? 22 : 40, 6, dense.cfg.vocab_size);
   std::vector<const decltype(dense)*> models = {&dense};
   std::optional<decltype(dense)> folded;
   if (!frugal_test::small_tests()) {
@@ -175,6 +177,7 @@ TEST_CASE_TEMPLATE("gpt2 cuda: the fused decode step (norm / GELU inside the GEM
       }
   // greedy tokens of the fused step equal the no-cache recompute (which never runs the decode GEMVs)
   const auto pr = prompt(13, 2, dense.cfg.vocab_size);
-  CHECK(run<frugal::cuda_t, T>(c, dense, attn_kind::contiguous, {pr}, 30)[0] ==
-        run<frugal::cuda_t, T>(c, dense, attn_kind::nocache, {pr}, 30)[0]);
+  const int n = frugal_test::tiny_tests() ? 6 : 30;
+  CHECK(run<frugal::cuda_t, T>(c, dense, attn_kind::contiguous, {pr}, n)[0] ==
+        run<frugal::cuda_t, T>(c, dense, attn_kind::nocache, {pr}, n)[0]);
 }

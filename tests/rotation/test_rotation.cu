@@ -131,7 +131,8 @@ TEST_CASE_TEMPLATE("cuda eigh: n = 4096, random SPD (and graded spectrum in f32)
 
 TEST_CASE("cuda eigh: explicit block sizes and inner sweeps; a zero matrix") {
   FRUGAL_REQUIRE_GPU();
-  const int n = frugal_test::small_tests() ? 80 : 300;  // 80 still spans several blocks of 16 and 32
+  // 80 still spans several blocks of 16 and 32; racecheck (FRUGAL_TEST_SMALL=2): 64 = 4 blocks of 16, 2 of 32
+  const int n = frugal_test::tiny_tests() ? 64 : frugal_test::small_tests() ? 80 : 300;
   const auto a64 = rotation_test::random_spd(n, 3);
   const std::vector<double> a(a64);
   for (int b : {16, 32}) {
