@@ -8,7 +8,9 @@
 //   dense         frugal::gemv
 //   list_s<S>     frugal::sparse_gemv, per-row index lists (ascending) of the (1 - S%) largest |x|
 //   thresh_s<S>   frugal::sparse_gemv_threshold, per-row thresholds (device) at the S% quantile of |x|
-//   topk_s<S>     frugal::sparse_gemv_topk with k = (1 - S%) K: topk_select + threshold GEMV (two kernels, both timed)
+//   topk_s<S>     frugal::sparse_gemv_topk with k = (1 - S%) K: b = 1 and K <= 8192 select inside the GEMV kernel
+//                 (one launch), otherwise topk_select + threshold GEMV (two kernels, both timed)
+//   topk2k_s<S>   the same forced through topk_select + threshold GEMV (A/B of the in-kernel select)
 //   shared_s<S>   (batches) thresh with the same kept channels in every row (correlated masks)
 //   dense_sp<P>_seg<B> / thresh_s50_sp<P>_seg<B>   tuning: gemv_options::splits = P, segment_bytes = B
 //   ..._ln / _rms / _gelu  with the fused layernorm / rmsnorm prologue and / or the tanh-GELU epilogue
@@ -179,7 +181,7 @@ std::pair<const T*, const T*> get_weights(std::int64_t N, std::int64_t K) {
   return {static_cast<dev<T>*>(g_cache.w.get())->p, static_cast<dev<T>*>(g_cache.wt.get())->p};
 }
 
-enum class variant { cublas, cublas_t, dense, list, thresh, topk, shared };
+enum class variant { cublas, cublas_t, dense, list, thresh, topk, shared, topk2k };
 
 struct config {
   variant v;
@@ -238,7 +240,9 @@ void run(benchmark::State& state, config cfg) {
   didx.upload(idx);
   dnnz.upload(nnz);
   dthr.upload(thr);
-  const std::size_t wsb = frugal::gemv_workspace_bytes<T>(frugal::cuda, b, K, N, static_cast<int>(keep));
+  const std::size_t wsb = cfg.v == variant::topk2k
+                              ? frugal::detail::gemv_cuda_workspace_bytes<T>(b, K, N, static_cast<int>(keep), true)
+                              : frugal::gemv_workspace_bytes<T>(frugal::cuda, b, K, N, static_cast<int>(keep));
   dev<std::byte> ws(wsb);
 
   cublasHandle_t h = nullptr;
@@ -288,6 +292,10 @@ void run(benchmark::State& state, config cfg) {
         frugal::sparse_gemv_topk(frugal::cuda, xv, static_cast<int>(keep), wv, nullptr, yv, opt,
                                  frugal::workspace{ws.p, wsb});
         break;
+      case variant::topk2k:
+        frugal::detail::gemv_topk_cuda<T>(frugal::cuda, xv, static_cast<int>(keep), wv, nullptr, yv, opt,
+                                          frugal::workspace{ws.p, wsb}, true);
+        break;
     }
   };
   flusher fl;
@@ -311,8 +319,8 @@ void run(benchmark::State& state, config cfg) {
   const double es = sizeof(T);
   const bool dense_like = cfg.v == variant::cublas || cfg.v == variant::cublas_t || cfg.v == variant::dense;
   double bytes = (dense_like ? static_cast<double>(K) : kept_union) * N * es + b * K * es + b * N * es;
-  if (cfg.v == variant::list) bytes += total_nnz * (4 + es) - b * K * es;  // lists instead of x
-  if (cfg.v == variant::topk) bytes += b * K * es;                         // select reads x too
+  if (cfg.v == variant::list) bytes += total_nnz * (4 + es) - b * K * es;       // lists instead of x
+  if (cfg.v == variant::topk || cfg.v == variant::topk2k) bytes += b * K * es;  // select reads x too
   frugal_bench::set_bytes(state, bytes);
   state.counters["kept"] = dense_like ? 1.0 : kept_union / static_cast<double>(K);
   if (h) cublasDestroy(h);
@@ -341,6 +349,9 @@ std::string vname(const config& c) {
       break;
     case variant::shared:
       n = "shared_s" + std::to_string(c.s_pct);
+      break;
+    case variant::topk2k:
+      n = "topk2k_s" + std::to_string(c.s_pct);
       break;
   }
   if (c.splits) n += "_sp" + std::to_string(c.splits);
@@ -380,6 +391,7 @@ void register_dtype() {
       add<T>({variant::list, N, K, 1, s, 0});
       add<T>({variant::thresh, N, K, 1, s, 0});
       add<T>({variant::topk, N, K, 1, s, 0});
+      if (s == 50 || s == 75) add<T>({variant::topk2k, N, K, 1, s, 0});
     }
   }
   // GPT-2 124M decode GEMVs (1-5 MB each, LM head 77 MB in 16-bit) and XL's attention projection.
@@ -394,6 +406,7 @@ void register_dtype() {
     for (int s : {50, 75}) {
       add<T>({variant::thresh, N, K, 1, s, 0});
       add<T>({variant::topk, N, K, 1, s, 0});
+      add<T>({variant::topk2k, N, K, 1, s, 0});
     }
     add<T>({variant::thresh, N, K, 1, 50, 0, 0, 1 | 4});
     add<T>({variant::topk, N, K, 1, 50, 0, 0, 2 | 4});
@@ -407,6 +420,8 @@ void register_dtype() {
       add<T>({variant::thresh, sh.first, sh.second, b, 50, 0});
       add<T>({variant::shared, sh.first, sh.second, b, 50, 0});
       add<T>({variant::list, sh.first, sh.second, b, 50, 0});
+      add<T>({variant::topk, sh.first, sh.second, b, 50, 0});
+      if (b == 2) add<T>({variant::topk2k, sh.first, sh.second, b, 50, 0});
     }
   // Launch-shape tuning (bf16 only): every segment width x split count (1 = no cluster) on the GPT-2 shapes and
   // the widest LLaMA shape; the sparse form on three of them.
@@ -428,10 +443,11 @@ void register_dtype() {
 //   gemv/cuda/<dtype>/gpt2-xl-48L/<variant>    48 layers x [4800x1600, 1600x1600, 6400x1600, 1600x6400] = 192
 // Every GEMV has its own weights (HBM-bound like the real step). Variants: cublas / cublas_t (cublasGemmEx, as
 // above), dense, dense_pdl (gemv_options::pdl), fused_pdl (dense + layernorm before qkv and fc, gelu after fc),
-// thresh_s50[_pdl] (per-row device thresholds at the median |x|), topk_s50_pdl (topk_select + GEMV per call).
+// thresh_s50[_pdl] (per-row device thresholds at the median |x|), topk_s50_pdl (fused top-k: the select inside the
+// GEMV), topk2k_s50_pdl (the same through topk_select + GEMV per call).
 // Time = one graph replay (L2 flushed before it); counter us_per_gemv = time / GEMVs.
 // ---------------------------------------------------------------------------------------------------------------
-enum class seq_variant { cublas, cublas_t, dense, dense_pdl, fused_pdl, thresh, thresh_pdl, topk_pdl };
+enum class seq_variant { cublas, cublas_t, dense, dense_pdl, fused_pdl, thresh, thresh_pdl, topk_pdl, topk2k_pdl };
 
 template <class T>
 void run_seq(benchmark::State& state, int layers, std::vector<std::array<std::int64_t, 3>> shapes, seq_variant v) {
@@ -458,7 +474,9 @@ void run_seq(benchmark::State& state, int layers, std::vector<std::array<std::in
     t_.push_back(std::make_unique<dev<float>>(1));
     t_.back()->upload(std::vector<float>{a[K / 2]});
     kk.push_back(static_cast<int>(K / 2));
-    wkb.push_back(frugal::gemv_workspace_bytes<T>(frugal::cuda, 1, K, N, static_cast<int>(K / 2)));
+    wkb.push_back(v == seq_variant::topk2k_pdl
+                      ? frugal::detail::gemv_cuda_workspace_bytes<T>(1, K, N, static_cast<int>(K / 2), true)
+                      : frugal::gemv_workspace_bytes<T>(frugal::cuda, 1, K, N, static_cast<int>(K / 2)));
     wk_.push_back(std::make_unique<dev<std::byte>>(wkb.back()));
   }
   for (int l = 0; l < layers; ++l)
@@ -494,7 +512,7 @@ void run_seq(benchmark::State& state, int layers, std::vector<std::array<std::in
         const matrix_view<T> yv(y_[i]->p, 1, N);
         frugal::gemv_options o;
         o.pdl = v == seq_variant::dense_pdl || v == seq_variant::fused_pdl || v == seq_variant::thresh_pdl ||
-                v == seq_variant::topk_pdl;
+                v == seq_variant::topk_pdl || v == seq_variant::topk2k_pdl;
         if (v == seq_variant::fused_pdl) {
           o.norm = shapes[i][2] & 1 ? frugal::gemv_norm::layernorm : frugal::gemv_norm::none;
           o.act = shapes[i][2] & 4 ? frugal::gemv_act::gelu_tanh : frugal::gemv_act::none;
@@ -527,6 +545,10 @@ void run_seq(benchmark::State& state, int layers, std::vector<std::array<std::in
           case seq_variant::topk_pdl:
             frugal::sparse_gemv_topk(frugal::cuda.on(st), xv, kk[i], wv, nullptr, yv, o,
                                      frugal::workspace{wk_[i]->p, wkb[i]});
+            break;
+          case seq_variant::topk2k_pdl:
+            frugal::detail::gemv_topk_cuda<T>(frugal::cuda.on(st), xv, kk[i], wv, nullptr, yv, o,
+                                              frugal::workspace{wk_[i]->p, wkb[i]}, true);
             break;
         }
       }
@@ -561,8 +583,8 @@ void run_seq(benchmark::State& state, int layers, std::vector<std::array<std::in
 
 template <class T>
 void register_seq() {
-  const char* vn[] = {"cublas",    "cublas_t",   "dense",          "dense_pdl",
-                      "fused_pdl", "thresh_s50", "thresh_s50_pdl", "topk_s50_pdl"};
+  const char* vn[] = {"cublas",     "cublas_t",       "dense",        "dense_pdl",        "fused_pdl",
+                      "thresh_s50", "thresh_s50_pdl", "topk_s50_pdl", "topk2k_s50_pdl"};
   struct model {
     const char* name;
     int layers;
@@ -572,7 +594,7 @@ void register_seq() {
       {"gpt2-124m-12L", 12, {{2304, 768, 1}, {768, 768, 0}, {3072, 768, 1 | 4}, {768, 3072, 0}}},
       {"gpt2-xl-48L", 48, {{4800, 1600, 1}, {1600, 1600, 0}, {6400, 1600, 1 | 4}, {1600, 6400, 0}}}};
   for (const auto& m : models)
-    for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < 9; ++i) {
       const std::string name = "gemv/cuda/" + std::string(frugal::dtype_traits<T>::name) + "/" + m.name + "/" + vn[i];
       const auto v = static_cast<seq_variant>(i);
       benchmark::RegisterBenchmark(name.c_str(),

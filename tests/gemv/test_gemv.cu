@@ -2,6 +2,7 @@
 // bf16, edge shapes, batch 1..17, bias, accumulate; every split count, the pre-sm_90 reduction path, fused top-k vs
 // explicit top-k + sparse_gemv, determinism, CUDA Graph capture, and every documented error. Skips without a GPU.
 #include <cstring>
+#include <limits>
 
 #include <frugal/gemv/gemv.hpp>
 
@@ -628,4 +629,158 @@ TEST_CASE("gemv cuda: programmatic dependent launch — a chain of GEMVs, each r
     CHECK(std::memcmp(y4.download().data(), ref4.data(), ref4.size() * 2) == 0);
   }
   cudaStreamDestroy(st);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fused top-k with the select inside the GEMV kernel (b = 1, K <= detail::gemv_topk_in_kernel_max_K) and its
+// two-kernel fallback (topk_select + threshold GEMV: b >= 2 or larger K).
+// ---------------------------------------------------------------------------------------------------------------
+
+namespace {
+
+enum class topk_data { continuous, ties, nans };
+
+//! One fused top-k case on CUDA against the CPU (topk_select's k-th magnitude -> the kept channels -> the f64
+//! reference of sparse_gemv on them), and bitwise against the forced two-kernel path. Returns the failure count.
+template <class T>
+int topk_in_kernel_case(std::int64_t b, std::int64_t K, std::int64_t N, int k, topk_data data, std::int64_t pad,
+                        std::uint64_t seed) {
+  const bool integer = data != topk_data::continuous;
+  spec s{.b = b,
+         .K = K,
+         .N = N,
+         .f = form::dense,
+         .bias = true,
+         .accumulate = b == 2,
+         .integer = integer,
+         .seed = seed,
+         .pad = pad};
+  auto c = make_case<T>(s);
+  std::mt19937_64 rng(seed * 101 + static_cast<std::uint64_t>(K) * 7 + static_cast<std::uint64_t>(k));
+  if (integer)  // magnitudes 0..3: long runs of ties at every cut, zeros among them
+    for (std::int64_t r = 0; r < b; ++r)
+      for (std::int64_t j = 0; j < K; ++j)
+        c.x[r * c.ldx + j] = frugal::from_float<T>(static_cast<float>(static_cast<int>(rng() % 7) - 3));
+  if (data == topk_data::nans)  // a few NaNs per row (either sign): always kept, ranked above everything
+    for (std::int64_t r = 0; r < b; ++r)
+      for (int q = 0; q < 3; ++q) {
+        const std::int64_t j = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(K));
+        c.x[r * c.ldx + j] = frugal::from_float<T>(q == 1 ? -std::numeric_limits<float>::quiet_NaN()
+                                                          : std::numeric_limits<float>::quiet_NaN());
+      }
+  // The CPU's k-th magnitudes and the channels they keep (isnan(x) || |x| >= kth: ties at the cut all kept).
+  std::vector<float> kth(static_cast<std::size_t>(b));
+  frugal::topk_select(frugal::cpu, frugal::matrix_view<const T>(c.x.data(), b, K, c.ldx), k, kth.data());
+  std::vector<double> xm(static_cast<std::size_t>(b * K), 0.0);
+  int bad = 0;
+  for (std::int64_t r = 0; r < b; ++r) {
+    std::int64_t kept = 0;
+    for (std::int64_t j = 0; j < K; ++j) {
+      const double v = as_double(c.x[r * c.ldx + j]);
+      if (std::isnan(v) || std::fabs(v) >= static_cast<double>(kth[r])) xm[r * K + j] = v, ++kept;
+    }
+    if (kept < k) {
+      ++bad;
+      FAIL_CHECK("reference keeps ", kept, " < k=", k, " channels in row ", r);
+    }
+  }
+  set_reference(c, xm);
+
+  device_case<T> d(c);
+  device_buffer<T> y2(c.y0);
+  frugal::gemv_options o;
+  o.accumulate = s.accumulate;
+  frugal::matrix_view<const T> xv(d.x.data(), b, K, c.ldx), wv(d.w.data(), K, N, c.ldw);
+  const bool in_kernel = frugal::detail::gemv_topk_in_kernel(b, K);
+  // The in-kernel form takes no workspace for the select (sm_90: none at all): give it none, so a call that went
+  // the two-kernel way would throw.
+  const std::size_t wsb = in_kernel ? 0 : frugal::gemv_workspace_bytes<T>(frugal::cuda, b, K, N, k);
+  device_buffer<std::byte> ws(std::max<std::size_t>(wsb, 1));
+  frugal::sparse_gemv_topk(frugal::cuda, xv, k, wv, d.bias.data(), frugal::matrix_view<T>(d.y.data(), b, N, c.ldy), o,
+                           in_kernel ? frugal::workspace{} : frugal::workspace{ws.data(), wsb});
+  const std::size_t wsb2 = frugal::detail::gemv_cuda_workspace_bytes<T>(b, K, N, k, true);
+  device_buffer<std::byte> ws2(wsb2);
+  frugal::detail::gemv_topk_cuda<T>(frugal::cuda, xv, k, wv, d.bias.data(),
+                                    frugal::matrix_view<T>(y2.data(), b, N, c.ldy), o,
+                                    frugal::workspace{ws2.data(), wsb2}, true);
+  FRUGAL_CUDA_CHECK(cudaDeviceSynchronize(), "test");
+  const auto y = d.y.download(), e = y2.download();
+  if (std::memcmp(y.data(), e.data(), y.size() * sizeof(T)) != 0) {
+    ++bad;
+    FAIL_CHECK("in-kernel select != topk_select + GEMV bitwise");
+  }
+  const double uT = frugal_test::unit_roundoff<T>();
+  for (std::int64_t r = 0; r < b; ++r)
+    for (std::int64_t n = 0; n < N; ++n) {
+      const double got = as_double(y[r * c.ldy + n]), ref = c.ref[r * N + n];
+      bool ok;
+      if (std::isnan(ref)) {
+        ok = std::isnan(got);
+      } else if (integer) {
+        ok = got == as_double(frugal::from_float<T>(static_cast<float>(ref)));
+      } else {
+        ok = std::fabs(got - ref) <= 1.01 * uT * std::fabs(ref) + 0.51 * min_subnormal<T>() + c.bound[r * N + n];
+      }
+      if (!ok && ++bad <= 3) FAIL_CHECK("y[", r, ", ", n, "] = ", got, ", expected ", ref);
+    }
+  for (std::int64_t r = 0; r < b; ++r)
+    for (std::int64_t n = N; n < c.ldy; ++n)
+      if (as_double(y[r * c.ldy + n]) != 7.0 && ++bad <= 3) FAIL_CHECK("wrote into y's padding at [", r, ", ", n, "]");
+  return bad;
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("gemv cuda: in-kernel top-k select equals CPU topk + sparse_gemv (ties, NaN, K tails, k edges)", T,
+                   float, frugal::half, bfloat16) {
+  FRUGAL_REQUIRE_GPU();
+  const bool small = frugal_test::small_tests();
+  const std::vector<std::int64_t> Ks =
+      small ? std::vector<std::int64_t>{7, 1029} : std::vector<std::int64_t>{1, 7, 300, 1029, 4099, 8192};
+  const std::vector<std::int64_t> bs = small ? std::vector<std::int64_t>{1, 2} : std::vector<std::int64_t>{1, 2, 3};
+  int bad = 0, cases = 0;
+  for (std::int64_t K : Ks)
+    for (std::int64_t b : bs)
+      for (topk_data data : {topk_data::continuous, topk_data::ties, topk_data::nans}) {
+        if (K == 8192 && (data == topk_data::nans || b == 3)) continue;  // the largest in-kernel K: fewer cases
+        std::vector<int> ks{1, static_cast<int>(K / 2), static_cast<int>(K - 1), static_cast<int>(K)};
+        std::sort(ks.begin(), ks.end());
+        ks.erase(std::unique(ks.begin(), ks.end()), ks.end());
+        for (int k : ks) {
+          if (k < 1) continue;
+          const std::int64_t N = K >= 4096 ? 40 : 70;
+          const std::int64_t pad = (k % 2) ? 1 : 0;  // odd row strides: rows not 16-byte aligned
+          INFO("b=", b, " K=", K, " k=", k, " data=", static_cast<int>(data), " pad=", pad);
+          const int e = topk_in_kernel_case<T>(b, K, N, k, data, pad, 5 + static_cast<std::uint64_t>(k));
+          CHECK(e == 0);
+          bad += e;
+          ++cases;
+        }
+      }
+  MESSAGE(cases, " cases");
+  CHECK(bad == 0);
+}
+
+TEST_CASE_TEMPLATE("gemv cuda: in-kernel top-k fallback for large K (topk_select + GEMV) and its workspace", T, float,
+                   bfloat16) {
+  FRUGAL_REQUIRE_GPU();
+  const std::int64_t K = frugal::detail::gemv_topk_in_kernel_max_K + 3, N = 24;
+  // Workspace: the in-kernel form needs nothing for the select, the fallback b floats (+ topk_select's).
+  CHECK(frugal::gemv_workspace_bytes<T>(frugal::cuda, 1, 4096, N, 2048) ==
+        frugal::gemv_workspace_bytes<T>(frugal::cuda, 1, 4096, N, 0));
+  CHECK(frugal::gemv_workspace_bytes<T>(frugal::cuda, 2, 4096, N, 2048) >
+        frugal::gemv_workspace_bytes<T>(frugal::cuda, 2, 4096, N, 0));
+  CHECK(frugal::gemv_workspace_bytes<T>(frugal::cuda, 1, K, N, 100) >
+        frugal::gemv_workspace_bytes<T>(frugal::cuda, 1, K, N, 0));
+  int bad = 0;
+  for (std::int64_t b : {std::int64_t{1}, std::int64_t{2}})
+    for (topk_data data : {topk_data::ties, topk_data::continuous})
+      for (int k : {1, static_cast<int>(K / 2), static_cast<int>(K)}) {
+        if (frugal_test::small_tests() && k == 1) continue;
+        INFO("b=", b, " K=", K, " k=", k, " data=", static_cast<int>(data));
+        const int e = topk_in_kernel_case<T>(b, K, N, k, data, 0, 9);
+        CHECK(e == 0);
+        bad += e;
+      }
+  CHECK(bad == 0);
 }

@@ -17,16 +17,18 @@
 //   sparse_gemv             per row an explicit list: indices[r, 0..nnz[r]) with values (sparse_rows).
 //   sparse_gemv_masked      dense x whose zeros are skipped.
 //   sparse_gemv_threshold   dense x; keeps isnan(x) || |x[r, k]| >= t (one t, or one per row: TEAL's rule).
-//   sparse_gemv_topk        dense x; keeps per row the k largest |x| (LaRoSA's rule): the k-th magnitude comes
-//                           from frugal::topk_select (sparsify/topk.hpp), then the threshold kernel runs with
-//                           it (keep isnan(x) || |x| >= kth_abs[r]; ties at the k-th magnitude are all kept, so
-//                           a row keeps >= k channels; k = 0 keeps none).
+//   sparse_gemv_topk        dense x; keeps per row the k largest |x| (LaRoSA's rule): the threshold form with
+//                           t_r = the k-th largest |x[r, :]| — the value frugal::topk_select reports (keep
+//                           isnan(x) || |x| >= t_r; ties at the k-th magnitude are all kept, so a row keeps >= k
+//                           channels; k = 0 keeps none). CUDA, b = 1, K <= 8192: one launch, every block of the
+//                           GEMV finds t itself from x (radix select, detail::gemv_topk_in_kernel); otherwise
+//                           topk_select runs first as its own kernel. Both give bitwise the same y.
 // Fused prologue / epilogue (gemv_options::norm, eps, act; GPT-2's ln -> GEMV -> GELU in one kernel):
 //   y (+)= act(x̂ · W + bias), x̂ = each row of x normalised over ALL its K channels, without affine part
 //   (layernorm: (x - mean) · rstd, rstd = 1/sqrt(var + eps), biased variance; rmsnorm: x · rstd,
 //   rstd = 1/sqrt(mean(x²) + eps); fold gamma into W's rows and beta·W into the bias). Selection sees x̂: threshold
 //   keeps |x̂| >= t; masked keeps x̂ != 0 and top-k the k largest |x̂| — both rmsnorm only (rstd > 0 keeps the
-//   set of the raw x: top-k ranks raw |x| with topk_select and multiplies the kept values by rstd). act = gelu_tanh
+//   set of the raw x: top-k ranks raw |x| and multiplies the kept values by rstd). act = gelu_tanh
 //   is applied in f32 (accurate tanhf) after + bias and before + y (accumulate). Not allowed (frugal::error):
 //   any norm with explicit lists, layernorm with masked or top-k, eps not finite or <= 0 (checked only with a
 //   norm), norm/act values outside their enums.
@@ -69,9 +71,10 @@
 // to read its verdict (one extra kernel and a device-to-host copy; not benchmarked; not allowed inside CUDA Graph
 // capture).
 //
-// Workspace: gemv_workspace_bytes covers every form and both reductions. On sm_90 the unchecked, non-top-k forms
-// take none (workspace{} is fine); top-k takes b floats plus topk_workspace_bytes; `checked` takes 32 bytes; the
-// pre-sm_90 reduction takes splits * b * N floats (given no workspace at all, it runs with one split instead).
+// Workspace: gemv_workspace_bytes covers every form and both reductions. On sm_90 the unchecked forms take none
+// (workspace{} is fine), top-k included when it selects inside the kernel (b = 1, K <= 8192); two-kernel top-k
+// (b > 1 or larger K) takes b floats plus topk_workspace_bytes; `checked` takes 32 bytes; the pre-sm_90 reduction
+// takes splits * b * N floats (given no workspace at all, it runs with one split instead).
 #pragma once
 
 #include <algorithm>
@@ -210,6 +213,37 @@ gemv_problem<T> gemv_keep_nothing(gemv_problem<T> p) {
   return p;
 }
 
+//! CUDA fused top-k: at batch 1 and K <= gemv_topk_in_kernel_max_K every block of the GEMV finds the row's k-th
+//! magnitude itself (topk_block_kth_key: 2 radix passes for f16/bf16, 3 for f32; the row read once into registers
+//! up to K = 8192 / 4096 f32, re-read through L1/L2 per pass above) — one launch, no workspace for the select.
+//! Otherwise topk_select runs first as its own kernel (one block per row, all rows in parallel; b floats of
+//! workspace) and the GEMV follows as its programmatic dependent. Why these limits (H100, bf16/f16, docs/gemv.md,
+//! fourth session): every block selects over the whole row, so the in-kernel select's latency grows with K. At
+//! K <= 4096 a single call was at most 0.3 µs slower and up to 2.7 µs faster than the two kernels; at K = 6400
+//! 0.6-1.5 µs slower (bf16; f16 -0.1..+1.3); at K = 11008 1-2.4 µs slower; in PDL decode chains (GPT-2 124M / XL,
+//! K up to 3072 / 6400) 1.5 µs per GEMV faster. At b = 2 one block selecting its rows one after the other was
+//! 3.7-4.9 µs slower than topk_select's one block per row (and 4-row tiles have no register room for the select).
+inline constexpr std::int64_t gemv_topk_in_kernel_max_K = 8192;
+
+//! Whether the CUDA fused top-k of b rows of K channels selects inside the GEMV (see above).
+inline bool gemv_topk_in_kernel(std::int64_t b, std::int64_t K) {
+  return b == 1 && K <= gemv_topk_in_kernel_max_K;
+}
+
+//! Workspace of the CUDA forms; `two_kernel`: the top-k form as topk_select + GEMV (k_or_0 > 0).
+template <class T>
+std::size_t gemv_cuda_workspace_bytes(std::int64_t b, std::int64_t K, std::int64_t N, int k_or_0, bool two_kernel) {
+  workspace_carver c;
+  if (k_or_0 > 0 && two_kernel) {
+    c.take<float>(static_cast<std::size_t>(b));
+    c.take<std::byte>(topk_workspace_bytes<T>(cuda_t{}, b, K, k_or_0));
+  }
+  c.take<unsigned long long>(4);  // checked-mode verdict
+  c.take<float>(
+      static_cast<std::size_t>(8 * std::max<std::int64_t>(b, 0) * std::max<std::int64_t>(N, 0)));  // pre-sm_90 partials
+  return c.bytes();
+}
+
 //! Host-side threshold checks (device per-row thresholds cannot be read without a synchronisation).
 inline void gemv_check_threshold(const char* op, const float* per_row, float all, std::int64_t b, bool host) {
   if (!per_row) {
@@ -249,15 +283,8 @@ std::size_t gemv_workspace_bytes(cpu_t tag, std::int64_t b, std::int64_t K, std:
 
 template <class T>
 std::size_t gemv_workspace_bytes(cuda_t tag, std::int64_t b, std::int64_t K, std::int64_t N, int k_or_0 = 0) {
-  detail::workspace_carver c;
-  if (k_or_0 > 0) {
-    c.take<float>(static_cast<std::size_t>(b));
-    c.take<std::byte>(topk_workspace_bytes<T>(tag, b, K, k_or_0));
-  }
-  c.take<unsigned long long>(4);  // checked-mode verdict
-  c.take<float>(
-      static_cast<std::size_t>(8 * std::max<std::int64_t>(b, 0) * std::max<std::int64_t>(N, 0)));  // pre-sm_90 partials
-  return c.bytes();
+  (void)tag;
+  return detail::gemv_cuda_workspace_bytes<T>(b, K, N, k_or_0, !detail::gemv_topk_in_kernel(b, K));
 }
 
 // ----------------------------------------------------------------------------------------------------------------
@@ -397,6 +424,46 @@ void sparse_gemv_threshold(cuda_t tag, std::type_identity_t<matrix_view<const T>
 // Fused top-k (LaRoSA)
 // ----------------------------------------------------------------------------------------------------------------
 
+#if defined(__CUDACC__)
+namespace detail {
+//! The CUDA top-k form. two_kernel = false (needs b = 1): one GEMV launch whose blocks select the row's k-th
+//! magnitude themselves (no workspace for it; any K, see gemv_topk_in_kernel); true: topk_select into b floats,
+//! then the threshold GEMV as its programmatic dependent. Both keep the same set and sum in the same order.
+template <class T>
+void gemv_topk_cuda(cuda_t tag, const matrix_view<const T>& x, int k, const matrix_view<const T>& w, const T* bias,
+                    const matrix_view<T>& y, gemv_options opt, workspace ws, bool two_kernel) {
+  auto p = gemv_dense_problem("sparse_gemv_topk", gemv_input::threshold, x, w, bias, y, opt, true);
+  p.select_raw = true;  // rmsnorm: rank raw |x| (the same set, as rstd > 0), multiply the kept values by rstd
+  gemv_check_topk<T>("sparse_gemv_topk", k, p.K);
+  if (k == 0 || p.b == 0) {
+    p = gemv_keep_nothing(p);  // y = bias (+ y)
+    gemv_cuda(tag, "sparse_gemv_topk", p, ws);
+    return;
+  }
+  if (!two_kernel) {
+    p.topk_k = k;  // every block selects its rows' k-th magnitude (t_rows unused)
+    gemv_cuda(tag, "sparse_gemv_topk", p, ws);
+    return;
+  }
+  workspace_carver c(ws);
+  float* kth = c.take<float>(static_cast<std::size_t>(p.b));  // [b]
+  const std::size_t tb = topk_workspace_bytes<T>(tag, p.b, p.K, k);
+  void* tws = c.take<std::byte>(tb);
+  p.t_rows = kth;
+  c.check("sparse_gemv_topk");
+  const std::size_t used = c.bytes();
+  const workspace rest{ws.data && ws.bytes > used ? static_cast<std::byte*>(ws.data) + used : nullptr,
+                       ws.bytes > used ? ws.bytes - used : 0};
+  auto plan = gemv_cuda_prepare("sparse_gemv_topk", p, rest);  // all checks before any launch
+  // The GEMV follows our own topk_select, which writes only kth: it may always launch as its programmatic
+  // dependent (blocks start while the select drains; it reads kth, x, bias, y only after griddepcontrol.wait).
+  plan.pdl = plan.sm90;
+  topk_select(tag, x, k, kth, workspace{tws, tb});
+  gemv_cuda_launch(tag, "sparse_gemv_topk", p, plan);
+}
+}  // namespace detail
+#endif
+
 //! y = topk_k(x) · w + bias: per row keeps the k largest |x| (ties at the k-th magnitude all kept). k in [0, K].
 template <class T>
 void sparse_gemv_topk(cpu_t tag, std::type_identity_t<matrix_view<const T>> x,  // [b, K]
@@ -431,31 +498,7 @@ void sparse_gemv_topk(cuda_t tag, std::type_identity_t<matrix_view<const T>> x, 
                       gemv_options opt = {}, workspace ws = {}) {
   FRUGAL_REQUIRE_NVCC(T, "sparse_gemv_topk");
 #if defined(__CUDACC__)
-  auto p = detail::gemv_dense_problem("sparse_gemv_topk", detail::gemv_input::threshold, x, w, bias, y, opt, true);
-  p.select_raw = true;  // rmsnorm: rank raw |x| (the same set, as rstd > 0), multiply the kept values by rstd
-  detail::gemv_check_topk<T>("sparse_gemv_topk", k, p.K);
-  detail::workspace_carver c(ws);
-  float* kth = nullptr;
-  void* tws = nullptr;
-  std::size_t tb = 0;
-  if (k == 0 || p.b == 0) {
-    p = detail::gemv_keep_nothing(p);  // y = bias (+ y)
-  } else {
-    kth = c.take<float>(static_cast<std::size_t>(p.b));  // [b]
-    tb = topk_workspace_bytes<T>(tag, p.b, p.K, k);
-    tws = c.take<std::byte>(tb);
-    p.t_rows = kth;
-  }
-  c.check("sparse_gemv_topk");
-  const std::size_t used = c.bytes();
-  const workspace rest{ws.data && ws.bytes > used ? static_cast<std::byte*>(ws.data) + used : nullptr,
-                       ws.bytes > used ? ws.bytes - used : 0};
-  auto plan = detail::gemv_cuda_prepare("sparse_gemv_topk", p, rest);  // all checks before any launch
-  // The GEMV follows our own topk_select, which writes only kth: it may always launch as its programmatic
-  // dependent (blocks start while the select drains; it reads kth, x, bias, y only after griddepcontrol.wait).
-  if (kth) plan.pdl = plan.sm90;
-  if (kth) topk_select(tag, x, k, kth, workspace{tws, tb});
-  detail::gemv_cuda_launch(tag, "sparse_gemv_topk", p, plan);
+  detail::gemv_topk_cuda(tag, x, k, w, bias, y, opt, ws, !detail::gemv_topk_in_kernel(x.rows, x.cols));
 #else
   (void)tag, (void)x, (void)k, (void)w, (void)bias, (void)y, (void)opt, (void)ws;
 #endif

@@ -64,6 +64,7 @@ struct gemv_problem {
   gemv_options opt;
   std::int64_t b = 0, K = 0, N = 0;
   bool select_raw = false;  // top-k + rmsnorm: the keep rule compares raw |x| (t = k-th raw magnitude), values are x̂
+  int topk_k = 0;  // CUDA top-k (threshold mode, t_rows unused): each block finds t_r = the k-th raw |x| itself
 };
 
 }  // namespace detail

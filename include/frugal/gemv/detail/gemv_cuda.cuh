@@ -5,6 +5,9 @@
 // batch-1 dense instantiation: no staging (step 1) — each weight batch loads its x values (L2) next to it, in the
 // staged loop's channel order, so its sums are bitwise those of the staged path (H100, bf16: 4-15% faster).
 //  0. With gemv_options::pdl, griddepcontrol.wait before anything reads x / lists / thresholds / bias / y.
+//     Fused top-k at batch 1 (gemv_args::topk_k > 0): the block first finds t = the row's k-th largest raw |x| over
+//     all of K (topk_block_kth_key, sparsify/detail/topk_cuda.cuh; histogram in the staging tables' shared memory),
+//     then runs as the threshold form with it.
 //  1. Staging, `stage` = 1024 candidates at a time. Dense: x (normalised with the norm prologue) is copied into
 //     the [BT, stage] value table, no scan. Other forms: each thread evaluates 4 consecutive candidates for all BT
 //     rows (keep rule on x̂, values as f32); a block exclusive scan (cub::BlockScan) compacts the kept ones into
@@ -38,6 +41,7 @@
 
 #include "../../core/detail/cuda_common.cuh"
 #include "../../core/workspace.hpp"
+#include "../../sparsify/detail/topk_cuda.cuh"
 #include "../gemv_types.hpp"
 
 FRUGAL_NAMESPACE_BEGIN
@@ -49,6 +53,22 @@ inline constexpr int stage = 1024;  // candidates staged per round
 inline constexpr int per_thread = stage / threads;
 inline constexpr int max_splits = 8;  // portable cluster size
 }  // namespace gemv_cuda_cfg
+
+//! The frugal element type of a CUDA element type (for the top-k key traits).
+template <class C>
+struct gemv_frugal_type {
+  using type = C;
+};
+template <>
+struct gemv_frugal_type<__half> {
+  using type = half;
+};
+template <>
+struct gemv_frugal_type<__nv_bfloat16> {
+  using type = bfloat16;
+};
+template <class C>
+using gemv_frugal_t = typename gemv_frugal_type<C>::type;
 
 template <class C>
 struct gemv_args {
@@ -74,6 +94,7 @@ struct gemv_args {
   float eps = 1e-5f;
   int act = 0;              // gemv_act: 0 none, 1 gelu_tanh
   bool select_raw = false;  // top-k + rmsnorm: the keep rule sees raw x, the products x̂
+  int topk_k = 0;           // threshold mode, > 0: t_r = the k-th largest raw |x[r, :]|, selected in the kernel
   bool accumulate = false;
   bool cluster = false;
 };
@@ -255,11 +276,24 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
   static_assert(4 * BT * max_tn <= BT * cfg::stage, "reduction scratch must fit in the value table");
   using scan_t = cub::BlockScan<int, cfg::threads>;
 
-  __shared__ std::int32_t s_ids[cfg::stage];
-  __shared__ float s_vals[BT * cfg::stage];                // [BT, stage]; later [4, BT, tn] reduction scratch
+  // The staging tables; the in-kernel top-k select's histogram overlays them (it finishes before staging starts).
+  // (DX never stages nor selects: one id slot keeps its shared memory as small as before.)
+  __shared__ union alignas(16) {
+    struct {
+      std::int32_t ids[DX ? 1 : cfg::stage];
+      float vals[BT * cfg::stage];  // [BT, stage]; later [4, BT, tn] reduction scratch
+    } st;
+    int hist[DX ? 1 : 1 << topk_radix_bits];  // top-k select (topk_block_kth_key)
+  } s_u;
+  static_assert(sizeof(s_u.st) >= sizeof(s_u.hist) && alignof(decltype(s_u)) >= 16,
+                "the select histogram (16-byte aligned) must fit in the staging tables");
+  auto& s_ids = s_u.st.ids;
+  auto& s_vals = s_u.st.vals;
   __shared__ float s_part[BT * max_tn + cfg::max_splits];  // cluster: the splits' partials of this rank's slice
   __shared__ typename scan_t::TempStorage s_scan;
   __shared__ long long s_pref[BT + 1];  // list mode: prefix sums of the tile rows' nnz
+  __shared__ int s_sel[2];              // top-k select: bucket, rank inside it
+  __shared__ float s_thr[BT];           // top-k select: the rows' k-th magnitudes
 
   const int tid = threadIdx.x;
   const int tpr = a.tpr;                  // threads per row segment: 8, 16 or 32
@@ -358,6 +392,25 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
   float thr[BT];  // threshold mode: per-row keep bounds
 #pragma unroll
   for (int r = 0; r < BT; ++r) thr[r] = (a.t_rows && r < nr) ? a.t_rows[r0 + r] : a.t_all;
+  if constexpr (!DX && BT == 1) {  // (batches: the host runs topk_select first, see gemv_topk_in_kernel)
+    if (a.topk_k > 0) {
+      // Fused top-k: t_r = the k-th largest raw |x| of row r over all of K, found by this block itself (every block
+      // of the grid gets the same value; x is L2-resident, re-reads hit L1) — the value topk_select would report.
+      using TF = gemv_frugal_t<C>;
+      using KB = topk_bits_t<TF>;
+      for (int j = tid; j < (1 << topk_radix_bits); j += cfg::threads) s_u.hist[j] = 0;
+      __syncthreads();
+#pragma unroll 1
+      for (int r = 0; r < nr; ++r) {
+        const KB key = topk_block_kth_key<TF, cfg::threads>(reinterpret_cast<const KB*>(a.x + (r0 + r) * a.ldx),
+                                                            static_cast<int>(a.K), a.topk_k, s_u.hist, s_scan, s_sel);
+        if (tid == 0) s_thr[r] = topk_key_to_float<TF>(key);
+      }
+      __syncthreads();
+#pragma unroll
+      for (int r = 0; r < BT; ++r) thr[r] = r < nr ? s_thr[r] : 0.f;
+    }
+  }
   const bool masked = a.mode == static_cast<int>(gemv_input::masked);
   if constexpr (DX) {
     static_assert(BT == 1, "the unstaged dense loop is for batch 1");
@@ -704,6 +757,8 @@ gemv_cuda_plan<T> gemv_cuda_prepare(const char* op, const gemv_problem<T>& p, wo
   // per SM; several 4-row tiles of the same weights run side by side (batch tile = fastest grid index), so the
   // repeated weight reads are mostly served by L2.
   plan.bt = p.b <= 1 ? 1 : p.b <= 2 ? 2 : 4;
+  FRUGAL_CHECK(p.topk_k == 0 || (plan.bt == 1 && p.mode == gemv_input::threshold), op,
+               "internal: the in-kernel top-k select needs the threshold form with b = 1 (b=", p.b, ")");
   const std::int64_t btiles = (p.b + plan.bt - 1) / plan.bt;
   FRUGAL_CHECK(btiles <= std::numeric_limits<std::int32_t>::max(), op, "b (=", p.b, ") is too large");
 
@@ -761,6 +816,7 @@ gemv_cuda_plan<T> gemv_cuda_prepare(const char* op, const gemv_problem<T>& p, wo
   a.eps = p.opt.eps;
   a.act = static_cast<int>(p.opt.act);
   a.select_raw = p.select_raw;
+  a.topk_k = p.mode == gemv_input::threshold ? p.topk_k : 0;
   a.accumulate = p.opt.accumulate;
   a.cluster = cluster;
   plan.grid = dim3(static_cast<unsigned>(btiles), static_cast<unsigned>(splits), static_cast<unsigned>(col_tiles));

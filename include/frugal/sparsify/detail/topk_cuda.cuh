@@ -372,6 +372,106 @@ __global__ void __launch_bounds__(Block) topk_kernel(topk_cuda_params<topk_bits_
   }
 }
 
+//! Block-level radix select for kernels that need a row's cut themselves (the fused top-k GEMV, gemv_cuda.cuh):
+//! returns, in every thread, the k-th largest magnitude key (topk_keys.hpp order, NaN largest) of the n elements at
+//! xrow, 1 <= k <= n — the key whose value topk_select reports. All Block threads must call it (it has barriers).
+//! MSB-first with topk_kernel's 11-bit digits (16-bit keys: 11 + 4 bits, two passes; f32: 11 + 11 + 9, three): each
+//! pass counts the digit of every key that matches the resolved prefix into `hist` with topk_count's run-merged
+//! shared atomics, and a block scan from the top bin picks the bucket that holds the k-th key. The row is read with
+//! 16-byte loads when xrow is 16-byte aligned, up to 4 in flight per thread; rows of up to 4 * Block vectors (Block
+//! = 256: 8192 f16/bf16, 4096 f32 elements) are read once and kept in registers for all passes, longer rows are
+//! re-read every pass (through L1/L2). Nothing is staged in shared memory, so n is not limited by it.
+//! Shared memory: hist [2048] ints, 16-byte aligned, all zero on entry and left zero on exit (each bin is cleared by
+//! the thread that scans it); scan_tmp (reused after a barrier); sel [2] ints.
+template <class T, int Block>
+__device__ topk_bits_t<T> topk_block_kth_key(const topk_bits_t<T>* xrow, int n, int k, int* hist,
+                                             typename cub::BlockScan<int, Block>::TempStorage& scan_tmp, int* sel) {
+  using K = topk_bits_t<T>;
+  constexpr int key_bits = topk_key_traits<T>::key_bits;
+  constexpr int nbins = 1 << topk_radix_bits;
+  constexpr int per = nbins / Block;  // bins per thread in the scan (thread 0 holds the top bins)
+  constexpr int V = 16 / sizeof(K);
+  constexpr int U = 4;  // vectors in flight per thread
+  static_assert(nbins % Block == 0 && Block % 32 == 0 && per % 4 == 0, "block size must divide 512");
+  const int tid = threadIdx.x;
+  const int nvec = (n + V - 1) / V;
+  const bool aligned = (reinterpret_cast<std::uintptr_t>(xrow) & 15) == 0;
+  auto load = [&](int q) -> uint4 {  // elements at or past n read as 0 (never counted)
+    if (aligned && (q + 1) * V <= n) return reinterpret_cast<const uint4*>(xrow)[q];
+    K e[V];
+#pragma unroll
+    for (int j = 0; j < V; ++j) e[j] = q * V + j < n ? xrow[q * V + j] : K(0);
+    return topk_pack<K>(e);
+  };
+  int needed = k, prev = key_bits, shift = key_bits - topk_radix_bits;
+  K prefix = 0;
+  // A row of up to U * Block vectors is read once and stays in registers for every pass; longer rows are re-read.
+  const bool resident = nvec <= U * Block;
+  uint4 r[U] = {};
+  if (resident) {
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (tid + u * Block < nvec) r[u] = load(tid + u * Block);
+  }
+  for (;;) {
+    const int dmask = (1 << (prev - shift)) - 1;
+    for (int q0 = tid; q0 < nvec; q0 += U * Block) {
+      if (!resident) {
+#pragma unroll
+        for (int u = 0; u < U; ++u)
+          if (q0 + u * Block < nvec) r[u] = load(q0 + u * Block);
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int q = q0 + u * Block;
+        if (q < nvec) {
+          K e[V];
+          topk_unpack<K>(r[u], e);
+          int d[V];
+#pragma unroll
+          for (int j = 0; j < V; ++j) {
+            const K key = topk_key<T>(e[j]);
+            d[j] = q * V + j < n && static_cast<K>(key >> prev) == prefix ? static_cast<int>(key >> shift) & dmask : -1;
+          }
+          topk_count<V>(hist, d);
+        }
+      }
+    }
+    __syncthreads();
+    int local[per];  // local[j] = bin nbins - 1 - (tid * per + j): a contiguous, 16-byte aligned run of bins
+    int sum = 0;
+    int* run = hist + (nbins - (tid + 1) * per);
+#pragma unroll
+    for (int j = 0; j < per; j += 4) {
+      const int4 v = *reinterpret_cast<const int4*>(run + j);
+      local[per - 1 - j] = v.x, local[per - 2 - j] = v.y, local[per - 3 - j] = v.z, local[per - 4 - j] = v.w;
+      *reinterpret_cast<int4*>(run + j) = make_int4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int j = 0; j < per; ++j) sum += local[j];
+    int above = 0;
+    cub::BlockScan<int, Block>(scan_tmp).ExclusiveSum(sum, above);
+    if (above < needed && needed <= above + sum) {  // exactly one thread: 1 <= needed <= the matching keys
+#pragma unroll
+      for (int j = 0; j < per; ++j) {
+        if (above + local[j] >= needed) {
+          sel[0] = nbins - 1 - (tid * per + j);
+          sel[1] = needed - above;
+          break;
+        }
+        above += local[j];
+      }
+    }
+    __syncthreads();
+    prefix = static_cast<K>(static_cast<K>(prefix << (prev - shift)) | static_cast<K>(sel[0]));
+    needed = sel[1];
+    if (shift == 0) break;
+    prev = shift;
+    shift = shift > topk_radix_bits ? shift - topk_radix_bits : 0;
+  }
+  return prefix;
+}
+
 template <class T, int Block>
 __global__ void __launch_bounds__(Block)
     threshold_mask_kernel(const topk_bits_t<T>* x, std::int64_t ldx,  // [rows, n]
