@@ -48,6 +48,22 @@ struct cuda_type<bfloat16> {
 template <class T>
 using cuda_type_t = typename cuda_type<std::remove_cv_t<T>>::type;
 
+//! The inverse: the frugal element type of a CUDA element type (__half -> half, __nv_bfloat16 -> bfloat16).
+template <class C>
+struct frugal_type {
+  using type = C;
+};
+template <>
+struct frugal_type<__half> {
+  using type = half;
+};
+template <>
+struct frugal_type<__nv_bfloat16> {
+  using type = bfloat16;
+};
+template <class C>
+using frugal_type_t = typename frugal_type<std::remove_cv_t<C>>::type;
+
 //! Reinterprets a frugal element pointer as the CUDA element pointer (same bits).
 template <class T>
 auto as_cuda(T* p) {

@@ -54,22 +54,6 @@ inline constexpr int per_thread = stage / threads;
 inline constexpr int max_splits = 8;  // portable cluster size
 }  // namespace gemv_cuda_cfg
 
-//! The frugal element type of a CUDA element type (for the top-k key traits).
-template <class C>
-struct gemv_frugal_type {
-  using type = C;
-};
-template <>
-struct gemv_frugal_type<__half> {
-  using type = half;
-};
-template <>
-struct gemv_frugal_type<__nv_bfloat16> {
-  using type = bfloat16;
-};
-template <class C>
-using gemv_frugal_t = typename gemv_frugal_type<C>::type;
-
 template <class C>
 struct gemv_args {
   int mode = 0;  // gemv_input
@@ -396,7 +380,7 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
     if (a.topk_k > 0) {
       // Fused top-k: t_r = the k-th largest raw |x| of row r over all of K, found by this block itself (every block
       // of the grid gets the same value; x is L2-resident, re-reads hit L1) — the value topk_select would report.
-      using TF = gemv_frugal_t<C>;
+      using TF = frugal_type_t<C>;
       using KB = topk_bits_t<TF>;
       for (int j = tid; j < (1 << topk_radix_bits); j += cfg::threads) s_u.hist[j] = 0;
       __syncthreads();
