@@ -631,6 +631,77 @@ TEST_CASE("gemv cuda: programmatic dependent launch — a chain of GEMVs, each r
   cudaStreamDestroy(st);
 }
 
+TEST_CASE("gemv cuda: the L2 prefetch before the PDL wait — its budget, and results bitwise equal without it") {
+  FRUGAL_REQUIRE_GPU();
+  using T = frugal::half;
+  using frugal::matrix_view;
+  namespace d = frugal::detail;
+  int dev = 0, major = 0;
+  FRUGAL_CUDA_CHECK(cudaGetDevice(&dev), "test");
+  FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "test");
+  // The plan: dense x under pdl prefetches; a matrix within the budget whole (every split its whole slice), a larger
+  // one at most the budget in all; off without pdl, with prefetch = false, and for the sparse forms.
+  auto plan_of = [&](std::int64_t b, std::int64_t K, std::int64_t N, frugal::gemv_options o, d::gemv_input mode) {
+    const matrix_view<const T> x(reinterpret_cast<const T*>(256), b, K),
+        w(reinterpret_cast<const T*>(4096), K, N, (N + 7) / 8 * 8);  // (never dereferenced: planning only)
+    const matrix_view<T> y(reinterpret_cast<T*>(std::uintptr_t(1) << 40), b, N);
+    auto p = d::gemv_dense_problem("test", mode, x, w, static_cast<const T*>(nullptr), y, o);
+    return d::gemv_cuda_prepare("test", p, frugal::workspace{});
+  };
+  const frugal::gemv_options pdl{.pdl = true};
+  for (const auto& [K, N] : {std::pair<std::int64_t, std::int64_t>{768, 2304}, {1600, 6400}, {6400, 1600},
+                             {4096, 14336}, {768, 50257}, {1, 8}}) {
+    INFO("K=", K, " N=", N);
+    const auto pl = plan_of(1, K, N, pdl, d::gemv_input::dense);
+    const std::int64_t splits = pl.args.splits, chunk = (K + splits - 1) / splits;
+    const std::int64_t row_bytes = std::int64_t(pl.grid.z) * pl.args.tpr * 8 * 2;
+    if (major < 9) {
+      CHECK(pl.args.prefetch == 0);
+      continue;
+    }
+    CHECK(pl.args.prefetch >= 1);
+    CHECK(pl.args.prefetch <= chunk);
+    if (K * row_bytes <= d::gemv_cuda_cfg::prefetch_budget) CHECK(pl.args.prefetch == chunk);
+    else CHECK(pl.args.prefetch * splits * row_bytes <= d::gemv_cuda_cfg::prefetch_budget);
+    CHECK(plan_of(1, K, N, {}, d::gemv_input::dense).args.prefetch == 0);
+    CHECK(plan_of(1, K, N, {.pdl = true, .prefetch = false}, d::gemv_input::dense).args.prefetch == 0);
+    CHECK(plan_of(1, K, N, pdl, d::gemv_input::threshold).args.prefetch == 0);
+    CHECK(plan_of(1, K, N, pdl, d::gemv_input::masked).args.prefetch == 0);
+    CHECK(plan_of(5, K, N, pdl, d::gemv_input::dense).args.prefetch == pl.args.prefetch);
+  }
+
+  // Results: over the budget (50 MB), ragged N (a last tile of 3 columns, < 16 bytes), batch 1 and 3, with the
+  // layernorm prologue, each GEMV reading the output of a kernel just before it: equal bit for bit with prefetch off.
+  std::mt19937_64 rng(11);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  auto host = [&](std::int64_t n, float scale) {
+    std::vector<T> v(static_cast<std::size_t>(n));
+    for (auto& e : v) e = frugal::from_float<T>(nd(rng) * scale);
+    return v;
+  };
+  for (const auto& [K, N] : {std::pair<std::int64_t, std::int64_t>{4096, 6147}, {768, 2307}}) {
+    const std::int64_t ld = (N + 7) / 8 * 8;
+    device_buffer<T> x(host(3 * K, 1.f)), w(host(K * ld, 0.03f)), w0(host(K * K, 0.03f)), x2(3 * K), y(3 * N);
+    for (int b : {1, 3}) {
+      INFO("K=", K, " N=", N, " b=", b);
+      auto run = [&](bool prefetch) {
+        const frugal::gemv_options o{.norm = frugal::gemv_norm::layernorm, .pdl = true, .prefetch = prefetch};
+        frugal::gemv(frugal::cuda, matrix_view<const T>(x.data(), b, K), matrix_view<const T>(w0.data(), K, K),
+                     nullptr, matrix_view<T>(x2.data(), b, K), {.pdl = true});
+        frugal::gemv(frugal::cuda, matrix_view<const T>(x2.data(), b, K), matrix_view<const T>(w.data(), K, N, ld),
+                     nullptr, matrix_view<T>(y.data(), b, N), o);
+        FRUGAL_CUDA_CHECK(cudaDeviceSynchronize(), "test");
+        return y.download();
+      };
+      y.zero();
+      const auto off = run(false);
+      y.zero();
+      const auto on = run(true);
+      CHECK(std::memcmp(off.data(), on.data(), static_cast<std::size_t>(b * N) * sizeof(T)) == 0);
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Fused top-k with the select inside the GEMV kernel (b = 1, K <= detail::gemv_topk_in_kernel_max_K) and its
 // two-kernel fallback (topk_select + threshold GEMV: b >= 2 or larger K).

@@ -374,7 +374,11 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
   CT* smem = reinterpret_cast<CT*>(attn_smem);
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // let the merge kernel get scheduled early
+  // Programmatic dependent launch on both sides (sm_90): let the next kernel (the merge, or the consumer of `out`,
+  // e.g. a GEMV that prefetches its weights) get scheduled now; then wait until the kernel before this one has
+  // completed — nothing above reads memory, so this launch behaves as a plain one from here on.
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 
   const std::int32_t row = static_cast<std::int32_t>(blockIdx.x);
@@ -785,6 +789,7 @@ __global__ void __launch_bounds__(128)
                            std::int64_t out_ld, std::int32_t rows, std::int32_t q_heads, std::int32_t head_dim,
                            std::int32_t splits) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // the consumer of `out` may get scheduled
   asm volatile("griddepcontrol.wait;" ::: "memory");  // the partials of the attention kernel are complete
 #endif
   constexpr float NEG_INF = -__builtin_huge_valf();
@@ -979,7 +984,22 @@ bool attn_launch_k(const char* op, attn_args<CT, Source> a, std::int32_t kv_head
   const dim3 grid(static_cast<unsigned>(a.rows), static_cast<unsigned>(kv_heads * a.hchunks),
                   static_cast<unsigned>(a.num_splits));
   attn_smem_optin(attention_kernel<CT, D, GMAX, Source, APPEND>, C::SMEM);
-  attention_kernel<CT, D, GMAX, Source, APPEND><<<grid, C::NT, C::SMEM, stream>>>(a);
+  // sm_90: programmatic stream serialization, so the blocks are resident when the previous kernel finishes (the
+  // kernel waits for it first thing: griddepcontrol.wait).
+  int dev = 0, major = 0;
+  FRUGAL_CUDA_CHECK(cudaGetDevice(&dev), op);
+  FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), op);
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = dim3(C::NT);
+  cfg.dynamicSmemBytes = C::SMEM;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = major >= 9 ? 1 : 0;
+  FRUGAL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, attention_kernel<CT, D, GMAX, Source, APPEND>, a), op);
   check_launch(op, "attention_kernel");
   return a.counters != nullptr;
 }
