@@ -12,19 +12,34 @@
 // Per block (pre-LayerNorm GPT-2, affine folded):
 //   qkv = norm(x)·Wqkv + b; append k, v; a = attention(q, cache); x += a·Wo + b
 //   f = gelu(norm(x)·Wfc + b); x += f·Wproj + b;  [x = x·A  (layer-level LaRoSA adapter)]
-// then logits = norm(x)·Wlm (+ b). Decode GEMVs are frugal::gemv, or frugal::sparse_gemv_topk when the session keeps
-// k < K channels of a block input (TEAL-style top-k on an unrotated model, LaRoSA on a rotation-folded one: the
-// four inputs h1 (qkv), h2 (o_proj), h3 (fc), h4 (down) are sparsified with the same rule; see larosa.hpp).
+// then logits = norm(x)·Wlm (+ b).
+//
+// Sparse decode: the four block inputs — site 0 qkv (x̂ = norm(x)), site 1 o_proj (the attention output a),
+// site 2 fc (x̂), site 3 down (the GELU output f) — can each keep only part of their channels, with one of two
+// selection rules (session_options):
+//   top-k      (p > 0, thresholds empty): every token keeps the k = round((1 - p)·K) largest |v| of each input
+//              (frugal::sparse_gemv_topk; a per-token selection). TEAL-style on an unrotated model, LaRoSA on a
+//              rotation-folded one (larosa.hpp).
+//   threshold  (thresholds set: n_layer·4 floats, index 4·layer + site): keeps |v| >= t_{layer,site}
+//              (frugal::sparse_gemv_threshold, one scalar t per GEMV; TEAL's own rule). The thresholds are calibrated
+//              offline as the p-quantile of |v| over calibration tokens (thresholds.hpp: calibrate_thresholds), so
+//              about 1 - p of the channels are kept on text like the calibration text — the realised fraction varies
+//              per token and is measured (session_options::count_kept), not nominal. t = 0 keeps every channel.
+//   Both rules see the input as the GEMV sees it: at sites 0 and 2 the normalised x̂ (affine-free LayerNorm on the
+//   unrotated model, rmsnorm on a rotation-folded one); at sites 1 and 3 the raw values. The LM head is dense.
 // Decode step on CUDA (session_options::fused, the default): the norm runs inside the GEMV that reads it
-// (gemv_options::norm: layernorm, or rmsnorm on a rotation-folded model, also with top-k) and GELU in the fc GEMV's
-// epilogue (gemv_options::act); TEAL's top-k on an unrotated model cannot take a LayerNorm prologue (top-k of the
-// centred input is not the top-k of x), so it keeps a separate affine-free LayerNorm op before those two GEMVs.
+// (gemv_options::norm: layernorm, or rmsnorm on a rotation-folded model; also with top-k on rmsnorm and with the
+// threshold rule on either norm: the threshold compares |x̂|) and GELU in the fc GEMV's epilogue (gemv_options::act).
+// Only TEAL's top-k on an unrotated model cannot take a LayerNorm prologue (top-k of the centred input is not the
+// top-k of x), so it keeps a separate affine-free LayerNorm op before those two GEMVs; the threshold rule needs none.
 // The KV append is fused into the attention launch (frugal::append_decode_attention). One op embeds the tokens and
 // computes the KV slots, one selects the next tokens and advances the counters: per step
 // 2 + n_layer * (4 GEMVs + attention) launches (+ the attention's split-K merge, the top-k selections of sparse
-// decode, and the LayerNorms of TEAL; fused = false: the step with separate LayerNorm, GELU and KV-append ops).
+// decode, and the LayerNorms of TEAL top-k; fused = false: the step with separate LayerNorm, GELU and KV-append ops).
+// The thresholds are kernel arguments (host scalars): the captured graph holds them, and set_thresholds() drops the
+// graph so that the next step captures the new values.
 // Prefill runs one sequence at a time, batched over its tokens (frugal::gemv's batched path on the CPU, cuBLAS on
-// CUDA), and is always dense.
+// CUDA), and is always dense. Its hooks (on_residual, on_block_input) expose the activations for calibration.
 #pragma once
 
 #include <frugal/gemv/gemv.hpp>
@@ -58,6 +73,27 @@ struct sparsity {
     return std::clamp(static_cast<int>(std::lround((1.0 - double(p)) * K)), 1, K);
   }
 };
+
+//! The four sparsified block inputs (sites), in the order of session_options::thresholds within a layer.
+enum class site : int { qkv = 0, o_proj = 1, fc = 2, down = 3 };
+inline constexpr int n_sites = 4;
+inline const char* site_name(int s) {
+  static constexpr const char* names[n_sites] = {"qkv", "o_proj", "fc", "down"};
+  return s >= 0 && s < n_sites ? names[s] : "?";
+}
+
+//! Checks a threshold table for a model of n_layer layers: empty (top-k / dense), or n_layer·4 values, each >= 0
+//! and not NaN (+inf allowed: keeps no channel). Throws frugal::error naming `op` and the offending value.
+inline void check_thresholds(const char* op, const std::vector<float>& t, int n_layer) {
+  if (t.empty()) return;
+  if (t.size() != static_cast<std::size_t>(n_layer) * n_sites)
+    fail(op, "thresholds has ", t.size(), " values; expected n_layer * 4 = ", n_layer, " * 4 = ", n_layer * n_sites,
+         " (index 4 * layer + site; empty for per-token top-k)");
+  for (std::size_t i = 0; i < t.size(); ++i)
+    if (!(t[i] >= 0.f))  // NaN fails too
+      fail(op, "thresholds[", i, "] (layer ", i / n_sites, ", site ", site_name(static_cast<int>(i % n_sites)),
+           ") = ", t[i], " must be >= 0 and not NaN");
+}
 
 template <class Tag, class T>
 struct device_model {
@@ -167,7 +203,14 @@ struct session_options {
   int max_seq = 1024;   //!< tokens per sequence: prompt + generated
   int reserve = 0;      //!< contiguous KV: tokens reserved per sequence (0: max_seq; servers reserve n_ctx)
   int page_size = 16;   //!< paged KV
-  float p = 0.f;        //!< decode sparsity at each block input (0: dense)
+  float p = 0.f;        //!< decode sparsity at each block input (0: dense); the top-k rule when thresholds is empty
+  //! Threshold rule (TEAL): empty = per-token top-k at p (or dense); else n_layer * 4 values, thresholds[4 * l + s]
+  //! for layer l and site s (qkv, o_proj, fc, down: enum site); a GEMV keeps the channels with |v| >= t (v = x̂ at
+  //! qkv and fc). From calibrate_thresholds (thresholds.hpp). Checked by the session (check_thresholds).
+  std::vector<float> thresholds;
+  //! Measurement: decode runs op by op (no CUDA Graph), downloads every sparsified block input and counts the
+  //! channels its GEMV keeps (session::kept_fraction). Slow (a host synchronisation per GEMV): for benchmarks/tests.
+  bool count_kept = false;
   sampling sample;      //!< greedy by default
   //! Decode GEMVs normalise their input and apply GELU themselves (gemv_options::norm / act); false: separate
   //! LayerNorm and GELU ops (the reference path, and the step as it was before the fused options).
@@ -188,6 +231,7 @@ class session {
       : c_(c), m_(m), o_(o), kv_(c, m.cfg, o.attn, o.attn == attn_kind::nocache ? 1 : o.max_batch, o.max_seq,
                                   o.page_size, o.attn == attn_kind::contiguous ? o.reserve : 0) {
     const auto& cfg = m.cfg;
+    check_thresholds("session", o.thresholds, cfg.n_layer);
     if (o.max_seq > cfg.n_ctx) fail("session", "max_seq (=", o.max_seq, ") exceeds the model context n_ctx=", cfg.n_ctx);
     if (o.attn == attn_kind::nocache && o.max_batch != 1)
       fail("session", "the no-KV-cache mode runs one sequence (batch 1), got max_batch=", o.max_batch);
@@ -212,16 +256,44 @@ class session {
     std::size_t ws = 0;
     for (auto [K, N, k] : std::initializer_list<std::tuple<int, int, int>>{
              {C_, 3 * C_, k1}, {C_, C_, k1}, {C_, 4 * C_, k1}, {4 * C_, C_, k4}, {C_, V_, 0}, {C_, C_, 0}})
-      ws = std::max(ws, frugal::gemv_workspace_bytes<T>(c.tag, o.max_batch, K, N, k));
+      ws = std::max({ws, frugal::gemv_workspace_bytes<T>(c.tag, o.max_batch, K, N, k),
+                     frugal::gemv_workspace_bytes<T>(c.tag, o.max_batch, K, N, 0)});  // top-k; dense / threshold
     ws_ = buffer<Tag, std::byte>(c, ws);
+    kept_.assign(static_cast<std::size_t>(cfg.n_layer) * n_sites, 0.0);
+    seen_.assign(kept_.size(), 0.0);
     be::sync(c);
   }
 
   const session_options& options() const { return o_; }
 
+  //! Switches the selection rule between decode steps: thresholds as session_options::thresholds (empty: top-k at
+  //! options().p). Checked first (frugal::error, the session unchanged); on CUDA the captured step is dropped and the
+  //! next decode captures the new thresholds.
+  void set_thresholds(std::vector<float> t) {
+    check_thresholds("session::set_thresholds", t, m_.cfg.n_layer);
+    o_.thresholds = std::move(t);
+    if constexpr (be::is_cuda) {
+      be::destroy(graph_);
+      graph_ = {};
+    }
+  }
+
+  //! With session_options::count_kept: per layer and site (index 4 * layer + site, as thresholds), the fraction of
+  //! the input channels its decode GEMV kept, over all rows and decode steps so far (1 where the GEMV is dense; 0
+  //! before the first step).
+  std::vector<double> kept_fraction() const {
+    std::vector<double> f(kept_.size(), 0.0);
+    for (std::size_t i = 0; i < f.size(); ++i) f[i] = seen_[i] > 0 ? kept_[i] / seen_[i] : 0.0;
+    return f;
+  }
+
   //! Calibration hook: called in prefill with each block's residual stream before its two norms (which = 0: before
   //! LN1, 1: before LN2) and before the final norm (layer = n_layer, which = 0). X is [rows, C] in device memory.
   std::function<void(int layer, int which, const T* X, int rows)> on_residual;
+  //! Calibration hook: called in prefill with each block's four GEMV inputs as the dense prefill computes them
+  //! (rounded to T), site = 0: norm(x) before qkv, 1: the attention output, 2: norm(x) before fc, 3: the GELU output.
+  //! X is [rows, cols] in device memory (cols = C, or 4C at site 3).
+  std::function<void(int layer, int site, const T* X, int rows, int cols)> on_block_input;
   kv_store<Tag, T>& kv() { return kv_; }
 
   //! Starts the batch: prefills every prompt (dense), selects each first new token. Prompts of any lengths >= 1.
@@ -287,8 +359,12 @@ class session {
           lens_h_[r] += 1;
         }
         if constexpr (be::is_cuda) {
-          if (!graph_) graph_ = be::capture(c_, [&] { decode_step(); });
-          be::launch(c_, graph_);
+          if (o_.count_kept) {  // downloads inside the step: no capture
+            decode_step();
+          } else {
+            if (!graph_) graph_ = be::capture(c_, [&] { decode_step(); });
+            be::launch(c_, graph_);
+          }
         } else {
           decode_step();
         }
@@ -335,19 +411,19 @@ class session {
     // each row's KV slot (the unfused append reads it; the fused attention appends at lens - 1 itself)
     ops::embed(tag, m_.wte.data(), m_.wpe.data(), tokens_, pos_, b, C, x, kv_.slot_args());
     mark("embed + kv slots");
-    const int k1 = sparsity::keep(C, o_.p), k4 = sparsity::keep(4 * C, o_.p);
     for (int l = 0; l < cfg.n_layer; ++l) {
       const auto& L = m_.layers[l];
-      norm_linear(x, k1, cmv<T>(L.qkv_w.data(), C, 3 * C), nz(L.qkv_b), mv<T>(qkv_.data(), b, 3 * C),
+      norm_linear(x, rule(l, site::qkv, C), cmv<T>(L.qkv_w.data(), C, 3 * C), nz(L.qkv_b), mv<T>(qkv_.data(), b, 3 * C),
                   frugal::gemv_act::none, "gemv qkv");
       kv_.decode(c_, l, b, lens_, cmv<T>(qkv_.data(), b, C, 3 * C), cmv<T>(qkv_.data() + C, b, C, 3 * C),
                  cmv<T>(qkv_.data() + 2 * C, b, C, 3 * C), mv<T>(att_.data(), b, C), o_.fused);
       mark("kv append + attention");
-      linear(cmv<T>(att_.data(), b, C), k1, L.proj_w, C, L.proj_b, mv<T>(x, b, C), true);
+      linear(cmv<T>(att_.data(), b, C), rule(l, site::o_proj, C), L.proj_w, C, L.proj_b, mv<T>(x, b, C), true);
       mark("gemv o_proj");
-      norm_linear(x, k1, cmv<T>(L.fc_w.data(), C, 4 * C), nz(L.fc_b), mv<T>(f_.data(), b, 4 * C),
+      norm_linear(x, rule(l, site::fc, C), cmv<T>(L.fc_w.data(), C, 4 * C), nz(L.fc_b), mv<T>(f_.data(), b, 4 * C),
                   frugal::gemv_act::gelu_tanh, "gemv fc");
-      linear(cmv<T>(f_.data(), b, 4 * C), k4, L.fcproj_w, C, L.fcproj_b, mv<T>(x, b, C), true);
+      linear(cmv<T>(f_.data(), b, 4 * C), rule(l, site::down, 4 * C), L.fcproj_w, C, L.fcproj_b, mv<T>(x, b, C),
+             true);
       mark("gemv down");
       if (!L.adapter.empty()) {
         frugal::gemv(tag, cmv<T>(x, b, C), cmv<T>(L.adapter.data(), C, C), static_cast<const T*>(nullptr),
@@ -356,7 +432,7 @@ class session {
         mark("gemv adapter");
       }
     }
-    norm_linear(x, 0, lm_head(), nz(m_.lm_b), mv<T>(logits_.data(), b, V_), frugal::gemv_act::none, "gemv lm_head");
+    norm_linear(x, {}, lm_head(), nz(m_.lm_b), mv<T>(logits_.data(), b, V_), frugal::gemv_act::none, "gemv lm_head");
     ops::select_advance(tag, logits_.data(), b, V_, o_.sample, !forced_, step_, tokens_, history_, hist_ld_, pos_,
                         lens_, forced_ ? history_ : nullptr, hist_ld_, counter_);
     mark("select + advance");
@@ -390,16 +466,75 @@ class session {
   }
 
  private:
-  //! y (+)= act(norm(x)·W + bias) for the b rows of x [b, W.rows] (contiguous), keeping k of the K normalised
-  //! channels (k = 0: dense). Fused: the norm is the GEMV's prologue, except for top-k on a LayerNorm (TEAL), which
-  //! runs a separate affine-free LayerNorm into h_ first; unfused: separate LayerNorm and GELU ops.
-  void norm_linear(const T* x, int k, cmv<T> W, const T* bias, mv<T> y, frugal::gemv_act act, const char* name) {
+  //! The selection of one decode GEMV: dense, top-k (k of K channels) or threshold (keep |v| >= t).
+  struct select_rule {
+    enum kind_t { dense, topk, threshold } kind = dense;
+    int k = 0;
+    float t = 0.f;
+    int layer = -1, site = -1;  // for count_kept (-1: the LM head)
+  };
+  //! The rule of block input `s` of layer l (K channels): thresholds when set, else top-k at p (dense at p = 0).
+  select_rule rule(int l, site s, int K) const {
+    select_rule r;
+    r.layer = l, r.site = static_cast<int>(s);
+    if (!o_.thresholds.empty()) {
+      r.kind = select_rule::threshold;
+      r.t = o_.thresholds[static_cast<std::size_t>(l) * n_sites + r.site];
+    } else {
+      r.k = sparsity::keep(K, o_.p);
+      if (r.k > 0 && r.k < K) r.kind = select_rule::topk;
+    }
+    return r;
+  }
+
+  //! count_kept: downloads the b rows of the GEMV input [b, K] (normalised on the host when the GEMV normalises
+  //! it itself) and adds the channels the rule keeps to the counters of (layer, site).
+  void count(const T* in, int K, frugal::gemv_norm norm, const select_rule& r) {
+    if (!o_.count_kept || r.site < 0) return;
+    const int b = b_;
+    const auto h = download<Tag, T>(c_, in, static_cast<std::size_t>(b) * K);
+    std::vector<double> v(static_cast<std::size_t>(K));
+    std::vector<double> a(static_cast<std::size_t>(K));
+    double kept = 0;
+    for (int row = 0; row < b; ++row) {
+      for (int i = 0; i < K; ++i) v[i] = frugal::to_float(h[std::size_t(row) * K + i]);
+      if (norm != frugal::gemv_norm::none) {  // as the GEMV's prologue: affine-free, eps 1e-5, biased variance
+        double mean = 0, ss = 0;
+        if (norm == frugal::gemv_norm::layernorm) {
+          for (double e : v) mean += e;
+          mean /= K;
+        }
+        for (double e : v) ss += (e - mean) * (e - mean);
+        const double rs = 1.0 / std::sqrt(ss / K + double(frugal::gemv_options{}.eps));
+        for (auto& e : v) e = (e - mean) * rs;
+      }
+      for (int i = 0; i < K; ++i) a[i] = std::abs(v[i]);
+      double t = 0;
+      if (r.kind == select_rule::threshold) {
+        t = r.t;
+      } else if (r.kind == select_rule::topk) {  // the k-th largest |v| (ties at it are kept too)
+        std::vector<double> s = a;
+        std::nth_element(s.begin(), s.begin() + (r.k - 1), s.end(), std::greater<double>());
+        t = s[r.k - 1];
+      }
+      for (int i = 0; i < K; ++i) kept += (r.kind == select_rule::dense || std::isnan(a[i]) || a[i] >= t) ? 1 : 0;
+    }
+    const std::size_t i = static_cast<std::size_t>(r.layer) * n_sites + r.site;
+    kept_[i] += kept;
+    seen_[i] += double(b) * K;
+  }
+
+  //! y (+)= act(norm(x)·W + bias) for the b rows of x [b, W.rows] (contiguous), with rule r on the K normalised
+  //! channels. Fused: the norm is the GEMV's prologue (dense, threshold, and top-k on rmsnorm), except for top-k on a
+  //! LayerNorm (TEAL top-k), which runs a separate affine-free LayerNorm into h_ first; unfused: separate LayerNorm
+  //! and GELU ops.
+  void norm_linear(const T* x, const select_rule& r, cmv<T> W, const T* bias, mv<T> y, frugal::gemv_act act,
+                   const char* name) {
     const int b = b_, K = static_cast<int>(W.rows);
-    const bool sparse = k > 0 && k < K;
     frugal::gemv_options o;
     o.pdl = true;  // programmatic dependent launch: weights are never written while a step runs
     const T* in = x;
-    if (o_.fused && (!sparse || m_.rms)) {
+    if (o_.fused && (r.kind != select_rule::topk || m_.rms)) {
       o.norm = m_.rms ? frugal::gemv_norm::rmsnorm : frugal::gemv_norm::layernorm;
     } else {
       ops::layernorm(c_.tag, x, K, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), b, K, !m_.rms,
@@ -408,8 +543,11 @@ class session {
       in = h_.data();
     }
     if (o_.fused) o.act = act;
-    if (sparse) frugal::sparse_gemv_topk(c_.tag, cmv<T>(in, b, K), k, W, bias, y, o, ws());
-    else frugal::gemv(c_.tag, cmv<T>(in, b, K), W, bias, y, o, ws());
+    count(in, K, o.norm, r);
+    const cmv<T> X(in, b, K);
+    if (r.kind == select_rule::topk) frugal::sparse_gemv_topk(c_.tag, X, r.k, W, bias, y, o, ws());
+    else if (r.kind == select_rule::threshold) frugal::sparse_gemv_threshold(c_.tag, X, {nullptr, r.t}, W, bias, y, o, ws());
+    else frugal::gemv(c_.tag, X, W, bias, y, o, ws());
     mark(name);
     if (!o_.fused && act == frugal::gemv_act::gelu_tanh) {
       ops::gelu(c_.tag, y.data, std::int64_t(b) * y.cols);
@@ -417,15 +555,16 @@ class session {
     }
   }
 
-  //! Decode GEMV of a block input: dense, or fused top-k keeping k of K channels.
-  void linear(cmv<T> x, int k, const buffer<Tag, T>& w, int N, const buffer<Tag, T>& bias, mv<T> y, bool acc) {
+  //! Decode GEMV of a block input (no norm): dense, fused top-k or threshold.
+  void linear(cmv<T> x, const select_rule& r, const buffer<Tag, T>& w, int N, const buffer<Tag, T>& bias, mv<T> y,
+              bool acc) {
     const cmv<T> W(w.data(), x.cols, N);
     frugal::gemv_options o;
     o.accumulate = acc, o.pdl = true;
-    if (k <= 0 || k >= x.cols)
-      frugal::gemv(c_.tag, x, W, nz(bias), y, o, ws());
-    else
-      frugal::sparse_gemv_topk(c_.tag, x, k, W, nz(bias), y, o, ws());
+    count(x.data, static_cast<int>(x.cols), frugal::gemv_norm::none, r);
+    if (r.kind == select_rule::topk) frugal::sparse_gemv_topk(c_.tag, x, r.k, W, nz(bias), y, o, ws());
+    else if (r.kind == select_rule::threshold) frugal::sparse_gemv_threshold(c_.tag, x, {nullptr, r.t}, W, nz(bias), y, o, ws());
+    else frugal::gemv(c_.tag, x, W, nz(bias), y, o, ws());
   }
 
   // ---- prefill of sequence r: tokens in ptok_[0..n), positions 0..n-1 --------------------------------------------
@@ -476,13 +615,17 @@ class session {
       const auto& L = m_.layers[l];
       if (on_residual) on_residual(l, 0, X, rows);
       ops::layernorm(tag, X, C, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), rows, C, !m_.rms, H);
+      if (on_block_input) on_block_input(l, 0, H, rows, C);
       be::gemm(c_, cmv<T>(H, rows, C), cmv<T>(L.qkv_w.data(), C, 3 * C), nz(L.qkv_b), mv<T>(QKV, rows, 3 * C), false);
       attend(l, QKV, A, rows);
+      if (on_block_input) on_block_input(l, 1, A, rows, C);
       be::gemm(c_, cmv<T>(A, rows, C), cmv<T>(L.proj_w.data(), C, C), nz(L.proj_b), mv<T>(X, rows, C), true);
       if (on_residual) on_residual(l, 1, X, rows);
       ops::layernorm(tag, X, C, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), rows, C, !m_.rms, H);
+      if (on_block_input) on_block_input(l, 2, H, rows, C);
       be::gemm(c_, cmv<T>(H, rows, C), cmv<T>(L.fc_w.data(), C, 4 * C), nz(L.fc_b), mv<T>(F, rows, 4 * C), false);
       ops::gelu(tag, F, std::int64_t(rows) * 4 * C);
+      if (on_block_input) on_block_input(l, 3, F, rows, 4 * C);
       be::gemm(c_, cmv<T>(F, rows, 4 * C), cmv<T>(L.fcproj_w.data(), 4 * C, C), nz(L.fcproj_b), mv<T>(X, rows, C),
                true);
       if (!L.adapter.empty()) {
@@ -509,6 +652,7 @@ class session {
   kv_store<Tag, T> kv_;
   int C_ = 0, V_ = 0, b_ = 0, steps_ = 0, prompt_len_ = 0, hist_ld_ = 0;
   bool forced_ = false;
+  std::vector<double> kept_, seen_;  // count_kept: channels kept / seen per (layer, site)
   std::vector<int> lens_h_;  // host mirror of lengths (tokens stored per row), for the paged reservations
   buffer<Tag, T> x_, h_, t_, qkv_, att_, f_, logits_, X_, H_, Q_, A_, F_;
   buffer<Tag, std::int32_t> ints_;
@@ -519,5 +663,19 @@ class session {
   typename be::graph_t graph_{};
   typename be::profiler* prof_ = nullptr;
 };
+
+//! Runs `tokens` through m as one dense prefill (contiguous KV, one sequence) with the session's calibration hooks
+//! (on_residual, on_block_input) set by `hooks(session&)`: the calibration pass of LaRoSA (larosa_calibrate) and of
+//! the TEAL thresholds (calibrate_thresholds). Each hook sees every layer once, all tokens in one call.
+template <class Tag, class T, class Hooks>
+void calibration_prefill(typename backend<Tag>::context& c, const device_model<Tag, T>& m,
+                         const std::vector<std::int32_t>& tokens, Hooks&& hooks) {
+  session_options so;
+  so.attn = attn_kind::contiguous;
+  so.max_seq = static_cast<int>(tokens.size()) + 1;
+  session<Tag, T> s(c, m, so);
+  hooks(s);
+  s.start({tokens});
+}
 
 }  // namespace gpt2

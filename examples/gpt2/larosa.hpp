@@ -12,7 +12,8 @@
 //      rotations a residual adapter A_l = Q_lᵀ·Q_{l+1} after each block (one dense C×C GEMV per token and layer).
 // At inference the four block inputs are top-k'ed (sparse_gemv_topk): the qkv and fc inputs in the rotated basis,
 // the o_proj and MLP-down inputs in their own basis (LaRoSA rotates only h1 and h3). With p = 0 the folded model
-// computes the dense logits up to rounding (tests/gpt2).
+// computes the dense logits up to rounding (tests/gpt2). The folded model also takes the threshold rule instead of
+// top-k (thresholds.hpp: calibrate_thresholds on the folded model, session_options::thresholds).
 #pragma once
 
 #include <frugal/gemv/gemv.hpp>
@@ -108,13 +109,9 @@ larosa_rotations larosa_calibrate(typename backend<Tag>::context& c, const devic
   frugal::larosa_options lo;
   lo.damping = o.damping;
   frugal::larosa_calibration cal(sites, C, lo);
-  session_options so;
-  so.attn = attn_kind::contiguous;
-  so.max_seq = static_cast<int>(tokens.size()) + 1;
-  session<Tag, T> s(c, m, so);
   std::vector<T> h;
   std::vector<float> u;
-  s.on_residual = [&](int layer, int, const T* X, int rows) {
+  auto hook = [&](int layer, int, const T* X, int rows) {
     if (layer >= L) return;
     h.resize(static_cast<std::size_t>(rows) * C);
     backend<Tag>::to_host(c, h.data(), X, h.size() * sizeof(T));
@@ -132,7 +129,7 @@ larosa_rotations larosa_calibrate(typename backend<Tag>::context& c, const devic
     }
     cal.add<float>(frugal::cpu, o.layerwise ? layer : 0, frugal::matrix_view<const float>(u.data(), rows, C));
   };
-  s.start({tokens});
+  calibration_prefill(c, m, tokens, [&](session<Tag, T>& s) { s.on_residual = hook; });
   larosa_rotations r;
   r.dim = C;
   for (int site = 0; site < sites; ++site) {
