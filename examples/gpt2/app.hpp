@@ -8,6 +8,10 @@
 //   larosa    LaRoSA: rotations calibrated on the corpus, folded into the weights, top-k at p
 //   patch     AdaptiVocab patch vocabulary (same texts, fewer tokens), contiguous KV
 //   combined  patch vocabulary + paged KV + LaRoSA at p
+// Sparse selection (--select): topk keeps each token's k = round((1 - p)·K) largest |v| per block input; threshold
+// keeps |v| >= t per layer and block input, t calibrated as the p-quantile of |v| on the calibration tokens of the
+// same model (thresholds.hpp; TEAL's rule, the norm stays fused in the GEMV); such rows are named teal_thr,
+// larosa_thr, combined_thr.
 #pragma once
 
 #include <frugal/vocab/bpe.hpp>
@@ -33,6 +37,7 @@
 #include "larosa.hpp"
 #include "patch.hpp"
 #include "texts.hpp"
+#include "thresholds.hpp"
 
 namespace gpt2 {
 
@@ -156,8 +161,9 @@ class runner {
   // ---- measurement -------------------------------------------------------------------------------------------------
   //! Decode speed of a mode: greedy generation of n_new tokens after the prompts; the first decode step is untimed
   //! (warm-up; it captures the CUDA Graph). The best of `repeats` runs (fresh session each) is kept.
+  //! thr: the threshold rule's table (session_options::thresholds; empty: top-k at p).
   measurement measure(const model_t& m, const std::string& name, attn_kind attn, float p, const prompts_t& prompts,
-                      int n_new, const sampling& s = {}, int repeats = 1) {
+                      int n_new, const sampling& s = {}, int repeats = 1, const std::vector<float>& thr = {}) {
     session_options o;
     o.attn = attn;
     o.max_batch = static_cast<int>(prompts.size());
@@ -167,6 +173,7 @@ class runner {
     o.reserve = m.cfg.n_ctx;  // contiguous KV reserves the full context per sequence, as without paging
     o.page_size = a_.page_size;
     o.p = p;
+    o.thresholds = thr;
     o.sample = s;
     measurement r;
     r.mode = name, r.p = p, r.batch = o.max_batch, r.new_tokens = n_new;
@@ -211,13 +218,14 @@ class runner {
     float p;
     prompts_t prompts;
     int n_new;
+    std::vector<float> thr = {};  // threshold rule (empty: top-k at p)
   };
   std::vector<measurement> measure_alternating(const std::vector<run_spec>& specs, int reps) {
     std::vector<measurement> best(specs.size());
     for (int rep = 0; rep < std::max(1, reps); ++rep)
       for (std::size_t i = 0; i < specs.size(); ++i) {
         const auto& s = specs[i];
-        auto r = measure(*s.m, s.name, s.attn, s.p, s.prompts, s.n_new);
+        auto r = measure(*s.m, s.name, s.attn, s.p, s.prompts, s.n_new, {}, 1, s.thr);
         if (rep == 0 || r.tok_s > best[i].tok_s) best[i] = std::move(r);
         best[i].repeats = rep + 1;
       }
@@ -226,10 +234,15 @@ class runner {
 
   //! Teacher-forced logits of model m at sparsity p: for each text, prefill prompt_len tokens, then feed the next
   //! `steps` tokens one decode step at a time; the logits after each step. [texts][steps][V]
+  //! thr: threshold rule (empty: top-k at p). kept (optional): the fraction of channels each (layer, site) kept,
+  //! averaged over all texts and steps (index 4 * layer + site; session_options::count_kept: op by op, no graph).
   std::vector<std::vector<std::vector<float>>> forced_logits(const model_t& m, float p,
                                                              const std::vector<std::vector<std::int32_t>>& texts,
-                                                             int prompt_len, int steps) {
+                                                             int prompt_len, int steps,
+                                                             const std::vector<float>& thr = {},
+                                                             std::vector<double>* kept = nullptr) {
     std::vector<std::vector<std::vector<float>>> out;
+    if (kept) kept->assign(static_cast<std::size_t>(m.cfg.n_layer) * n_sites, 0.0);
     for (const auto& t : texts) {
       if (static_cast<int>(t.size()) < prompt_len + steps + 1) fail("forced_logits", "text too short");
       const prompts_t pr = {std::vector<std::int32_t>(t.begin(), t.begin() + prompt_len)};
@@ -237,12 +250,18 @@ class runner {
       session_options o;
       o.max_seq = prompt_len + steps + 2;
       o.p = p;
+      o.thresholds = thr;
+      o.count_kept = kept != nullptr;
       session<Tag, T> s(ctx_, m, o);
       s.start(pr, &forced);
       out.emplace_back();
       for (int i = 0; i < steps; ++i) {
         s.decode(1);
         out.back().push_back(s.logits());
+      }
+      if (kept) {  // every text has `steps` steps: the mean over texts is the mean over positions
+        const auto f = s.kept_fraction();
+        for (std::size_t i = 0; i < f.size(); ++i) (*kept)[i] += f[i] / double(texts.size());
       }
     }
     return out;
@@ -314,8 +333,20 @@ class runner {
       auto r = measure(dense, "paged", attn_kind::paged, 0.f, prompts, n_new, s);
       show(r, tok_.decode(r.tokens[0]));
     }
+    const bool thr = a_.select == "threshold";
+    // --select threshold: the table of model m calibrated at p on its calibration tokens (none for top-k)
+    auto thresholds = [&](const model_t& m, const patch_bundle* pbp) {
+      if (!thr) return std::vector<float>{};
+      const auto t0 = std::chrono::steady_clock::now();
+      const auto ctoks = calibration_tokens(pbp);
+      auto t = calibrate_thresholds<Tag, T>(ctx_, m, ctoks, a_.p);
+      std::printf("  (thresholds: p=%.2f quantile of each layer's 4 block inputs on %zu corpus tokens, %.1f s)\n", a_.p,
+                  ctoks.size(), secs(t0));
+      return t;
+    };
+    const std::string sfx = thr ? "_thr" : "";
     if (want("teal")) {
-      auto r = measure(dense, "teal", attn_kind::contiguous, a_.p, prompts, n_new, s);
+      auto r = measure(dense, "teal" + sfx, attn_kind::contiguous, a_.p, prompts, n_new, s, 1, thresholds(dense, nullptr));
       show(r, tok_.decode(r.tokens[0]));
     }
     std::optional<model_t> folded;
@@ -327,7 +358,8 @@ class runner {
       folded.emplace(upload_model<Tag, T>(ctx_, larosa_apply<Tag>(ctx_, host_weights(), rot)));
       std::printf("  (LaRoSA: %s rotation calibrated on %zu corpus tokens in %.1f s, folded in %.1f s)\n",
                   a_.rotation.c_str(), ctoks.size(), tc, secs(t0) - tc);
-      auto r = measure(*folded, "larosa", attn_kind::contiguous, a_.p, prompts, n_new, s);
+      auto r = measure(*folded, "larosa" + sfx, attn_kind::contiguous, a_.p, prompts, n_new, s, 1,
+                       thresholds(*folded, nullptr));
       show(r, tok_.decode(r.tokens[0]));
     }
     std::optional<patch_bundle> pb;
@@ -347,7 +379,7 @@ class runner {
       if (want("combined")) {
         const auto rot = larosa_calibrate<Tag, T>(ctx_, pm, calibration_tokens(&*pb), lopt());
         auto fm = upload_model<Tag, T>(ctx_, larosa_apply<Tag>(ctx_, pb->weights_copy(), rot));
-        auto r = measure(fm, "combined", attn_kind::paged, a_.p, pp, n_new, s);
+        auto r = measure(fm, "combined" + sfx, attn_kind::paged, a_.p, pp, n_new, s, 1, thresholds(fm, &*pb));
         show(r, pb->decode(r.tokens[0]));
       }
     }
@@ -405,12 +437,16 @@ class runner {
       std::string name;
       float p;
       bool fused;
+      std::vector<float> thr = {};
     };
     std::vector<pcfg> cfgs = {{"kv", 0.f, true}, {"kv unfused", 0.f, false}};
     if (a_.p > 0) cfgs.push_back({"teal", a_.p, true});
-    for (const auto& [name, p, fused] : cfgs) {
+    if (a_.p > 0 && a_.select == "threshold")  // TEAL's rule: no LayerNorm op, no top-k selection
+      cfgs.push_back({"teal_thr", a_.p, true, calibrate_thresholds<Tag, T>(ctx_, dense, calibration_tokens(nullptr), a_.p)});
+    for (const auto& [name, p, fused, thr] : cfgs) {
       session_options o;
       o.attn = attn_kind::contiguous, o.max_batch = a_.batch, o.max_seq = P + 2 * n + 8, o.p = p, o.fused = fused;
+      o.thresholds = thr;
       double graph_s = 0;
       {
         session<Tag, T> s(ctx_, dense, o);

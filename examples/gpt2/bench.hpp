@@ -3,11 +3,15 @@
 // Sets (--bench-set):
 //   full   modes at batch 1 (prompt 50, 100 and 500 new tokens: no cache vs contiguous vs paged KV); batch 1/8/32
 //          decode with contiguous and paged KV; TEAL and LaRoSA at p = 0.25/0.4/0.5/0.75 (speed, ceiling, logits
-//          error and top-1 agreement against dense on the same teacher-forced tokens); AdaptiVocab tokens per text
+//          error and top-1 agreement against dense on the same teacher-forced tokens), each with both selection
+//          rules: per-token top-k (modes "teal", "larosa") and calibrated thresholds ("teal_thr", "larosa_thr":
+//          thresholds.hpp, the p-quantile per layer and block input on the LaRoSA calibration tokens; these rows
+//          also carry "kept", the fraction of each block input the decode GEMVs really kept, measured over the
+//          quality positions, and the weight bytes / ceiling that fraction implies); AdaptiVocab tokens per text
 //          (100 held-out texts), time per text with and without patch tokens, all combined; KV memory.
 //   quick  the same with fewer/shorter runs (no 500-token runs, batch up to 8).
-//   xl     for big shapes on small machines: dense, TEAL and LaRoSA at p = 0.5 only, a few tokens, models loaded one
-//          after the other (peak memory about one model).
+//   xl     for big shapes on small machines: dense, TEAL and LaRoSA (top-k and thresholds) at the four p on a GPU,
+//          p = 0.5 only on the CPU, a few tokens.
 // Every number is measured in this run; the JSON carries the command, device, dtype, model and date.
 #pragma once
 
@@ -129,13 +133,48 @@ int runner<Tag, T>::bench() {
   auto folded = upload_model<Tag, T>(ctx_, larosa_apply<Tag>(ctx_, host_weights(), rot));
   out["larosa_calibration"]["fold_seconds"] = secs(t_fold);
   out["larosa_calibration"]["folded_weight_bytes_per_token"] = folded.weight_bytes_per_token(0.f);
+  // TEAL thresholds for every p, on each model's own activations (the folded model's x̂ are rotated), from the same
+  // calibration tokens as the rotations
+  log("threshold calibration");
+  const auto t_thr = std::chrono::steady_clock::now();
+  const auto thr_teal = calibrate_thresholds<Tag, T>(ctx_, *dense, ctoks, ps);
+  const double thr_teal_s = secs(t_thr);
+  const auto thr_larosa = calibrate_thresholds<Tag, T>(ctx_, folded, ctoks, ps);
+  out["threshold_calibration"] = {{"tokens", ctoks.size()}, {"seconds_teal", thr_teal_s},
+                                  {"seconds_larosa", secs(t_thr) - thr_teal_s}, {"p", ps},
+                                  {"layout", "thresholds[4 * layer + site], sites qkv, o_proj, fc, down"},
+                                  {"teal", thr_teal}, {"larosa", thr_larosa}};
+  // realised kept fraction of a threshold row, per site (mean over layers and quality positions), and the weight
+  // bytes per token it implies (every layer has the same shapes: sum over layers = n_layer x the mean)
+  auto kept_json = [&](const std::vector<double>& k, const model_t& m) {
+    const int L = m.cfg.n_layer;
+    const double C = m.cfg.n_embd, e = sizeof(T);
+    const double KN[n_sites] = {C * 3 * C, C * C, C * 4 * C, 4 * C * C};
+    json j;
+    double mean = 0, bytes = m.weight_bytes_per_token(0.f);
+    for (int s = 0; s < n_sites; ++s) {
+      double f = 0;
+      for (int l = 0; l < L; ++l) f += k[std::size_t(l) * n_sites + s] / L;
+      j[site_name(s)] = f;
+      mean += f / n_sites;
+      bytes -= (1 - f) * KN[s] * L * e;
+    }
+    j["mean"] = mean;
+    j["weight_bytes_per_token"] = bytes;
+    j["ceiling"] = dense_bytes / bytes;
+    j["per_layer"] = k;
+    return j;
+  };
   json sparse = json::array();
   {
     std::vector<run_spec> specs = {{"kv", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n_short}};
     if (!xl) specs.push_back({"larosa", &folded, attn_kind::contiguous, 0.f, prompts(1, P), n_short});
-    for (float p : ps) {
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      const float p = ps[i];
       specs.push_back({"teal", &*dense, attn_kind::contiguous, p, prompts(1, P), n_short});
       specs.push_back({"larosa", &folded, attn_kind::contiguous, p, prompts(1, P), n_short});
+      specs.push_back({"teal_thr", &*dense, attn_kind::contiguous, p, prompts(1, P), n_short, thr_teal[i]});
+      specs.push_back({"larosa_thr", &folded, attn_kind::contiguous, p, prompts(1, P), n_short, thr_larosa[i]});
     }
     log("sparse decode speed: " + std::to_string(specs.size()) + " configurations x " + std::to_string(reps));
     const auto res = measure_alternating(specs, reps);
@@ -145,9 +184,14 @@ int runner<Tag, T>::bench() {
       j["speedup_vs_kv"] = res[i].tok_s / base;
       j["ceiling"] = dense_bytes / res[i].weight_bytes;
       roof(j);
+      const bool thr = !specs[i].thr.empty();
+      j["select"] = thr ? "threshold" : specs[i].p > 0 ? "topk" : "dense";
       if (i > 0) {
         log("quality " + res[i].mode + " p=" + fmt(res[i].p, 2));
-        j["quality"] = quality(ref, forced_logits(*specs[i].m, specs[i].p, qtexts, q_prompt, q_steps));
+        std::vector<double> kept;
+        j["quality"] = quality(ref, forced_logits(*specs[i].m, specs[i].p, qtexts, q_prompt, q_steps, specs[i].thr,
+                                                  thr ? &kept : nullptr));
+        if (thr) j["kept"] = kept_json(kept, *specs[i].m);
       }
       sparse.push_back(j);
     }

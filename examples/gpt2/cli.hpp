@@ -25,6 +25,7 @@ struct cli {
   int new_tokens = 32;
   std::string mode = "all";
   float p = 0.5f;
+  std::string select = "topk";     // sparse decode rule: topk (per token) | threshold (TEAL, calibrated per layer/site)
   std::string rotation = "model";  // LaRoSA: model (one Q) | layer (Q per layer + residual adapters)
   int batch = 1;
   int page_size = 16;
@@ -62,6 +63,8 @@ struct cli {
         "  --new-tokens N            tokens to generate per mode (default 32)\n"
         "  --mode M                  nocache|kv|paged|teal|larosa|patch|combined|all (default all)\n"
         "  --p P                     sparsity of teal/larosa/combined (default 0.5)\n"
+        "  --select topk|threshold   teal/larosa/combined: keep the top-k of every block input per token (default),\n"
+        "                            or |v| >= a per-layer threshold calibrated as the p-quantile on the corpus (TEAL)\n"
         "  --rotation model|layer    LaRoSA: one rotation for the residual stream, or one per layer + adapters\n"
         "  --calib-tokens N          LaRoSA calibration tokens (default 512)\n"
         "  --reps N                  benchmark: best of N alternating runs per configuration (default 3)\n"
@@ -108,6 +111,7 @@ struct cli {
       else if (o == "--new-tokens") a.new_tokens = static_cast<int>(num(i));
       else if (o == "--mode") a.mode = need(i);
       else if (o == "--p") a.p = static_cast<float>(num(i));
+      else if (o == "--select") a.select = need(i);
       else if (o == "--rotation") a.rotation = need(i);
       else if (o == "--calib-tokens") a.calib_tokens = static_cast<int>(num(i));
       else if (o == "--reps") a.reps = static_cast<int>(num(i));
@@ -123,6 +127,8 @@ struct cli {
     if (a.dtype.empty()) a.dtype = a.device == "cuda" ? "f16" : "f32";
     if (a.dtype != "f32" && a.dtype != "f16" && a.dtype != "bf16") fail("cli", "--dtype must be f32, f16 or bf16");
     if (a.p < 0.f || a.p >= 1.f) fail("cli", "--p must be in [0, 1), got ", a.p);
+    if (a.select != "topk" && a.select != "threshold")
+      fail("cli", "--select must be topk or threshold, got '", a.select, "'");
     if (a.rotation != "model" && a.rotation != "layer") fail("cli", "--rotation must be model or layer");
     if (a.new_tokens < 2) fail("cli", "--new-tokens must be >= 2");
     if (a.batch < 1) fail("cli", "--batch must be >= 1");
