@@ -444,23 +444,10 @@ void register_dtype() {
 // Every GEMV has its own weights (HBM-bound like the real step). Variants: cublas / cublas_t (cublasGemmEx, as
 // above), dense, dense_pdl (gemv_options::pdl), fused_pdl (dense + layernorm before qkv and fc, gelu after fc),
 // thresh_s50[_pdl] (per-row device thresholds at the median |x|), topk_s50_pdl (fused top-k: the select inside the
-// GEMV), topk2k_s50_pdl (the same through topk_select + GEMV per call), dense_pdl_nopf / fused_pdl_nopf (dense_pdl /
-// fused_pdl without the L2 prefetch before griddepcontrol.wait: gemv_options::prefetch = false).
+// GEMV), topk2k_s50_pdl (the same through topk_select + GEMV per call).
 // Time = one graph replay (L2 flushed before it); counter us_per_gemv = time / GEMVs.
 // ---------------------------------------------------------------------------------------------------------------
-enum class seq_variant {
-  cublas,
-  cublas_t,
-  dense,
-  dense_pdl,
-  fused_pdl,
-  thresh,
-  thresh_pdl,
-  topk_pdl,
-  topk2k_pdl,
-  dense_pdl_nopf,
-  fused_pdl_nopf
-};
+enum class seq_variant { cublas, cublas_t, dense, dense_pdl, fused_pdl, thresh, thresh_pdl, topk_pdl, topk2k_pdl };
 
 template <class T>
 void run_seq(benchmark::State& state, int layers, std::vector<std::array<std::int64_t, 3>> shapes, seq_variant v) {
@@ -525,10 +512,8 @@ void run_seq(benchmark::State& state, int layers, std::vector<std::array<std::in
         const matrix_view<T> yv(y_[i]->p, 1, N);
         frugal::gemv_options o;
         o.pdl = v == seq_variant::dense_pdl || v == seq_variant::fused_pdl || v == seq_variant::thresh_pdl ||
-                v == seq_variant::topk_pdl || v == seq_variant::topk2k_pdl || v == seq_variant::dense_pdl_nopf ||
-                v == seq_variant::fused_pdl_nopf;
-        o.prefetch = v != seq_variant::dense_pdl_nopf && v != seq_variant::fused_pdl_nopf;
-        if (v == seq_variant::fused_pdl || v == seq_variant::fused_pdl_nopf) {
+                v == seq_variant::topk_pdl || v == seq_variant::topk2k_pdl;
+        if (v == seq_variant::fused_pdl) {
           o.norm = shapes[i][2] & 1 ? frugal::gemv_norm::layernorm : frugal::gemv_norm::none;
           o.act = shapes[i][2] & 4 ? frugal::gemv_act::gelu_tanh : frugal::gemv_act::none;
         }
@@ -550,8 +535,6 @@ void run_seq(benchmark::State& state, int layers, std::vector<std::array<std::in
           case seq_variant::dense:
           case seq_variant::dense_pdl:
           case seq_variant::fused_pdl:
-          case seq_variant::dense_pdl_nopf:
-          case seq_variant::fused_pdl_nopf:
             frugal::gemv(frugal::cuda.on(st), xv, wv, nullptr, yv, o);
             break;
           case seq_variant::thresh:
@@ -601,8 +584,7 @@ void run_seq(benchmark::State& state, int layers, std::vector<std::array<std::in
 template <class T>
 void register_seq() {
   const char* vn[] = {"cublas",     "cublas_t",       "dense",        "dense_pdl",        "fused_pdl",
-                      "thresh_s50", "thresh_s50_pdl", "topk_s50_pdl", "topk2k_s50_pdl", "dense_pdl_nopf",
-                      "fused_pdl_nopf"};
+                      "thresh_s50", "thresh_s50_pdl", "topk_s50_pdl", "topk2k_s50_pdl"};
   struct model {
     const char* name;
     int layers;
@@ -612,7 +594,7 @@ void register_seq() {
       {"gpt2-124m-12L", 12, {{2304, 768, 1}, {768, 768, 0}, {3072, 768, 1 | 4}, {768, 3072, 0}}},
       {"gpt2-xl-48L", 48, {{4800, 1600, 1}, {1600, 1600, 0}, {6400, 1600, 1 | 4}, {1600, 6400, 0}}}};
   for (const auto& m : models)
-    for (int i = 0; i < 11; ++i) {
+    for (int i = 0; i < 9; ++i) {
       const std::string name = "gemv/cuda/" + std::string(frugal::dtype_traits<T>::name) + "/" + m.name + "/" + vn[i];
       const auto v = static_cast<seq_variant>(i);
       benchmark::RegisterBenchmark(name.c_str(),

@@ -30,14 +30,9 @@ struct gemv_options {
   gemv_act act = gemv_act::none;     //!< fused activation of the output (see gemv_act)
   //! CUDA (sm_90): launch with programmatic dependent launch, so that in a stream / CUDA Graph of back-to-back
   //! kernels this GEMV's blocks start while the previous kernel drains (every read of x, lists, thresholds, bias,
-  //! y, and every write, waits for it: griddepcontrol.wait). Requirement on the caller: nothing still running
-  //! before this call may write `w` — with dense x the blocks prefetch their weights before the wait (see below).
+  //! y and w, and every write, waits for it: griddepcontrol.wait). Reserved requirement, so that weight reads may
+  //! move ahead of the wait later: nothing still running before this call may write `w`.
   bool pdl = false;
-  //! CUDA, with pdl and dense x: before griddepcontrol.wait every block pulls (the first part of) its weight tile
-  //! into L2 (cp.async.bulk.prefetch.L2, at most ~24 MiB per call), so the DRAM stream continues while the previous
-  //! kernel drains. A hint: the result is bitwise the same with it off. Sparse forms never prefetch (their kept
-  //! columns are known only after the wait).
-  bool prefetch = true;
 };
 
 //! Per row r: entries indices[r * ld + j], values[r * ld + j] for j < nnz[r] (nnz in device memory for CUDA).

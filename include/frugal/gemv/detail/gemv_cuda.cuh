@@ -52,9 +52,6 @@ inline constexpr int threads = 256;
 inline constexpr int stage = 1024;  // candidates staged per round
 inline constexpr int per_thread = stage / threads;
 inline constexpr int max_splits = 8;  // portable cluster size
-// gemv_options::prefetch: weight bytes one call pulls into L2 before griddepcontrol.wait (about half of the H100's
-// 50 MB L2; a bigger matrix prefetches the first part of every block's slice).
-inline constexpr std::int64_t prefetch_budget = 24ll << 20;
 }  // namespace gemv_cuda_cfg
 
 template <class C>
@@ -84,7 +81,6 @@ struct gemv_args {
   int topk_k = 0;           // threshold mode, > 0: t_r = the k-th largest raw |x[r, :]|, selected in the kernel
   bool accumulate = false;
   bool cluster = false;
-  std::int64_t prefetch = 0;  // > 0 (dense x under PDL): channels of its slice each block prefetches into L2 first
 };
 
 //! The fused activation, in f32 (tanhf: the accurate libdevice tanh, not tanh.approx).
@@ -196,25 +192,6 @@ __device__ __forceinline__ void gemv_grid_dependency_wait() {
 __device__ __forceinline__ void gemv_trigger_dependents() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-
-//! gemv_options::prefetch: pulls weight rows [begin, min(end, begin + a.prefetch)) of the tile's columns
-//! [n_tile, n_tile + tn) into L2, one bulk prefetch per row (16-byte multiples: a ragged tail of < 16 bytes is left
-//! to the loads). Issued before griddepcontrol.wait — weights are constant while earlier kernels run (the pdl
-//! requirement) — so nothing here waits; the streaming loop's loads then hit L2.
-template <class C>
-__device__ __forceinline__ void gemv_prefetch_l2(const gemv_args<C>& a, std::int64_t begin, std::int64_t end,
-                                                 std::int64_t n_tile, int tn) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const std::int64_t stop = end < begin + a.prefetch ? end : begin + a.prefetch;
-  const std::int64_t cols = a.N - n_tile < tn ? a.N - n_tile : tn;
-  const unsigned bytes = static_cast<unsigned>(cols * static_cast<std::int64_t>(sizeof(C))) & ~15u;
-  if (bytes == 0) return;
-  for (std::int64_t k = begin + threadIdx.x; k < stop; k += blockDim.x)
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a.w + k * a.ldw + n_tile), "r"(bytes) : "memory");
-#else
-  (void)a, (void)begin, (void)end, (void)n_tile, (void)tn;
 #endif
 }
 
@@ -370,9 +347,6 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
   // of the cluster has started before another writes into its shared memory.
   if (a.cluster) asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
 #endif
-  // Dense x under PDL: start this block's weight tile towards L2 while the previous kernel drains (batch tiles
-  // after the first read the same weights).
-  if (a.prefetch > 0 && blockIdx.x == 0) gemv_prefetch_l2(a, begin, end, n_tile, tn);
   gemv_grid_dependency_wait();  // everything below may read what earlier kernels wrote (x, lists, bias, y, t)
 
   if (list) {
@@ -832,13 +806,6 @@ gemv_cuda_plan<T> gemv_cuda_prepare(const char* op, const gemv_problem<T>& p, wo
   plan.grid = dim3(static_cast<unsigned>(btiles), static_cast<unsigned>(splits), static_cast<unsigned>(col_tiles));
   plan.sm90 = major >= 9;
   plan.pdl = p.opt.pdl && plan.sm90;
-  if (plan.pdl && p.opt.prefetch && p.mode == gemv_input::dense && p.K > 0) {
-    // every split prefetches the same share of its slice, so the call's total stays within the budget
-    const std::int64_t chunk = (p.K + splits - 1) / splits;
-    const std::int64_t row_bytes = col_tiles * tpr * vec * static_cast<std::int64_t>(sizeof(T));
-    const std::int64_t rows = std::max<std::int64_t>(1, cfg::prefetch_budget / row_bytes);
-    a.prefetch = std::min<std::int64_t>(chunk, std::max<std::int64_t>(1, rows / splits));
-  }
   return plan;
 }
 
