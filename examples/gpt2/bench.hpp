@@ -7,7 +7,10 @@
 //          rules: per-token top-k (modes "teal", "larosa") and calibrated thresholds ("teal_thr", "larosa_thr":
 //          thresholds.hpp, the p-quantile per layer and block input on the LaRoSA calibration tokens; these rows
 //          also carry "kept", the fraction of each block input the decode GEMVs really kept, measured over the
-//          quality positions, and the weight bytes / ceiling that fraction implies); AdaptiVocab tokens per text
+//          quality positions, and the weight bytes / ceiling that fraction implies; larosa_thr's thresholds come
+//          from the tokens its rotation was fitted on: with fewer tokens than n_embd the rotated x̂ of that text are
+//          concentrated in few channels, so held-out text keeps more than 1 - p at qkv / fc — random-init 124M,
+//          512 tokens, p = 0.5: 0.62 kept there, CPU 2 threads); AdaptiVocab tokens per text
 //          (100 held-out texts), time per text with and without patch tokens, all combined; KV memory.
 //   quick  the same with fewer/shorter runs (no 500-token runs, batch up to 8).
 //   xl     for big shapes on small machines: dense, TEAL and LaRoSA (top-k and thresholds) at the four p on a GPU,
@@ -86,7 +89,9 @@ int runner<Tag, T>::bench() {
     if (sparse_only) break;
     std::vector<run_spec> specs;
     for (attn_kind a : {attn_kind::contiguous, attn_kind::paged}) specs.push_back({attn_name(a), &*dense, a, 0.f, prompts(1, P), n});
-    log("modes kv / paged, new=" + std::to_string(n));
+    if (gpu && a_.mega)  // the one-kernel decode step (mega_cuda.cuh), same prompts, in the same alternation
+      specs.push_back({"kv_mega", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, true});
+    log("modes kv / paged" + std::string(gpu && a_.mega ? " / kv_mega" : "") + ", new=" + std::to_string(n));
     for (auto& r : measure_alternating(specs, reps)) {
       auto j = r.json();
       roof(j);
