@@ -140,16 +140,23 @@ class runner {
     return a_.weights.empty() ? "random-init " + cfg_.name + " (seed " + std::to_string(a_.seed) + ")" : a_.weights;
   }
 
-  //! Calibration tokens: the first calib_tokens of the training split (patch-tokenized when given).
-  std::vector<std::int32_t> calibration_tokens(const patch_bundle* pb) {
+  //! Calibration tokens: calib_tokens (at most n_ctx) of the training split after its first `skip` tokens
+  //! (patch-tokenized when given). The rotations take the first ones; the thresholds the next ones (threshold_tokens),
+  //! so that a threshold is not the quantile of the very activations its rotation was fitted to (on those, the
+  //! rotated input is more concentrated than on new text, and the thresholds come out too low).
+  std::vector<std::int32_t> calibration_tokens(const patch_bundle* pb, int skip = 0) {
     std::vector<std::int32_t> t;
+    const int n = std::min(a_.calib_tokens, cfg_.n_ctx);
     for (const auto& d : texts_.train) {
       auto ids = pb ? pb->encode(d) : tok_.encode(d);
       t.insert(t.end(), ids.begin(), ids.end());
-      if (static_cast<int>(t.size()) >= a_.calib_tokens) break;
+      if (static_cast<int>(t.size()) >= skip + n) break;
     }
-    t.resize(std::min<std::size_t>(t.size(), static_cast<std::size_t>(std::min(a_.calib_tokens, cfg_.n_ctx))));
-    return t;
+    if (static_cast<int>(t.size()) < skip + n) fail("calibration", "the training split has ", t.size(), " tokens; ", skip + n, " needed");
+    return std::vector<std::int32_t>(t.begin() + skip, t.begin() + skip + n);
+  }
+  std::vector<std::int32_t> threshold_tokens(const patch_bundle* pb) {
+    return calibration_tokens(pb, std::min(a_.calib_tokens, cfg_.n_ctx));
   }
 
   larosa_options lopt() const {
@@ -163,8 +170,10 @@ class runner {
   //! (warm-up; it captures the CUDA Graph). The best of `repeats` runs (fresh session each) is kept.
   //! thr: the threshold rule's table (session_options::thresholds; empty: top-k at p).
   measurement measure(const model_t& m, const std::string& name, attn_kind attn, float p, const prompts_t& prompts,
-                      int n_new, const sampling& s = {}, int repeats = 1, const std::vector<float>& thr = {}) {
+                      int n_new, const sampling& s = {}, int repeats = 1, const std::vector<float>& thr = {},
+                      bool mega = false) {
     session_options o;
+    o.mega = mega;
     o.attn = attn;
     o.max_batch = static_cast<int>(prompts.size());
     int longest = 0;
@@ -219,13 +228,14 @@ class runner {
     prompts_t prompts;
     int n_new;
     std::vector<float> thr = {};  // threshold rule (empty: top-k at p)
+    bool mega = false;            // session_options::mega (the one-kernel decode step)
   };
   std::vector<measurement> measure_alternating(const std::vector<run_spec>& specs, int reps) {
     std::vector<measurement> best(specs.size());
     for (int rep = 0; rep < std::max(1, reps); ++rep)
       for (std::size_t i = 0; i < specs.size(); ++i) {
         const auto& s = specs[i];
-        auto r = measure(*s.m, s.name, s.attn, s.p, s.prompts, s.n_new, {}, 1, s.thr);
+        auto r = measure(*s.m, s.name, s.attn, s.p, s.prompts, s.n_new, {}, 1, s.thr, s.mega);
         if (rep == 0 || r.tok_s > best[i].tok_s) best[i] = std::move(r);
         best[i].repeats = rep + 1;
       }
@@ -328,6 +338,10 @@ class runner {
     if (want("kv")) {
       auto r = measure(dense, "kv", attn_kind::contiguous, 0.f, prompts, n_new, s);
       show(r, tok_.decode(r.tokens[0]));
+      if (a_.mega && be::is_cuda && a_.batch == 1) {
+        auto rm = measure(dense, "kv_mega", attn_kind::contiguous, 0.f, prompts, n_new, s, 1, {}, true);
+        show(rm, tok_.decode(rm.tokens[0]));
+      }
     }
     if (want("paged")) {
       auto r = measure(dense, "paged", attn_kind::paged, 0.f, prompts, n_new, s);
@@ -338,7 +352,7 @@ class runner {
     auto thresholds = [&](const model_t& m, const patch_bundle* pbp) {
       if (!thr) return std::vector<float>{};
       const auto t0 = std::chrono::steady_clock::now();
-      const auto ctoks = calibration_tokens(pbp);
+      const auto ctoks = threshold_tokens(pbp);
       auto t = calibrate_thresholds<Tag, T>(ctx_, m, ctoks, a_.p);
       std::printf("  (thresholds: p=%.2f quantile of each layer's 4 block inputs on %zu corpus tokens, %.1f s)\n", a_.p,
                   ctoks.size(), secs(t0));
@@ -442,7 +456,7 @@ class runner {
     std::vector<pcfg> cfgs = {{"kv", 0.f, true}, {"kv unfused", 0.f, false}};
     if (a_.p > 0) cfgs.push_back({"teal", a_.p, true});
     if (a_.p > 0 && a_.select == "threshold")  // TEAL's rule: no LayerNorm op, no top-k selection
-      cfgs.push_back({"teal_thr", a_.p, true, calibrate_thresholds<Tag, T>(ctx_, dense, calibration_tokens(nullptr), a_.p)});
+      cfgs.push_back({"teal_thr", a_.p, true, calibrate_thresholds<Tag, T>(ctx_, dense, threshold_tokens(nullptr), a_.p)});
     for (const auto& [name, p, fused, thr] : cfgs) {
       session_options o;
       o.attn = attn_kind::contiguous, o.max_batch = a_.batch, o.max_seq = P + 2 * n + 8, o.p = p, o.fused = fused;

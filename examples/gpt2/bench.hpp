@@ -5,12 +5,11 @@
 //          decode with contiguous and paged KV; TEAL and LaRoSA at p = 0.25/0.4/0.5/0.75 (speed, ceiling, logits
 //          error and top-1 agreement against dense on the same teacher-forced tokens), each with both selection
 //          rules: per-token top-k (modes "teal", "larosa") and calibrated thresholds ("teal_thr", "larosa_thr":
-//          thresholds.hpp, the p-quantile per layer and block input on the LaRoSA calibration tokens; these rows
-//          also carry "kept", the fraction of each block input the decode GEMVs really kept, measured over the
-//          quality positions, and the weight bytes / ceiling that fraction implies; larosa_thr's thresholds come
-//          from the tokens its rotation was fitted on: with fewer tokens than n_embd the rotated x̂ of that text are
-//          concentrated in few channels, so held-out text keeps more than 1 - p at qkv / fc — random-init 124M,
-//          512 tokens, p = 0.5: 0.62 kept there, CPU 2 threads); AdaptiVocab tokens per text
+//          thresholds.hpp, the p-quantile per layer and block input on the calibration tokens that follow the
+//          LaRoSA ones; these rows also carry "kept", the fraction of each block input the decode GEMVs really kept,
+//          measured over the quality positions, and the weight bytes / ceiling that fraction implies. (Calibrated
+//          on the rotation's own tokens — fewer than n_embd — larosa_thr kept 0.62 at qkv / fc of random-init 124M at
+//          p = 0.5, CPU: the rotated x̂ of that text are concentrated in few channels.) AdaptiVocab tokens per text
 //          (100 held-out texts), time per text with and without patch tokens, all combined; KV memory.
 //   quick  the same with fewer/shorter runs (no 500-token runs, batch up to 8).
 //   xl     for big shapes on small machines: dense, TEAL and LaRoSA (top-k and thresholds) at the four p on a GPU,
@@ -138,14 +137,15 @@ int runner<Tag, T>::bench() {
   auto folded = upload_model<Tag, T>(ctx_, larosa_apply<Tag>(ctx_, host_weights(), rot));
   out["larosa_calibration"]["fold_seconds"] = secs(t_fold);
   out["larosa_calibration"]["folded_weight_bytes_per_token"] = folded.weight_bytes_per_token(0.f);
-  // TEAL thresholds for every p, on each model's own activations (the folded model's x̂ are rotated), from the same
-  // calibration tokens as the rotations
+  // TEAL thresholds for every p, on each model's own activations (the folded model's x̂ are rotated), from the
+  // calibration tokens after the rotations' ones (runner::threshold_tokens)
   log("threshold calibration");
   const auto t_thr = std::chrono::steady_clock::now();
-  const auto thr_teal = calibrate_thresholds<Tag, T>(ctx_, *dense, ctoks, ps);
+  const auto ttoks = threshold_tokens(nullptr);
+  const auto thr_teal = calibrate_thresholds<Tag, T>(ctx_, *dense, ttoks, ps);
   const double thr_teal_s = secs(t_thr);
-  const auto thr_larosa = calibrate_thresholds<Tag, T>(ctx_, folded, ctoks, ps);
-  out["threshold_calibration"] = {{"tokens", ctoks.size()}, {"seconds_teal", thr_teal_s},
+  const auto thr_larosa = calibrate_thresholds<Tag, T>(ctx_, folded, ttoks, ps);
+  out["threshold_calibration"] = {{"tokens", ttoks.size()}, {"skip", ctoks.size()}, {"seconds_teal", thr_teal_s},
                                   {"seconds_larosa", secs(t_thr) - thr_teal_s}, {"p", ps},
                                   {"layout", "thresholds[4 * layer + site], sites qkv, o_proj, fc, down"},
                                   {"teal", thr_teal}, {"larosa", thr_larosa}};

@@ -26,6 +26,7 @@ struct cli {
   std::string mode = "all";
   float p = 0.5f;
   std::string select = "topk";     // sparse decode rule: topk (per token) | threshold (TEAL, calibrated per layer/site)
+  bool mega = false;               // --mega: the kv mode's decode step as one persistent kernel (CUDA, batch 1)
   std::string rotation = "model";  // LaRoSA: model (one Q) | layer (Q per layer + residual adapters)
   int batch = 1;
   int page_size = 16;
@@ -65,6 +66,8 @@ struct cli {
         "  --p P                     sparsity of teal/larosa/combined (default 0.5)\n"
         "  --select topk|threshold   teal/larosa/combined: keep the top-k of every block input per token (default),\n"
         "                            or |v| >= a per-layer threshold calibrated as the p-quantile on the corpus (TEAL)\n"
+        "  --mega                    kv mode (CUDA, batch 1): also run the decode step as one persistent kernel\n"
+        "                            (examples/gpt2/mega_cuda.cuh; row \"kv_mega\" in --bench)\n"
         "  --rotation model|layer    LaRoSA: one rotation for the residual stream, or one per layer + adapters\n"
         "  --calib-tokens N          LaRoSA calibration tokens (default 512)\n"
         "  --reps N                  benchmark: best of N alternating runs per configuration (default 3)\n"
@@ -112,6 +115,7 @@ struct cli {
       else if (o == "--mode") a.mode = need(i);
       else if (o == "--p") a.p = static_cast<float>(num(i));
       else if (o == "--select") a.select = need(i);
+      else if (o == "--mega") a.mega = true;
       else if (o == "--rotation") a.rotation = need(i);
       else if (o == "--calib-tokens") a.calib_tokens = static_cast<int>(num(i));
       else if (o == "--reps") a.reps = static_cast<int>(num(i));

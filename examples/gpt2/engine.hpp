@@ -50,6 +50,7 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -59,6 +60,7 @@
 #include "ops_cpu.hpp"
 #if defined(__CUDACC__)
 #include "backend_cuda.cuh"
+#include "mega_cuda.cuh"
 #include "ops_cuda.cuh"
 #endif
 #include "kv.hpp"
@@ -215,6 +217,9 @@ struct session_options {
   //! Decode GEMVs normalise their input and apply GELU themselves (gemv_options::norm / act); false: separate
   //! LayerNorm and GELU ops (the reference path, and the step as it was before the fused options).
   bool fused = true;
+  //! CUDA, batch 1, contiguous KV, dense: the whole decode step as one persistent kernel (mega_cuda.cuh) on row-major
+  //! copies of the weights (built by the session: the model's weight bytes once more), then select + advance.
+  bool mega = false;
 };
 
 template <class Tag, class T>
@@ -232,6 +237,17 @@ class session {
                                   o.page_size, o.attn == attn_kind::contiguous ? o.reserve : 0) {
     const auto& cfg = m.cfg;
     check_thresholds("session", o.thresholds, cfg.n_layer);
+    if (o.mega) {
+      if (!be::is_cuda) fail("session", "mega (the one-kernel decode step) needs --device cuda");
+      if (o.max_batch != 1 || o.attn != attn_kind::contiguous || o.p != 0.f || !o.thresholds.empty() || o.count_kept)
+        fail("session", "mega runs batch 1 on the contiguous KV cache, dense; got max_batch=", o.max_batch, ", attn=",
+             attn_name(o.attn), ", p=", o.p, ", thresholds=", o.thresholds.size(), ", count_kept=", o.count_kept);
+      if (cfg.head_dim() != 64 || cfg.n_embd % 8 != 0)
+        fail("session", "mega needs head_dim 64 and n_embd a multiple of 8; got head_dim=", cfg.head_dim(),
+             ", n_embd=", cfg.n_embd);
+      for (const auto& L : m.layers)
+        if (!L.adapter.empty()) fail("session", "mega does not run layer-level rotation adapters");
+    }
     if (o.max_seq > cfg.n_ctx) fail("session", "max_seq (=", o.max_seq, ") exceeds the model context n_ctx=", cfg.n_ctx);
     if (o.attn == attn_kind::nocache && o.max_batch != 1)
       fail("session", "the no-KV-cache mode runs one sequence (batch 1), got max_batch=", o.max_batch);
@@ -261,6 +277,10 @@ class session {
     ws_ = buffer<Tag, std::byte>(c, ws);
     kept_.assign(static_cast<std::size_t>(cfg.n_layer) * n_sites, 0.0);
     seen_.assign(kept_.size(), 0.0);
+#if defined(__CUDACC__)
+    if constexpr (be::is_cuda)
+      if (o.mega) mega_ = std::make_shared<mega::weights_rm<T>>(c, m);  // before any capture: it allocates
+#endif
     be::sync(c);
   }
 
@@ -401,9 +421,50 @@ class session {
     if constexpr (be::is_cuda) be::destroy(graph_);
   }
 
+  //! Bytes of the row-major weight copies of the mega step (0 without it).
+  std::size_t mega_bytes() const {
+#if defined(__CUDACC__)
+    if constexpr (be::is_cuda)
+      if (mega_) return static_cast<const mega::weights_rm<T>*>(mega_.get())->bytes();
+#endif
+    return 0;
+  }
+
  private:
+#if defined(__CUDACC__)
+  //! session_options::mega: one step_kernel launch (every layer and the LM head), then select + advance.
+  void mega_step() {
+    const auto& w = *static_cast<const mega::weights_rm<T>*>(mega_.get());
+    using C = frugal::detail::cuda_type_t<T>;
+    using frugal::detail::as_cuda;
+    const auto kv0 = kv_.contiguous_layer(0);
+    mega::step_args<C> a;
+    a.layers = w.layers();
+    a.wte = as_cuda(static_cast<const T*>(m_.wte.data())), a.wpe = as_cuda(static_cast<const T*>(m_.wpe.data()));
+    a.lm = w.lm(), a.lm_b = as_cuda(nz(m_.lm_b));
+    a.x = as_cuda(x_.data()), a.qkv = as_cuda(qkv_.data()), a.att = as_cuda(att_.data()), a.f = as_cuda(f_.data());
+    a.logits = as_cuda(logits_.data());
+    a.kv = as_cuda(kv0.k);
+    a.kv_layer = m_.cfg.n_layer > 1 ? kv_.contiguous_layer(1).k - kv0.k : 0;
+    a.kv_v = kv0.v - kv0.k;
+    a.tokens = tokens_, a.pos = pos_, a.lens = lens_;
+    a.bar = w.barrier();
+    a.L = m_.cfg.n_layer, a.E = C_, a.H = m_.cfg.n_head, a.V = V_;
+    a.rms = m_.rms;
+    mega::launch(c_.tag.stream, a, o_.max_seq);
+    mark("mega step");
+    ops::select_advance(c_.tag, logits_.data(), b_, V_, o_.sample, !forced_, step_, tokens_, history_, hist_ld_, pos_,
+                        lens_, forced_ ? history_ : nullptr, hist_ld_, counter_);
+    mark("select + advance");
+  }
+#endif
+
   // ---- one decode step for rows 0..b-1 (everything read from device memory) --------------------------------------
   void decode_step() {
+#if defined(__CUDACC__)
+    if constexpr (be::is_cuda)
+      if (o_.mega) return mega_step();
+#endif
     const auto& cfg = m_.cfg;
     const int b = b_, C = C_;
     auto tag = c_.tag;
@@ -662,6 +723,7 @@ class session {
   buffer<Tag, std::byte> ws_;
   typename be::graph_t graph_{};
   typename be::profiler* prof_ = nullptr;
+  std::shared_ptr<void> mega_;  // mega::weights_rm<T> (CUDA translation units only; void keeps the layout common)
 };
 
 //! Runs `tokens` through m as one dense prefill (contiguous KV, one sequence) with the session's calibration hooks

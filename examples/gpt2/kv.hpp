@@ -175,6 +175,11 @@ class kv_store {
     return t * 2 * L_ * C_ * sizeof(T);
   }
   const frugal::block_allocator* allocator() const { return alloc_.get(); }
+  //! Layer `layer` of the contiguous storage, every sequence (the one-kernel decode step addresses it directly).
+  frugal::contiguous_kv_view<T> contiguous_layer(int layer) const {
+    if (kind_ != attn_kind::contiguous) fail("kv_store", "contiguous_layer needs the contiguous KV cache");
+    return contiguous(layer, 0, B_);
+  }
 
  private:
   frugal::paged_kv_view<T> paged() const { return frugal::paged_kv_view<T>(mem_.data(), num_blocks_, page_, H_, D_, L_); }

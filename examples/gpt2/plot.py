@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLORS = {"nocache": "#999999", "kv": "#1f77b4", "paged": "#17becf", "teal": "#ff7f0e", "larosa": "#2ca02c",
-          "patch": "#9467bd", "combined": "#d62728"}
+          "patch": "#9467bd", "combined": "#d62728", "kv_mega": "#1a3d6b"}
 
 
 def title(d, what):
@@ -112,7 +112,7 @@ def plot_speedup(ax, d):
         ax.plot([r["p"] for r in ceil], [r["ceiling"] for r in ceil], "k--", label="ceiling (bytes read)")
     if base:
         for r in d.get("modes", []):
-            if r["mode"] in ("nocache", "paged", "patch", "combined") and r["new_tokens"] == kv[0]["new_tokens"]:
+            if r["mode"] in ("nocache", "paged", "patch", "combined", "kv_mega") and r["new_tokens"] == kv[0]["new_tokens"]:
                 ax.axhline(r["tok_s"] / base, color=COLORS[r["mode"]], lw=0.8, ls=":", label=f"{r['mode']} (b=1)")
     ax.axhline(1.0, color="k", lw=0.5)
     ax.set_xlabel("sparsity p (fraction of each block input dropped)")

@@ -9,6 +9,7 @@
 #include <common/cuda_test_util.cuh>
 #include <common/test_util.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <vector>
@@ -284,4 +285,78 @@ TEST_CASE_TEMPLATE("gpt2 cuda: the threshold rule (TEAL) matches the CPU engine;
                   threshold_logits<frugal::cuda_t, T>(c, *gm, text, 17, {})) < (f32 ? 1e-5 : 2e-2));
     if (f32) CHECK(threshold_greedy<frugal::cuda_t, T>(c, *gm, pr, n, zeros) == threshold_greedy<frugal::cuda_t, T>(c, *gm, pr, n, {}));
   }
+}
+
+// ---- the one-kernel decode step (session_options::mega, mega_cuda.cuh) ----------------------------------------------
+namespace {
+template <class T>
+session_options mega_options(int max_seq, bool mega) {
+  session_options o;
+  o.attn = attn_kind::contiguous;
+  o.max_seq = max_seq;
+  o.mega = mega;
+  return o;
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE("gpt2 cuda: the one-kernel decode step (mega) matches the component step", T, float, frugal::half,
+                   frugal::bfloat16) {
+  FRUGAL_REQUIRE_GPU();
+  const bool small = frugal_test::small_tests();
+  if (small && std::is_same_v<T, frugal::bfloat16>) return;
+  // Same rounding points as the component step, another summation order: f32 within rounding, f16 / bf16 within
+  // their storage precision accumulated over the layers.
+  const double tol = std::is_same_v<T, float> ? 1e-5 : std::is_same_v<T, frugal::half> ? 2e-2 : 6e-2;
+  backend<frugal::cuda_t>::context c;
+  config cfg = cuda_config();
+  cfg.n_ctx = small ? 128 : 700;  // > 512 keys: the attention's key loop wraps around the block
+  auto w = random_weights(cfg, 12);
+  for (auto& l : w.layers) {  // LayerNorm affines (folded into biases at upload): every bias pointer is non-null
+    detail::fill_normal(l.ln1_g, 8, 201, 0.2f), detail::fill_normal(l.ln1_b, 8, 202, 0.1f);
+    for (auto& g : l.ln1_g) g += 1.f;
+  }
+  detail::fill_normal(w.lnf_b, 8, 210, 0.1f);
+  auto m = upload_model<frugal::cuda_t, T>(c, std::move(w));
+  const int V = m.cfg.vocab_size;
+
+  // teacher-forced logits after every step of a text (the KV cache written by the kernel is read back by it)
+  const auto text = prompt(frugal_test::tiny_tests() ? 20 : 40, 7, V);
+  auto forced = [&](bool mega) {
+    session<frugal::cuda_t, T> s(c, m, mega_options<T>(static_cast<int>(text.size()) + 2, mega));
+    const std::vector<std::vector<std::int32_t>> pr = {std::vector<std::int32_t>(text.begin(), text.begin() + 13)};
+    const std::vector<std::vector<std::int32_t>> f = {std::vector<std::int32_t>(text.begin() + 13, text.end())};
+    s.start(pr, &f);
+    s.decode(static_cast<int>(text.size()) - 13);
+    return s.logits();
+  };
+  CHECK(rel_err(forced(true), forced(false)) < tol);
+
+  // greedy decode (graph replays of the cooperative kernel): the component step's tokens; long enough to pass 512
+  // keys when not small
+  const int n = frugal_test::tiny_tests() ? 5 : small ? 30 : 600;
+  const auto pr = prompt(13, 3, V);
+  auto greedy = [&](bool mega) {
+    session<frugal::cuda_t, T> s(c, m, mega_options<T>(13 + n + 1, mega));
+    s.start({pr});
+    s.decode(n - 1);
+    return s.generated()[0];
+  };
+  const auto gm = greedy(true), gk = greedy(false);
+  REQUIRE(gm.size() == gk.size());
+  if (std::is_same_v<T, float>) {
+    CHECK(gm == gk);
+  } else {  // f16 / bf16: the other summation order may flip a near-tie late in a long decode; the start agrees
+    const std::size_t agree = std::mismatch(gm.begin(), gm.end(), gk.begin()).first - gm.begin();
+    CHECK(agree >= std::min<std::size_t>(gm.size(), 10));
+  }
+
+  // what the kernel does not run is refused before anything is allocated
+  auto bad = [&](auto edit) {
+    auto o = mega_options<T>(40, true);
+    edit(o);
+    CHECK_THROWS_AS((session<frugal::cuda_t, T>(c, m, o)), frugal::error);
+  };
+  bad([](session_options& o) { o.max_batch = 2; });
+  bad([](session_options& o) { o.attn = attn_kind::paged; });
+  bad([](session_options& o) { o.p = 0.5f; });
 }

@@ -257,4 +257,6 @@ TEST_CASE("gpt2 session: bad input") {
   FRUGAL_CHECK_THROWS_WITH(s.start({{1}, {2}}), "batch of 2 prompts");
   s.start({{1, 2, 3}});
   FRUGAL_CHECK_THROWS_WITH(s.decode(20), "reached max_seq=16");
+  o.mega = true;  // the one-kernel decode step is CUDA code
+  FRUGAL_CHECK_THROWS_WITH((session<frugal::cpu_t, float>(c, m, o)), "mega (the one-kernel decode step) needs --device cuda");
 }
