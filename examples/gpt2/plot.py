@@ -16,7 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLORS = {"nocache": "#999999", "kv": "#1f77b4", "paged": "#17becf", "teal": "#ff7f0e", "larosa": "#2ca02c",
-          "patch": "#9467bd", "combined": "#d62728", "kv_mega": "#1a3d6b"}
+          "patch": "#9467bd", "combined": "#d62728", "kv_mega": "#1a3d6b",
+          "teal_thr": "#ffbb78", "larosa_thr": "#98df8a"}
 
 
 def title(d, what):
@@ -73,7 +74,8 @@ def plot_kv(ax, d):
 
 def decode_rows(d):
     rows = [r for r in d.get("modes", []) if r["new_tokens"] == min(x["new_tokens"] for x in d["modes"])]
-    rows += [r for r in d.get("sparse", []) if "tok_s" in r and r["mode"] in ("teal", "larosa") and r["p"] > 0]
+    rows += [r for r in d.get("sparse", [])
+             if "tok_s" in r and r["mode"] in ("teal", "larosa", "teal_thr", "larosa_thr") and r["p"] > 0]
     return rows
 
 
@@ -99,11 +101,11 @@ def plot_speedup(ax, d):
     base = kv[0]["tok_s"] if kv else None
     sp = d.get("sparse", [])
     base_cpu = next((r.get("tok_s_cpu_time", 0) for r in sp if r["mode"] == "kv"), 0)
-    for method in ("teal", "larosa"):
+    for method in ("teal", "larosa", "teal_thr", "larosa_thr"):  # *_thr: calibrated thresholds instead of top-k
         rows = sorted([r for r in sp if r["mode"] == method and "tok_s" in r and r["p"] > 0], key=lambda r: r["p"])
         if rows and (base or "speedup_vs_kv" in rows[0]):
-            ax.plot([r["p"] for r in rows], [r.get("speedup_vs_kv") or r["tok_s"] / base for r in rows], "o-",
-                    color=COLORS[method], label=f"{method} (wall time)")
+            ax.plot([r["p"] for r in rows], [r.get("speedup_vs_kv") or r["tok_s"] / base for r in rows],
+                    "o-" if not method.endswith("_thr") else "D--", color=COLORS[method], label=f"{method} (wall time)")
         if rows and base_cpu:  # shared CPU: the rate per CPU-second, immune to time slices lost to other processes
             ax.plot([r["p"] for r in rows], [r["tok_s_cpu_time"] / base_cpu for r in rows], "^:",
                     color=COLORS[method], label=f"{method} (CPU time)")
