@@ -339,8 +339,11 @@ __global__ void __launch_bounds__(threads, 1) step_kernel(const step_args<C> a) 
               [&](int n, float s) { a.qkv[n] = store_f<C>(s + (w.qkv_b ? load_f(w.qkv_b[n]) : 0.f)); });
     prefetch_rows(a, w.proj, E, E, 4);
     grid_barrier(a.bar, ++bar);
-    // B: attention, one block per head
-    if (static_cast<int>(blockIdx.x) < a.H) attend_head(a, l, blockIdx.x, sm + E4, red);
+    // B: attention, one block per head (heads beyond the grid: the blocks take several in turn)
+    for (int h = static_cast<int>(blockIdx.x); h < a.H; h += static_cast<int>(gridDim.x)) {
+      attend_head(a, l, h, sm + E4, red);
+      __syncthreads();  // the scratch is reused by the next head
+    }
     prefetch_rows(a, w.fc, E, E4, 4);
     grid_barrier(a.bar, ++bar);
     // C: x += att · Wo + b
