@@ -38,6 +38,9 @@
 // decode, and the LayerNorms of TEAL top-k; fused = false: the step with separate LayerNorm, GELU and KV-append ops).
 // The thresholds are kernel arguments (host scalars): the captured graph holds them, and set_thresholds() drops the
 // graph so that the next step captures the new values.
+// session_options::mega (CUDA, batch 1, contiguous KV, dense): the whole decode step — every layer and the LM head —
+// is one persistent kernel instead (mega_cuda.cuh, on row-major weight copies the session builds), then select +
+// advance: two launches per token.
 // Prefill runs one sequence at a time, batched over its tokens (frugal::gemv's batched path on the CPU, cuBLAS on
 // CUDA), and is always dense. Its hooks (on_residual, on_block_input) expose the activations for calibration.
 #pragma once

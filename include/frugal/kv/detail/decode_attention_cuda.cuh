@@ -375,8 +375,9 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // Programmatic dependent launch on both sides (sm_90): let the next kernel (the merge, or the consumer of `out`,
-  // e.g. a GEMV that prefetches its weights) get scheduled now; then wait until the kernel before this one has
-  // completed — nothing above reads memory, so this launch behaves as a plain one from here on.
+  // e.g. a PDL-launched GEMV, whose blocks then wait in its own griddepcontrol.wait) get scheduled now; then wait
+  // until the kernel before this one has completed — nothing above reads memory, so from here on this launch
+  // behaves as a plain one.
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
