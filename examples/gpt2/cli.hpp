@@ -134,6 +134,8 @@ struct cli {
     if (a.select != "topk" && a.select != "threshold")
       fail("cli", "--select must be topk or threshold, got '", a.select, "'");
     if (a.rotation != "model" && a.rotation != "layer") fail("cli", "--rotation must be model or layer");
+    if (a.mega && a.device != "cuda") fail("cli", "--mega (the one-kernel decode step) needs --device cuda");
+    if (a.mega && a.batch != 1) fail("cli", "--mega runs batch 1, got --batch ", a.batch);
     if (a.new_tokens < 2) fail("cli", "--new-tokens must be >= 2");
     if (a.batch < 1) fail("cli", "--batch must be >= 1");
     if (a.page_size < 1 || a.page_size > 256) fail("cli", "--page-size must be in [1, 256]");

@@ -32,6 +32,7 @@
 #include <cuda_runtime.h>
 
 #include <frugal/core/detail/cuda_common.cuh>
+#include <frugal/gemv/gemv.hpp>  // (under nvcc: detail::gemv_unpack)
 
 #include <cstdint>
 #include <vector>
@@ -139,27 +140,8 @@ __device__ __forceinline__ void prefetch_rows(const step_args<C>& a, const C* W,
 #endif
 }
 
-__device__ __forceinline__ void unpack8(const uint4& v, float (&f)[8], const __half*) {
-  const unsigned u[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    __half2 h;
-    memcpy(&h, &u[i], 4);
-    const float2 p = __half22float2(h);
-    f[2 * i] = p.x, f[2 * i + 1] = p.y;
-  }
-}
-__device__ __forceinline__ void unpack8(const uint4& v, float (&f)[8], const __nv_bfloat16*) {
-  const unsigned u[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    f[2 * i] = __uint_as_float(u[i] << 16);
-    f[2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
-  }
-}
-__device__ __forceinline__ void unpack8(const uint4& v, float (&f)[4], const float*) {
-  f[0] = __uint_as_float(v.x), f[1] = __uint_as_float(v.y), f[2] = __uint_as_float(v.z), f[3] = __uint_as_float(v.w);
-}
+// 16 bytes of weights -> f32 (4 floats or 8 halves / bfloat16s): the GEMV's own unpacking.
+using frugal::detail::gemv_unpack;
 
 //! out[n] for the rows n of W [N, K] (row-major) this warp owns (n = global warp + i · warps in the grid), four rows
 //! at a time (every load of a phase's rows in flight together for the model's shapes): acc = Σ_k W[n, k] · xs[k] (xs: f32 in shared memory), lanes over 16-byte vectors of the row, then a
@@ -196,7 +178,7 @@ __device__ __forceinline__ void rows_gemv(const C* __restrict__ W, int K, int N,
       for (int u = 0; u < U; ++u)
         if (ok[u]) {
           float wf[VEC];
-          unpack8(w[u], wf, static_cast<const C*>(nullptr));
+          gemv_unpack(w[u], wf, static_cast<const C*>(nullptr));
 #pragma unroll
           for (int q = 0; q < VEC; ++q) acc[u] = fmaf(wf[q], xv[q], acc[u]);
         }
@@ -270,7 +252,7 @@ __device__ void attend_head(const step_args<C>& a, int l, int h, float* sm, floa
       for (int d0 = 0; d0 < D; d0 += VEC) {
         const uint4 w = *reinterpret_cast<const uint4*>(kr + d0);
         float wf[VEC];
-        unpack8(w, wf, static_cast<const C*>(nullptr));
+        gemv_unpack(w, wf, static_cast<const C*>(nullptr));
 #pragma unroll
         for (int q2 = 0; q2 < VEC; ++q2) s = fmaf(q[d0 + q2], wf[q2], s);
       }

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <vector>
 
+#include "gpt2_test_models.hpp"
 #include "larosa.hpp"
 
 namespace {
@@ -22,26 +23,9 @@ config small_config() {
   return c;
 }
 
-weights model_with_affine(std::uint64_t seed) {
-  auto w = random_weights(small_config(), seed);
-  for (auto& l : w.layers) {  // non-trivial LayerNorm parameters and biases, so that the folding is exercised
-    detail::fill_normal(l.ln1_g, seed, 101, 0.2f), detail::fill_normal(l.ln1_b, seed, 102, 0.1f);
-    detail::fill_normal(l.ln2_g, seed, 103, 0.2f), detail::fill_normal(l.ln2_b, seed, 104, 0.1f);
-    detail::fill_normal(l.qkv_b, seed, 105, 0.05f), detail::fill_normal(l.proj_b, seed, 106, 0.05f);
-    detail::fill_normal(l.fc_b, seed, 107, 0.05f), detail::fill_normal(l.fcproj_b, seed, 108, 0.05f);
-    for (auto& g : l.ln1_g) g += 1.f;
-    for (auto& g : l.ln2_g) g += 1.f;
-  }
-  detail::fill_normal(w.lnf_g, seed, 109, 0.2f), detail::fill_normal(w.lnf_b, seed, 110, 0.1f);
-  for (auto& g : w.lnf_g) g += 1.f;
-  return w;
-}
+weights model_with_affine(std::uint64_t seed) { return gpt2_test::model_with_affine(small_config(), seed); }
 
-std::vector<std::int32_t> tokens(int n, int seed, int V) {
-  std::vector<std::int32_t> p(n);
-  for (int i = 0; i < n; ++i) p[i] = static_cast<std::int32_t>(detail::splitmix64(seed * 7919 + i) % V);
-  return p;
-}
+using gpt2_test::tokens;
 
 //! Teacher-forced logits of every decode step (prefill 8 tokens, then feed the rest), concatenated.
 template <class T>
