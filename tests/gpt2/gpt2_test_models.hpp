@@ -1,6 +1,9 @@
-// tests/gpt2/gpt2_test_models.hpp — small GPT-2 models and token streams shared by the CPU tests of the example.
+// tests/gpt2/gpt2_test_models.hpp — small GPT-2 models, token streams and the logits error shared by the CPU tests of
+// the example.
 #pragma once
 
+#include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -31,6 +34,13 @@ inline std::vector<std::int32_t> tokens(int n, int seed, int V) {
   std::vector<std::int32_t> p(n);
   for (int i = 0; i < n; ++i) p[i] = static_cast<std::int32_t>(gpt2::detail::splitmix64(seed * 7919 + i) % V);
   return p;
+}
+
+//! ‖a − b‖ / ‖b‖ in f64.
+inline double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) num += double(a[i] - b[i]) * (a[i] - b[i]), den += double(b[i]) * b[i];
+  return std::sqrt(num / den);
 }
 
 }  // namespace gpt2_test

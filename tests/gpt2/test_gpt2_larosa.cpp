@@ -51,11 +51,7 @@ std::vector<float> logits(backend<frugal::cpu_t>::context& c, const device_model
   return all;
 }
 
-double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) num += double(a[i] - b[i]) * (a[i] - b[i]), den += double(b[i]) * b[i];
-  return std::sqrt(num / den);
-}
+using gpt2_test::rel_err;
 
 }  // namespace
 
