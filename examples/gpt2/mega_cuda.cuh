@@ -1,20 +1,20 @@
 // examples/gpt2/mega_cuda.cuh — the whole batch-1 decode step of GPT-2 as one persistent CUDA kernel
 // (session_options::mega, `gpt2 --mega`).
 //
-// Why: the component step (engine.hpp) launches 2 + 6 · n_layer kernels per token, and on the H100 each kernel
-// boundary costs ~3-4 µs of drain, launch and ramp-up whatever the kernel does (docs/results.md: the 124M step is
-// 430 µs for 82 µs of weight bytes; the 48-GEMV chain alone is 225 µs). Here one kernel runs every layer; the
-// dependencies between its phases are grid-wide barriers (a counter in device memory, ~1 µs), and before each
-// barrier every warp asks L2 for the weight rows of a later phase (cp.async.bulk.prefetch.L2), so DRAM keeps
-// streaming while the grid waits.
+// Why: the component step (engine.hpp) launches 2 + 6 · n_layer kernels per token, and on the H100 every launch
+// carries a fixed cost of drain, launch and ramp-up (docs/results.md: the 124M step takes 430 µs for 82 µs of weight
+// bytes; the 48-GEMV chain alone 225 µs, 4.7 µs per GEMV of 1-5 MB). Here one kernel runs every layer; the
+// dependencies between its phases are grid-wide barriers (a counter in device memory), and before each barrier every
+// warp asks L2 for the weight rows of a later phase (cp.async.bulk.prefetch.L2), so DRAM keeps streaming while the
+// grid waits.
 //
-// Layout: the linears are row-major copies [out][in] of the channel-major weights (built once by mega_weights),
+// Layout: the linears are row-major copies [out][in] of the channel-major weights (built once by weights_rm),
 // so a warp computes one output as a dot product over a contiguous row: no split-K reduction between blocks, and
 // every output is summed in a fixed order (deterministic). The tied LM head is the same: [V][C].
 //
 // One kernel, grid = one 512-thread block per SM (a cooperative launch: all blocks are resident), per layer:
 //   A  every block: norm of x (f32, shared memory; layer 0: x = wte[token] + wpe[pos]) ; qkv rows      | barrier
-//   B  block h < n_head: append k_h, v_h at lens - 1; attention of head h over lens keys -> att       | barrier
+//   B  block b takes heads b, b + grid, ...: append k_h, v_h at lens - 1; attention over lens keys -> att | barrier
 //   C  o_proj rows: x[n] += att·Wo[n] + b                                                               | barrier
 //   D  norm of x; fc rows: f[n] = gelu(x̂·Wfc[n] + b)                                                    | barrier
 //   E  down rows: x[n] += f·Wd[n] + b                                                                    | barrier
@@ -144,8 +144,8 @@ __device__ __forceinline__ void prefetch_rows(const step_args<C>& a, const C* W,
 using frugal::detail::gemv_unpack;
 
 //! out[n] for the rows n of W [N, K] (row-major) this warp owns (n = global warp + i · warps in the grid), four rows
-//! at a time (every load of a phase's rows in flight together for the model's shapes): acc = Σ_k W[n, k] · xs[k] (xs: f32 in shared memory), lanes over 16-byte vectors of the row, then a
-//! warp sum; epi(n, acc) stores.
+//! at a time (for GPT-2's shapes every row a warp owns is in flight together): acc = Σ_k W[n, k] · xs[k] (xs: f32 in
+//! shared memory), lanes over 16-byte vectors of the row, then a warp sum; epi(n, acc) stores.
 template <class C, class Epi>
 __device__ __forceinline__ void rows_gemv(const C* __restrict__ W, int K, int N, const float* xs, Epi epi) {
   constexpr int VEC = 16 / sizeof(C);
