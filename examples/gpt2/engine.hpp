@@ -424,15 +424,6 @@ class session {
     if constexpr (be::is_cuda) be::destroy(graph_);
   }
 
-  //! Bytes of the row-major weight copies of the mega step (0 without it).
-  std::size_t mega_bytes() const {
-#if defined(__CUDACC__)
-    if constexpr (be::is_cuda)
-      if (mega_) return static_cast<const mega::weights_rm<T>*>(mega_.get())->bytes();
-#endif
-    return 0;
-  }
-
  private:
 #if defined(__CUDACC__)
   //! session_options::mega: one step_kernel launch (every layer and the LM head), then select + advance.
@@ -608,10 +599,7 @@ class session {
     }
     if (o_.fused) o.act = act;
     count(in, K, o.norm, r);
-    const cmv<T> X(in, b, K);
-    if (r.kind == select_rule::topk) frugal::sparse_gemv_topk(c_.tag, X, r.k, W, bias, y, o, ws());
-    else if (r.kind == select_rule::threshold) frugal::sparse_gemv_threshold(c_.tag, X, {nullptr, r.t}, W, bias, y, o, ws());
-    else frugal::gemv(c_.tag, X, W, bias, y, o, ws());
+    gemv_with(r, cmv<T>(in, b, K), W, bias, y, o);
     mark(name);
     if (!o_.fused && act == frugal::gemv_act::gelu_tanh) {
       ops::gelu(c_.tag, y.data, std::int64_t(b) * y.cols);
@@ -626,9 +614,14 @@ class session {
     frugal::gemv_options o;
     o.accumulate = acc, o.pdl = true;
     count(x.data, static_cast<int>(x.cols), frugal::gemv_norm::none, r);
-    if (r.kind == select_rule::topk) frugal::sparse_gemv_topk(c_.tag, x, r.k, W, nz(bias), y, o, ws());
-    else if (r.kind == select_rule::threshold) frugal::sparse_gemv_threshold(c_.tag, x, {nullptr, r.t}, W, nz(bias), y, o, ws());
-    else frugal::gemv(c_.tag, x, W, nz(bias), y, o, ws());
+    gemv_with(r, x, W, nz(bias), y, o);
+  }
+
+  //! y (+)= x·W + bias through the frugal call of rule r: gemv, sparse_gemv_topk or sparse_gemv_threshold.
+  void gemv_with(const select_rule& r, cmv<T> x, cmv<T> W, const T* bias, mv<T> y, const frugal::gemv_options& o) {
+    if (r.kind == select_rule::topk) frugal::sparse_gemv_topk(c_.tag, x, r.k, W, bias, y, o, ws());
+    else if (r.kind == select_rule::threshold) frugal::sparse_gemv_threshold(c_.tag, x, {nullptr, r.t}, W, bias, y, o, ws());
+    else frugal::gemv(c_.tag, x, W, bias, y, o, ws());
   }
 
   // ---- prefill of sequence r: tokens in ptok_[0..n), positions 0..n-1 --------------------------------------------

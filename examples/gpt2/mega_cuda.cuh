@@ -432,7 +432,6 @@ class weights_rm {
   const layer_ptrs<C>* layers() const { return reinterpret_cast<const layer_ptrs<C>*>(table_.data()); }
   const C* lm() const { return lm_; }
   unsigned* barrier() const { return bar_.data(); }
-  std::size_t bytes() const { return w_.bytes(); }
 
  private:
   buffer<frugal::cuda_t, T> w_;
