@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <numeric>
@@ -162,6 +163,66 @@ shape_data& data_for(const shape& s) {
   return *g_data;
 }
 
+#if FRUGAL_KV_ATTN_TIMELINE
+//! Debug timeline (built with FRUGAL_KV_ATTN_TIMELINE=1 only): one more cold-L2 call with per-CTA %globaltimer
+//! stamps (decode_attention_cuda.cuh, attn_tl_slot), summarized as counters in us from the first CTA's entry:
+//! tl_<stamp>_{med,max} over CTAs; tl_merge = last merge end. FRUGAL_KV_TL_DIR=<dir>: raw stamps as CSV.
+void timeline(benchmark::State& state, const std::function<void()>& run, const std::string& name) {
+  namespace d = frugal::detail;
+  constexpr int NS = d::attn_tl_slots;
+  void* sym = nullptr;
+  frugal_bench::check(cudaGetSymbolAddress(&sym, d::attn_tl), "timeline symbol");
+  const std::size_t bytes = sizeof(unsigned long long) * d::attn_tl_max_ctas * NS;
+  frugal_bench::check(cudaMemset(sym, 0, bytes), "timeline clear");
+  g_flush->flush();
+  run();
+  frugal_bench::check(cudaDeviceSynchronize(), "timeline run");
+  std::vector<unsigned long long> tl(bytes / sizeof(unsigned long long));
+  frugal_bench::check(cudaMemcpy(tl.data(), sym, bytes, cudaMemcpyDeviceToHost), "timeline copy");
+  std::vector<const unsigned long long*> ctas;
+  for (int b = 0; b < d::attn_tl_max_ctas; ++b)
+    if (tl[static_cast<std::size_t>(b) * NS + d::TL_ENTRY] != 0) ctas.push_back(&tl[static_cast<std::size_t>(b) * NS]);
+  if (ctas.empty()) return;
+  unsigned long long t0 = ~0ull;
+  for (const auto* c : ctas) t0 = std::min(t0, c[d::TL_ENTRY]);
+  auto stat = [&](int slot, const char* tag) {
+    std::vector<double> v;
+    for (const auto* c : ctas)
+      if (c[slot] != 0) v.push_back(static_cast<double>(c[slot] - t0) * 1e-3);
+    if (v.empty()) return;
+    std::sort(v.begin(), v.end());
+    state.counters[std::string("tl_") + tag + "_med"] = v[v.size() / 2];
+    state.counters[std::string("tl_") + tag + "_max"] = v.back();
+  };
+  stat(d::TL_ENTRY, "entry");
+  stat(d::TL_WAITED, "waited");
+  stat(d::TL_ISSUED, "issued");
+  for (int i = 0; i < 4; ++i) stat(d::TL_TILE0 + i, ("tile" + std::to_string(i)).c_str());
+  stat(d::TL_LOOP, "loop");
+  stat(d::TL_PART, "part");
+  stat(d::TL_ARRIVED, "arrived");
+  stat(d::TL_MERGED, "merged");
+  std::vector<int> per_sm(1024, 0);
+  for (const auto* c : ctas) ++per_sm[static_cast<std::size_t>(c[d::TL_SMID] % 1024)];
+  state.counters["tl_ctas"] = static_cast<double>(ctas.size());
+  state.counters["tl_sms"] = static_cast<double>(std::count_if(per_sm.begin(), per_sm.end(), [](int n) { return n > 0; }));
+  state.counters["tl_max_per_sm"] = *std::max_element(per_sm.begin(), per_sm.end());
+  if (const char* dir = std::getenv("FRUGAL_KV_TL_DIR")) {
+    std::string path = std::string(dir) + "/tl_" + name + ".csv";
+    if (FILE* f = std::fopen(path.c_str(), "w")) {
+      std::fprintf(f, "entry,waited,issued,tile0,tile1,tile2,tile3,loop,part,arrived,merged,smid,ntiles,clk0,clk1\n");
+      for (const auto* c : ctas) {
+        for (int k = 0; k <= d::TL_CLK1; ++k)
+          std::fprintf(f, k < d::TL_SMID ? "%lld%s" : "%llu%s",
+                       k < d::TL_SMID ? (c[k] ? static_cast<long long>(c[k] - t0) : -1ll) : c[k],
+                       k == d::TL_CLK1 ? "\n" : ",");
+      }
+      std::fclose(f);
+    }
+  }
+}
+#endif
+
 void bench(benchmark::State& state, shape s, std::string variant) {
   if (!frugal_bench::have_gpu()) {
     state.SkipWithError("no CUDA device");
@@ -244,6 +305,9 @@ void bench(benchmark::State& state, shape s, std::string variant) {
     state.SetIterationTime(t.seconds());
   }
   frugal_bench::set_bytes(state, s.kv_bytes());
+#if FRUGAL_KV_ATTN_TIMELINE
+  if (variant == "paged" || variant == "contiguous") timeline(state, run, s.name() + "_" + variant);
+#endif
   state.counters["splits"] =
       frugal::decode_attention_num_splits<T>(frugal::cuda, s.B, s.H, s.KV, s.D, s.T, p.num_splits);
 }

@@ -6,6 +6,11 @@
 # (and with KV_TUNE=1 the variants' JSON and ncu.txt): at most 7 files.
 # KV_TUNE=1 also builds the kernel-knob variants (s4 / s6: 4 / 6 cp.async stages, t32k: 32 KB tiles), runs them on
 # the B = 1 and B = 8/32, T = 8192 shapes, and runs Nsight Compute on B = 1, T = 8192 (attention + merge kernels).
+# Quick mode (a short device budget): PREBUILT=<dir> skips the build and takes the binaries from <dir> (built here
+# for sm_90: tests/kv/* and benchmarks/kv/* flattened into <dir>; carry it with .deps); TESTS='names' picks the test
+# programs; BENCH_FILTER=regex is passed as --benchmark_filter; BENCH_VARIANTS='tag ...' also runs
+# bench_kv_decode_attention_<tag> (same filter; each into its own JSON; FRUGAL_KV_TL_DIR=$OUT for the timeline
+# variants); BENCH_REPEAT=n runs the list n times (interleaved A/B); KV_SAN=0 skips the sanitizers.
 set -u
 OUT=${OUT:-./gpu-out}
 mkdir -p "$OUT"
@@ -13,6 +18,30 @@ ROOT=$PWD
 export LD_LIBRARY_PATH=$ROOT/.deps/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 SRC=/tmp/kv-src
 B=/tmp/kv-build
+if [ -n "${PREBUILT:-}" ]; then
+  {
+    nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_version --format=csv
+    date -u
+    git log -1 --format='commit %H %s' 2>/dev/null
+  } >"$OUT/run.log" 2>&1
+  cat "$OUT/run.log"
+  P=$PREBUILT
+  for t in ${TESTS:-test_kv_block_allocator test_kv_paged_kv test_kv_paged_kv_cuda test_kv_vmm_cuda}; do
+    echo "== $t"
+    timeout ${TEST_TIMEOUT:-120} "$P/$t" 2>&1 | tail -25
+  done 2>&1 | tee -a "$OUT/run.log" | grep -E "^==|Status|test cases|ERROR"
+  echo "== benchmarks" | tee -a "$OUT/run.log"
+  for r in $(seq 1 ${BENCH_REPEAT:-1}); do
+    for v in "" ${BENCH_VARIANTS:-}; do
+      b=bench_kv_decode_attention${v:+_$v}
+      echo "== $b (round $r)"
+      FRUGAL_KV_TL_DIR=$OUT timeout ${BENCH_TIMEOUT:-150} "$P/$b" --benchmark_filter="${BENCH_FILTER:-.}" \
+        --benchmark_out="$OUT/$b.r$r.json" --benchmark_out_format=json 2>&1 | grep -E "attn/" | cut -c1-110
+    done
+  done 2>&1 | tee -a "$OUT/run.log"
+  ls -la "$OUT"
+  exit 0
+fi
 rm -rf "$SRC" && mkdir -p "$SRC/tests" "$SRC/benchmarks" "$SRC/examples"
 cp -r CMakeLists.txt cmake include "$SRC/"
 cp -r tests/CMakeLists.txt tests/main.cpp tests/common tests/kv "$SRC/tests/"

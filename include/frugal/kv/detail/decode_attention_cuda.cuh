@@ -44,11 +44,50 @@ FRUGAL_NAMESPACE_BEGIN
 #ifndef FRUGAL_KV_ATTN_MERGE
 #define FRUGAL_KV_ATTN_MERGE 2
 #endif
+// In-kernel merge in one pass with online rescaling (1) or log-sum-exps first, then weighted rows (0).
+#ifndef FRUGAL_KV_ATTN_MERGE_ONLINE
+#define FRUGAL_KV_ATTN_MERGE_ONLINE 0
+#endif
 #ifndef FRUGAL_KV_ATTN_SPLIT_PREF_KEYS
 #define FRUGAL_KV_ATTN_SPLIT_PREF_KEYS 256
 #endif
 
+// Debug timeline (benchmarks only, never in a library build): every attention CTA's thread 0 writes %globaltimer
+// stamps (ns) of its phases into attn_tl (ATTN_TL_SLOTS u64 per CTA, linear block id), so a benchmark can see where
+// the fixed cost of a launch goes. Slots: see attn_tl_slot.
+#ifndef FRUGAL_KV_ATTN_TIMELINE
+#define FRUGAL_KV_ATTN_TIMELINE 0
+#endif
+
 namespace detail {
+
+#if FRUGAL_KV_ATTN_TIMELINE
+inline constexpr int attn_tl_slots = 16, attn_tl_max_ctas = 8192;
+// entry, after griddepcontrol.wait, prologue issued (lens + block ids returned), tiles 0..3 landed, loop end,
+// partial written, arrival counted, merge end (last CTA only), %smid, tiles, clock64 at entry and at loop end
+enum attn_tl_slot { TL_ENTRY, TL_WAITED, TL_ISSUED, TL_TILE0, TL_LOOP = TL_TILE0 + 4, TL_PART, TL_ARRIVED, TL_MERGED,
+                    TL_SMID, TL_NTILES, TL_CLK0, TL_CLK1 };
+__device__ unsigned long long attn_tl[attn_tl_max_ctas * attn_tl_slots];
+__device__ __forceinline__ unsigned long long attn_gtime() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+__device__ __forceinline__ unsigned long long* attn_tl_row() {
+  const unsigned long long b = blockIdx.x + static_cast<unsigned long long>(gridDim.x) *
+                                                (blockIdx.y + static_cast<unsigned long long>(gridDim.y) * blockIdx.z);
+  return b < attn_tl_max_ctas && threadIdx.x == 0 ? attn_tl + b * attn_tl_slots : nullptr;
+}
+#define FRUGAL_KV_TL(slot, value)              \
+  do {                                         \
+    if (unsigned long long* tl_ = attn_tl_row()) \
+      tl_[slot] = (value);                     \
+  } while (0)
+#else
+#define FRUGAL_KV_TL(slot, value) \
+  do {                            \
+  } while (0)
+#endif
 
 constexpr int attn_pow2ceil(int x) {
   int p = 1;
@@ -266,6 +305,92 @@ FRUGAL_HOST_DEVICE constexpr std::int64_t attn_merge_smem(int gmax, int splits) 
   return (static_cast<std::int64_t>(attn_merge_wfloats(gmax, splits)) + 8) * 4 + 128 * 16;
 }
 
+//! The last CTA's merge in one pass over the partials: thread (grp, col) streams the float4 column col of its head
+//! over splits grp, grp + groups, ... (ascending), U splits at a time with all 2U loads (log-sum-exp and partial row)
+//! issued before any is used, rescaling its running (max, sum, acc) online; then the `groups` partial states of each
+//! column are combined in group order. Deterministic whatever CTA is last. Against the two-pass merge (log-sum-exps
+//! first, then U = 8 rows of weights known in advance) it needs S / (U * groups) dependent L2 round trips instead of
+//! 1 + S / (8 * groups), and no shared memory that grows with S.
+template <class CT, int D, int GMAX, class Source>
+__device__ __forceinline__ void attn_merge_online(const attn_args<CT, Source>& a, std::int32_t row, std::int32_t qh0,
+                                                  std::int32_t ng, CT* smem_base) {
+  using C = attn_cfg<CT, D, GMAX>;
+  constexpr int NT = C::NT, Q4 = D / 4, U = 16;
+  constexpr float NEG_INF = -__builtin_huge_valf();
+  const int tid = static_cast<int>(threadIdx.x);
+  const std::int32_t S = a.num_splits;
+  float4* s_acc = reinterpret_cast<float4*>(smem_base);  // [NT]
+  float* s_m = reinterpret_cast<float*>(s_acc + NT);     // [NT]
+  float* s_l = s_m + NT;                                 // [NT]
+  const std::int64_t stride = static_cast<std::int64_t>(a.rows) * a.q_heads;  // between splits
+  const int cols = ng * Q4;
+  const int groups = max(1, NT / cols);
+  for (int base = 0; base < cols; base += NT) {
+    const int grp = tid / cols, col = base + tid - grp * cols;
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    float m = NEG_INF, L = 0.f;
+    if (grp < groups && col < cols) {
+      const int g = col / Q4, c4 = col - g * Q4;
+      const std::int64_t w = static_cast<std::int64_t>(row) * a.q_heads + qh0 + g;
+      const float4* po = reinterpret_cast<const float4*>(a.part_o + w * D) + c4;
+      const float* pl = a.part_lse + w;
+      const std::int64_t sstride = stride * Q4;  // float4s between splits
+      for (int s0 = grp; s0 < S; s0 += U * groups) {
+        float lv[U];
+        float4 ov[U];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          const int s = s0 + u * groups;
+          lv[u] = NEG_INF;
+          ov[u] = make_float4(0.f, 0.f, 0.f, 0.f);
+          if (s < S) {
+            lv[u] = __ldcg(pl + s * stride);
+            ov[u] = __ldcg(po + s * sstride);
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          const float mn = fmaxf(m, lv[u]);
+          if (mn == NEG_INF) continue;        // nothing so far and an empty split
+          const float cs = exp2f(m - mn);     // 0 while m = -inf
+          const float cw = exp2f(lv[u] - mn);  // 0 for an empty split
+          L = fmaf(L, cs, cw);
+          acc.x = fmaf(acc.x, cs, __fmul_rn(cw, ov[u].x));
+          acc.y = fmaf(acc.y, cs, __fmul_rn(cw, ov[u].y));
+          acc.z = fmaf(acc.z, cs, __fmul_rn(cw, ov[u].z));
+          acc.w = fmaf(acc.w, cs, __fmul_rn(cw, ov[u].w));
+          m = mn;
+        }
+      }
+    }
+    s_acc[tid] = acc;
+    s_m[tid] = m;
+    s_l[tid] = L;
+    __syncthreads();
+    if (tid < cols - base && tid < NT) {
+      float mx = NEG_INF;
+      for (int q = 0; q < groups; ++q) mx = fmaxf(mx, s_m[q * cols + tid]);
+      float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+      float Lt = 0.f;
+      if (mx != NEG_INF)
+        for (int q = 0; q < groups; ++q) {
+          const float c = exp2f(s_m[q * cols + tid] - mx);
+          const float4 v = s_acc[q * cols + tid];
+          Lt = fmaf(s_l[q * cols + tid], c, Lt);
+          o.x = fmaf(v.x, c, o.x), o.y = fmaf(v.y, c, o.y), o.z = fmaf(v.z, c, o.z), o.w = fmaf(v.w, c, o.w);
+        }
+      const int colx = base + tid;
+      const int g = colx / Q4, c4 = colx - g * Q4;
+      CT* dst = a.out + static_cast<std::int64_t>(row) * a.out_ld + static_cast<std::int64_t>(qh0 + g) * D + c4 * 4;
+      dst[0] = store_f<CT>(Lt > 0.f ? o.x / Lt : 0.f);
+      dst[1] = store_f<CT>(Lt > 0.f ? o.y / Lt : 0.f);
+      dst[2] = store_f<CT>(Lt > 0.f ? o.z / Lt : 0.f);
+      dst[3] = store_f<CT>(Lt > 0.f ? o.w / Lt : 0.f);
+    }
+    __syncthreads();  // shared state reused by the next round
+  }
+}
+
 //! Split-K merge inside the attention kernel: the last CTA of each (row, kv head, head chunk) to finish its partial
 //! (an atomic counter per such triple in the workspace; the last CTA sets it back to 0) combines the partials of all
 //! splits: out[row, qh, :] = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M). Deterministic whatever CTA is last:
@@ -290,9 +415,15 @@ __device__ __forceinline__ void attn_merge_last(const attn_args<CT, Source>& a, 
     s_last = last;
   }
   __syncthreads();
+  FRUGAL_KV_TL(TL_ARRIVED, attn_gtime());
   if (s_last == 0u) return;
   __threadfence();  // acquire: the other CTAs' partials (read through L2 below)
   const std::int32_t S = a.num_splits;
+#if FRUGAL_KV_ATTN_MERGE_ONLINE
+  attn_merge_online<CT, D, GMAX>(a, row, qh0, ng, smem_base);
+  FRUGAL_KV_TL(TL_MERGED, attn_gtime());
+  return;
+#endif
   float* s_w = reinterpret_cast<float*>(smem_base);                           // [GMAX][S] weights
   float* s_L = s_w + attn_merge_wfloats(GMAX, S);                             // [GMAX]
   float4* s_acc = reinterpret_cast<float4*>(s_L + 8);                         // [NT]
@@ -360,6 +491,7 @@ __device__ __forceinline__ void attn_merge_last(const attn_args<CT, Source>& a, 
     }
     __syncthreads();  // s_acc reused by the next round
   }
+  FRUGAL_KV_TL(TL_MERGED, attn_gtime());
 }
 
 //! APPEND: the fused append of decode (a.new_k set); a separate instantiation so that plain decode pays nothing.
@@ -373,6 +505,8 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
   extern __shared__ __align__(16) unsigned char attn_smem[];
   CT* smem = reinterpret_cast<CT*>(attn_smem);
 
+  FRUGAL_KV_TL(TL_ENTRY, attn_gtime());
+  FRUGAL_KV_TL(TL_CLK0, clock64());
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // Programmatic dependent launch on both sides (sm_90): let the next kernel (the merge, or the consumer of `out`,
   // e.g. a PDL-launched GEMV, whose blocks then wait in its own griddepcontrol.wait) get scheduled now; then wait
@@ -380,6 +514,14 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
   // behaves as a plain one.
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+  FRUGAL_KV_TL(TL_WAITED, attn_gtime());
+#if FRUGAL_KV_ATTN_TIMELINE
+  {
+    unsigned smid;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
+    FRUGAL_KV_TL(TL_SMID, smid);
+  }
 #endif
 
   const std::int32_t row = static_cast<std::int32_t>(blockIdx.x);
@@ -537,9 +679,14 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
     }
   }
 
+  FRUGAL_KV_TL(TL_ISSUED, attn_gtime());
+  FRUGAL_KV_TL(TL_NTILES, static_cast<unsigned long long>(ntiles));
   for (std::int32_t it = 0; it < ntiles; ++it) {
     attn_cp_async_wait<STAGES - 2>();
     __syncthreads();  // tile `it` visible to all; stage (it-1) % STAGES free for reuse
+#if FRUGAL_KV_ATTN_TIMELINE
+    if (it < 4) FRUGAL_KV_TL(TL_TILE0 + it, attn_gtime());
+#endif
     if (it + STAGES - 1 < ntiles) issue(it + STAGES - 1, (it + STAGES - 1) % STAGES, chunk);
     attn_cp_async_commit();
     lookup(it + STAGES, chunk);  // block ids of the next copies: in flight during this tile's math
@@ -687,6 +834,8 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
     }  // CUDA cores
   }
 
+  FRUGAL_KV_TL(TL_LOOP, attn_gtime());
+  FRUGAL_KV_TL(TL_CLK1, clock64());
   // Combine the row groups of a warp (shuffles), then the warps (shared memory).
   if constexpr (C::MMA) {
 #pragma unroll
@@ -777,6 +926,10 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
       if (d == 0) a.part_lse[pr] = L > 0.f ? mx + log2f(L) : NEG_INF;
     }
   }
+#if FRUGAL_KV_ATTN_TIMELINE
+  __syncthreads();
+  FRUGAL_KV_TL(TL_PART, attn_gtime());
+#endif
   if (a.num_splits > 1 && a.counters != nullptr) attn_merge_last<CT, D, GMAX>(a, row, qh0, ng, smem);
 }
 
