@@ -39,7 +39,11 @@ if [ -n "${PREBUILT:-}" ]; then
         --benchmark_out="$OUT/$b.r$r.json" --benchmark_out_format=json 2>&1 | grep -E "attn/" | cut -c1-110
     done
   done 2>&1 | tee -a "$OUT/run.log"
+  # at most 8 files come back from the device tool: the JSON and CSV files in one archive
+  (cd "$OUT" && tar -czf bench_out.tgz ./*.json $(ls ./*.csv 2>/dev/null) && rm -f ./*.json ./*.csv)
   ls -la "$OUT"
+  echo "== test summary"
+  grep -E "^==|Status|test cases|ERROR" "$OUT/run.log" | grep -v "^== bench"
   exit 0
 fi
 rm -rf "$SRC" && mkdir -p "$SRC/tests" "$SRC/benchmarks" "$SRC/examples"

@@ -150,6 +150,65 @@ TEST_CASE_TEMPLATE("cuda decode attention: paged == contiguous, vs naive; head d
   check_decode_cuda<T>(++seed, 2, 2, 128, 16, {900, 901, 17}, 0, 100);
 }
 
+// The decode kernel issues its first tiles' copies before it reads seq_lens (FRUGAL_KV_ATTN_EARLY_ISSUE), so it reads
+// cache rows past the lengths and must zero them before the math: with NaN there (uninitialized memory can hold NaN
+// patterns), any leak would reach the output (0 * NaN). The other tests fill the storage with finite garbage.
+TEST_CASE_TEMPLATE("cuda decode attention: NaN in the cache past the lengths never reaches the output", T, float,
+                   frugal::half, frugal::bfloat16) {
+  FRUGAL_REQUIRE_GPU();
+  std::uint64_t seed = 9000;
+  for (const std::int32_t D : {64, 128})
+    for (const std::int32_t group : {1, 4})
+      for (const std::int32_t splits : {0, 1, 3}) {
+        auto c = kv_test::make_case<T>(++seed, 2, group, D, 16, {1, 17, 100, 1000, 0, 33});
+        INFO("T=", frugal::dtype_traits<T>::name, " D=", D, " group=", group, " splits=", splits);
+        const std::int64_t cols = static_cast<std::int64_t>(c.q_heads) * D;
+        frugal::attention_params p;
+        p.q_heads = c.q_heads;
+        p.num_splits = splits;
+        p.max_seq_len = c.max_len;
+        device_buffer<unsigned char> ws(frugal::decode_attention_workspace_bytes<T>(frugal::cuda, c.batch, c.q_heads,
+                                                                                    c.kv_heads, D, c.max_len, splits) +
+                                        1);
+        ws.zero();
+        const frugal::workspace w{ws.data(), ws.size()};
+        auto run = [&](const std::vector<T>& paged, const std::vector<T>& k, const std::vector<T>& v) {
+          device_case<T> d(c);
+          device_buffer<T> dp(paged), dk(k), dv(v), op(c.q), oc(c.q);
+          const auto qv = matrix_view<const T>(d.q.data(), c.batch, cols);
+          frugal::paged_decode_attention(frugal::cuda, qv, c.paged_view(dp.data()), d.tab(c),
+                                         matrix_view<T>(op.data(), c.batch, cols), p, w);
+          frugal::decode_attention(frugal::cuda, qv, c.contig_view(dk.data(), dv.data()), d.lens.data(),
+                                   matrix_view<T>(oc.data(), c.batch, cols), p, w);
+          device_sync();
+          return std::make_pair(op.download(), oc.download());
+        };
+        const auto clean = run(c.paged, c.k_src, c.v_src);
+        // poison every cache row that holds no token below its sequence's length
+        const T nan = frugal::from_float<T>(std::nanf(""));
+        std::vector<T> paged(c.paged.size(), nan), k(c.k_src.size(), nan), v(c.v_src.size(), nan);
+        const auto src = c.paged_view(c.paged.data());
+        const auto dst = c.paged_view(paged.data());
+        for (std::int32_t b = 0; b < c.batch; ++b)
+          for (std::int32_t t = 0; t < c.lens[static_cast<std::size_t>(b)]; ++t) {
+            const std::int32_t blk = c.table[static_cast<std::size_t>(b) * c.max_blocks + t / c.page];
+            std::copy(src.k(blk, t % c.page), src.k(blk, t % c.page) + c.row(), dst.k(blk, t % c.page));
+            std::copy(src.v(blk, t % c.page), src.v(blk, t % c.page) + c.row(), dst.v(blk, t % c.page));
+            const std::size_t o = (static_cast<std::size_t>(b) * c.max_len + t) * c.row();
+            std::copy(c.k_src.begin() + static_cast<std::ptrdiff_t>(o),
+                      c.k_src.begin() + static_cast<std::ptrdiff_t>(o + c.row()),
+                      k.begin() + static_cast<std::ptrdiff_t>(o));
+            std::copy(c.v_src.begin() + static_cast<std::ptrdiff_t>(o),
+                      c.v_src.begin() + static_cast<std::ptrdiff_t>(o + c.row()),
+                      v.begin() + static_cast<std::ptrdiff_t>(o));
+          }
+        const auto poisoned = run(paged, k, v);
+        CHECK(same_bits(poisoned.first, clean.first));
+        CHECK(same_bits(poisoned.second, clean.second));
+        CHECK(same_bits(clean.first, clean.second));
+      }
+}
+
 TEST_CASE_TEMPLATE("cuda prefill attention over the paged cache equals the naive reference", T, float, frugal::half,
                    frugal::bfloat16) {
   FRUGAL_REQUIRE_GPU();

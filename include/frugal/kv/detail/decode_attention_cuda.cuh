@@ -45,6 +45,14 @@ FRUGAL_NAMESPACE_BEGIN
 #define FRUGAL_KV_ATTN_MERGE 2
 #endif
 // In-kernel merge in one pass with online rescaling (1) or log-sum-exps first, then weighted rows (0).
+// Decode: issue the first tiles' copies before reading seq_lens and q (1) or after (0); see attention_kernel.
+#ifndef FRUGAL_KV_ATTN_EARLY_ISSUE
+#define FRUGAL_KV_ATTN_EARLY_ISSUE 1
+#endif
+// In-kernel merge: partial rows loaded per thread before their products (loop unroll of the weighted sum).
+#ifndef FRUGAL_KV_ATTN_MERGE_UNROLL
+#define FRUGAL_KV_ATTN_MERGE_UNROLL 16
+#endif
 #ifndef FRUGAL_KV_ATTN_MERGE_ONLINE
 #define FRUGAL_KV_ATTN_MERGE_ONLINE 0
 #endif
@@ -65,8 +73,20 @@ namespace detail {
 inline constexpr int attn_tl_slots = 16, attn_tl_max_ctas = 8192;
 // entry, after griddepcontrol.wait, prologue issued (lens + block ids returned), tiles 0..3 landed, loop end,
 // partial written, arrival counted, merge end (last CTA only), %smid, tiles, clock64 at entry and at loop end
-enum attn_tl_slot { TL_ENTRY, TL_WAITED, TL_ISSUED, TL_TILE0, TL_LOOP = TL_TILE0 + 4, TL_PART, TL_ARRIVED, TL_MERGED,
-                    TL_SMID, TL_NTILES, TL_CLK0, TL_CLK1 };
+enum attn_tl_slot {
+  TL_ENTRY,
+  TL_WAITED,
+  TL_ISSUED,
+  TL_TILE0,
+  TL_LOOP = TL_TILE0 + 4,
+  TL_PART,
+  TL_ARRIVED,
+  TL_MERGED,
+  TL_SMID,
+  TL_NTILES,
+  TL_CLK0,
+  TL_CLK1
+};
 __device__ unsigned long long attn_tl[attn_tl_max_ctas * attn_tl_slots];
 __device__ __forceinline__ unsigned long long attn_gtime() {
   unsigned long long t;
@@ -78,10 +98,9 @@ __device__ __forceinline__ unsigned long long* attn_tl_row() {
                                                 (blockIdx.y + static_cast<unsigned long long>(gridDim.y) * blockIdx.z);
   return b < attn_tl_max_ctas && threadIdx.x == 0 ? attn_tl + b * attn_tl_slots : nullptr;
 }
-#define FRUGAL_KV_TL(slot, value)              \
-  do {                                         \
-    if (unsigned long long* tl_ = attn_tl_row()) \
-      tl_[slot] = (value);                     \
+#define FRUGAL_KV_TL(slot, value)                                     \
+  do {                                                                \
+    if (unsigned long long* tl_ = attn_tl_row()) tl_[slot] = (value); \
   } while (0)
 #else
 #define FRUGAL_KV_TL(slot, value) \
@@ -319,9 +338,9 @@ __device__ __forceinline__ void attn_merge_online(const attn_args<CT, Source>& a
   constexpr float NEG_INF = -__builtin_huge_valf();
   const int tid = static_cast<int>(threadIdx.x);
   const std::int32_t S = a.num_splits;
-  float4* s_acc = reinterpret_cast<float4*>(smem_base);  // [NT]
-  float* s_m = reinterpret_cast<float*>(s_acc + NT);     // [NT]
-  float* s_l = s_m + NT;                                 // [NT]
+  float4* s_acc = reinterpret_cast<float4*>(smem_base);                       // [NT]
+  float* s_m = reinterpret_cast<float*>(s_acc + NT);                          // [NT]
+  float* s_l = s_m + NT;                                                      // [NT]
   const std::int64_t stride = static_cast<std::int64_t>(a.rows) * a.q_heads;  // between splits
   const int cols = ng * Q4;
   const int groups = max(1, NT / cols);
@@ -351,8 +370,8 @@ __device__ __forceinline__ void attn_merge_online(const attn_args<CT, Source>& a
 #pragma unroll
         for (int u = 0; u < U; ++u) {
           const float mn = fmaxf(m, lv[u]);
-          if (mn == NEG_INF) continue;        // nothing so far and an empty split
-          const float cs = exp2f(m - mn);     // 0 while m = -inf
+          if (mn == NEG_INF) continue;         // nothing so far and an empty split
+          const float cs = exp2f(m - mn);      // 0 while m = -inf
           const float cw = exp2f(lv[u] - mn);  // 0 for an empty split
           L = fmaf(L, cs, cw);
           acc.x = fmaf(acc.x, cs, __fmul_rn(cw, ov[u].x));
@@ -462,7 +481,9 @@ __device__ __forceinline__ void attn_merge_last(const attn_args<CT, Source>& a, 
       const float4* po = reinterpret_cast<const float4*>(a.part_o + w * D) + c4;
       const std::int64_t sstride = stride * Q4;  // float4s between splits
       const float* wg = s_w + g * S;
-#pragma unroll 8
+      // MERGE_UNROLL rows in flight per thread: the merge is a chain of dependent L2 round trips
+      constexpr int MERGE_UNROLL = FRUGAL_KV_ATTN_MERGE_UNROLL;  // (#pragma unroll does not expand macros)
+#pragma unroll MERGE_UNROLL
       for (int s = grp; s < S; s += groups) {
         const float c = wg[s];
         const float4 v = __ldcg(po + s * sstride);
@@ -531,14 +552,25 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
   const std::int32_t qh0 = h * a.group + g0;
   const std::int32_t split = static_cast<std::int32_t>(blockIdx.z);
 
-  std::int32_t seq = 0, len = 0;
-  attn_row_info(row, a.q_indptr, a.batch, a.lens, a.causal, seq, len);
-  // fused append: position of the new token (-1: none; a length above the capacity is clamped and writes nothing)
-  const std::int32_t tnew = APPEND && len >= 1 && len <= a.src.capacity() ? len - 1 : -1;
-  len = max(0, min(len, a.src.capacity()));
   const std::int32_t start = split * a.chunk;
-  const std::int32_t end = split == a.num_splits - 1 ? len : min(len, start + a.chunk);
-  const std::int32_t ntiles = end > start ? (end - start + TILE - 1) / TILE : 0;
+  // Early issue (decode without the fused append, FRUGAL_KV_ATTN_EARLY_ISSUE): the first STAGES - 1 tiles' copies
+  // are issued before seq_lens and q are read, bounded by the split's host-side end (`bound` below) instead of the
+  // length, so that the first K/V bytes are on their way from the kernel's first instructions (the per-CTA timeline
+  // showed the copies leaving ~3.3 us after entry when they waited for seq_lens and q: docs/kv.md). Rows at or past
+  // the length that were copied that way are zeroed in shared memory before their tile is used, so the math sees
+  // exactly what the length-bounded copies (zero-filled rows) give. Reads past the length stay inside the split's
+  // table entries and the cache (invalid block ids are zero-filled as before).
+  const bool early = FRUGAL_KV_ATTN_EARLY_ISSUE && !APPEND && a.q_indptr == nullptr;
+  std::int32_t seq = row, len = 0, tnew = -1, end = 0, ntiles = 0;
+  auto row_info = [&] {
+    attn_row_info(row, a.q_indptr, a.batch, a.lens, a.causal, seq, len);
+    // fused append: position of the new token (-1: none; a length above the capacity is clamped and writes nothing)
+    tnew = APPEND && len >= 1 && len <= a.src.capacity() ? len - 1 : -1;
+    len = max(0, min(len, a.src.capacity()));
+    end = split == a.num_splits - 1 ? len : min(len, start + a.chunk);
+    ntiles = end > start ? (end - start + TILE - 1) / TILE : 0;
+  };
+  if (!early) row_info();
 
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int li = lane & (LPR - 1);
@@ -546,23 +578,25 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
   const bool act = li < ACTIVE;
   const std::int64_t head_off = static_cast<std::int64_t>(h) * D;
 
-  // q (scaled by scale * log2 e) -> registers
+  // q (scaled by scale * log2 e) -> registers; loaded after the first copies are issued (load_q below)
   float q[GMAX][VEC];
-  if constexpr (!C::MMA) {
+  auto load_q_cuda_cores = [&] {
+    if constexpr (!C::MMA) {
 #pragma unroll
-    for (int g = 0; g < GMAX; ++g)
+      for (int g = 0; g < GMAX; ++g)
 #pragma unroll
-      for (int j = 0; j < CPL; ++j)
+        for (int j = 0; j < CPL; ++j)
 #pragma unroll
-        for (int e = 0; e < EPC; ++e) {
-          float v = 0.f;
-          if (act && g < ng)
-            v = load_f(a.q[static_cast<std::int64_t>(row) * a.q_ld + static_cast<std::int64_t>(qh0 + g) * D +
-                           (li + j * ACTIVE) * EPC + e]) *
-                a.scale_log2;
-          q[g][j * EPC + e] = v;
-        }
-  }
+          for (int e = 0; e < EPC; ++e) {
+            float v = 0.f;
+            if (act && g < ng)
+              v = load_f(a.q[static_cast<std::int64_t>(row) * a.q_ld + static_cast<std::int64_t>(qh0 + g) * D +
+                             (li + j * ACTIVE) * EPC + e]) *
+                  a.scale_log2;
+            q[g][j * EPC + e] = v;
+          }
+    }
+  };
   // MMA: S^T (8 keys x 8 heads) = K Q^T with m16n8k16 (the A rows 8..15 repeat the 8 keys), O^T (D x 8 heads) +=
   // V^T P^T with m16n8k8. Lane: group gi = lane / 4 (key row of S^T, head of the Q and P fragments), qd = lane % 4
   // (heads 2 qd, 2 qd + 1 of S^T and O^T). Q unscaled in CT (exact), the scale applied to the f32 scores.
@@ -570,19 +604,24 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
   const int gi = lane >> 2, qd = lane & 3;
   unsigned qb[C::MMA ? KS : 1][2];
   float mm[2], ll[2], oacc[C::MMA ? MT : 1][4];
-  if constexpr (C::MMA) {
+  auto load_q = [&] {
+    load_q_cuda_cores();
+    if constexpr (C::MMA) {
 #pragma unroll
-    for (int ks = 0; ks < KS; ++ks)
+      for (int ks = 0; ks < KS; ++ks)
 #pragma unroll
-      for (int hf = 0; hf < 2; ++hf) {
-        unsigned w = 0;
-        if (gi < ng) {
-          const CT* qp = a.q + static_cast<std::int64_t>(row) * a.q_ld + static_cast<std::int64_t>(qh0 + gi) * D +
-                         ks * 16 + hf * 8 + 2 * qd;
-          w = attn_bits16(qp[0]) | (attn_bits16(qp[1]) << 16);
+        for (int hf = 0; hf < 2; ++hf) {
+          unsigned w = 0;
+          if (gi < ng) {
+            const CT* qp = a.q + static_cast<std::int64_t>(row) * a.q_ld + static_cast<std::int64_t>(qh0 + gi) * D +
+                           ks * 16 + hf * 8 + 2 * qd;
+            w = attn_bits16(qp[0]) | (attn_bits16(qp[1]) << 16);
+          }
+          qb[ks][hf] = w;
         }
-        qb[ks][hf] = w;
-      }
+    }
+  };
+  if constexpr (C::MMA) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       mm[h] = NEG_INF;
@@ -619,7 +658,8 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
       if (idx < TILE * C::NCHUNK && t0 + r < bound) chunk[i] = a.src.chunk_of(seq, t0 + r);
     }
   };
-  auto issue = [&](std::int32_t tile, int st, const std::int32_t(&chunk)[C::LOADS]) {
+  // `lim`: rows at or past it are zero-filled (the length; the split's bound for the early prologue copies)
+  auto issue = [&](std::int32_t tile, int st, const std::int32_t(&chunk)[C::LOADS], std::int32_t lim) {
     const std::int32_t t0 = start + tile * TILE;
     CT* sk = smem + st * C::STAGE_ELEMS;
     CT* sv = sk + TILE * DP;
@@ -628,7 +668,7 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
       const int idx = tid + i * NT;
       if (idx < TILE * C::NCHUNK) {
         const int r = idx / C::NCHUNK, ch = idx % C::NCHUNK;
-        const bool ok = chunk[i] >= 0 && t0 + r < end;
+        const bool ok = chunk[i] >= 0 && t0 + r < lim;
         const std::int64_t o = ok ? a.src.offset_in(chunk[i], t0 + r) + head_off + ch * EPC : 0;
         if (!APPEND || t0 + r != tnew || t0 + r >= end) {  // the fused append's new token is copied below
           attn_cp_async16(sk + r * DP + ch * EPC, a.src.k + o, ok ? 16 : 0);
@@ -657,10 +697,13 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
     lookup(STAGES - 1, chunk);
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
-      if (s < ntiles) issue(s, s, pre[s]);
+      if (early ? start + s * TILE < bound : s < ntiles) issue(s, s, pre[s], early ? bound : end);
       attn_cp_async_commit();
     }
   }
+  FRUGAL_KV_TL(TL_ISSUED, attn_gtime());
+  if (early) row_info();
+  load_q();
   // Fused append: the CTA that owns the new token's position (first head chunk of kv head h) writes its K/V row
   // (head h) into the cache. Readers of that position take it from the input, so the order does not matter.
   if (APPEND && tnew >= start && tnew < end && g0 == 0) {
@@ -679,7 +722,6 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
     }
   }
 
-  FRUGAL_KV_TL(TL_ISSUED, attn_gtime());
   FRUGAL_KV_TL(TL_NTILES, static_cast<unsigned long long>(ntiles));
   for (std::int32_t it = 0; it < ntiles; ++it) {
     attn_cp_async_wait<STAGES - 2>();
@@ -687,7 +729,20 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
 #if FRUGAL_KV_ATTN_TIMELINE
     if (it < 4) FRUGAL_KV_TL(TL_TILE0 + it, attn_gtime());
 #endif
-    if (it + STAGES - 1 < ntiles) issue(it + STAGES - 1, (it + STAGES - 1) % STAGES, chunk);
+    if (early && it < STAGES - 1 && start + (it + 1) * TILE > end) {
+      // an early prologue tile that reaches past the length: zero its rows >= end (what the length-bounded copies
+      // give), then make the zeros visible; uniform over the CTA
+      CT* zk = smem + (it % STAGES) * C::STAGE_ELEMS;
+      CT* zv = zk + TILE * DP;
+      const int r0 = end - (start + it * TILE);  // >= 1 (it < ntiles)
+      for (int idx = tid; idx < (TILE - r0) * C::NCHUNK; idx += NT) {
+        const int r = r0 + idx / C::NCHUNK, ch = idx % C::NCHUNK;
+        *reinterpret_cast<uint4*>(zk + r * DP + ch * EPC) = make_uint4(0u, 0u, 0u, 0u);
+        *reinterpret_cast<uint4*>(zv + r * DP + ch * EPC) = make_uint4(0u, 0u, 0u, 0u);
+      }
+      __syncthreads();
+    }
+    if (it + STAGES - 1 < ntiles) issue(it + STAGES - 1, (it + STAGES - 1) % STAGES, chunk, end);
     attn_cp_async_commit();
     lookup(it + STAGES, chunk);  // block ids of the next copies: in flight during this tile's math
 
@@ -944,7 +999,7 @@ __global__ void __launch_bounds__(128)
                            std::int32_t splits) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // the consumer of `out` may get scheduled
-  asm volatile("griddepcontrol.wait;" ::: "memory");  // the partials of the attention kernel are complete
+  asm volatile("griddepcontrol.wait;" ::: "memory");               // the partials of the attention kernel are complete
 #endif
   constexpr float NEG_INF = -__builtin_huge_valf();
   constexpr int NT = 128, MAXS = 1024;
