@@ -150,9 +150,9 @@ TEST_CASE_TEMPLATE("cuda decode attention: paged == contiguous, vs naive; head d
   check_decode_cuda<T>(++seed, 2, 2, 128, 16, {900, 901, 17}, 0, 100);
 }
 
-// The decode kernel issues its first tiles' copies before it reads seq_lens (FRUGAL_KV_ATTN_EARLY_ISSUE), so it reads
-// cache rows past the lengths and must zero them before the math: with NaN there (uninitialized memory can hold NaN
-// patterns), any leak would reach the output (0 * NaN). The other tests fill the storage with finite garbage.
+// Cache rows past the lengths may hold NaN (uninitialized memory can hold NaN patterns); a kernel that reads them
+// (e.g. copies issued before seq_lens is known, tried in the fourth session: docs/kv.md) must keep them out of the
+// output (0 * NaN = NaN). The other tests fill the storage with finite garbage, which cannot show such a leak.
 TEST_CASE_TEMPLATE("cuda decode attention: NaN in the cache past the lengths never reaches the output", T, float,
                    frugal::half, frugal::bfloat16) {
   FRUGAL_REQUIRE_GPU();

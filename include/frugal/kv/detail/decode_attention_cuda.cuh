@@ -44,25 +44,14 @@ FRUGAL_NAMESPACE_BEGIN
 #ifndef FRUGAL_KV_ATTN_MERGE
 #define FRUGAL_KV_ATTN_MERGE 2
 #endif
-// In-kernel merge in one pass with online rescaling (1) or log-sum-exps first, then weighted rows (0).
-// Decode: issue the first tiles' copies before reading seq_lens and q (1) or after (0); see attention_kernel.
-#ifndef FRUGAL_KV_ATTN_EARLY_ISSUE
-#define FRUGAL_KV_ATTN_EARLY_ISSUE 1
-#endif
-// In-kernel merge: partial rows loaded per thread before their products (loop unroll of the weighted sum).
-#ifndef FRUGAL_KV_ATTN_MERGE_UNROLL
-#define FRUGAL_KV_ATTN_MERGE_UNROLL 16
-#endif
-#ifndef FRUGAL_KV_ATTN_MERGE_ONLINE
-#define FRUGAL_KV_ATTN_MERGE_ONLINE 0
-#endif
 #ifndef FRUGAL_KV_ATTN_SPLIT_PREF_KEYS
 #define FRUGAL_KV_ATTN_SPLIT_PREF_KEYS 256
 #endif
 
 // Debug timeline (benchmarks only, never in a library build): every attention CTA's thread 0 writes %globaltimer
-// stamps (ns) of its phases into attn_tl (ATTN_TL_SLOTS u64 per CTA, linear block id), so a benchmark can see where
-// the fixed cost of a launch goes. Slots: see attn_tl_slot.
+// stamps (ns, 32 ns steps on H100) of its phases into attn_tl (attn_tl_slots u64 per CTA, by linear block id), so a
+// benchmark can see where the fixed cost of a launch goes (bench_kv_decode_attention_tl; docs/kv.md, fourth
+// session). Slots: attn_tl_slot. Off (0): the stamps compile to nothing.
 #ifndef FRUGAL_KV_ATTN_TIMELINE
 #define FRUGAL_KV_ATTN_TIMELINE 0
 #endif
@@ -71,8 +60,9 @@ namespace detail {
 
 #if FRUGAL_KV_ATTN_TIMELINE
 inline constexpr int attn_tl_slots = 16, attn_tl_max_ctas = 8192;
-// entry, after griddepcontrol.wait, prologue issued (lens + block ids returned), tiles 0..3 landed, loop end,
-// partial written, arrival counted, merge end (last CTA only), %smid, tiles, clock64 at entry and at loop end
+// entry, after griddepcontrol.wait, first copies issued (the prologue's loads of seq_lens, q and block ids returned),
+// tiles 0..3 landed (after their wait + __syncthreads), loop end, partial written (after the warps' combine),
+// arrival counted, merge end (last CTA only), %smid, tiles, clock64 at entry and at loop end
 enum attn_tl_slot {
   TL_ENTRY,
   TL_WAITED,
@@ -324,92 +314,6 @@ FRUGAL_HOST_DEVICE constexpr std::int64_t attn_merge_smem(int gmax, int splits) 
   return (static_cast<std::int64_t>(attn_merge_wfloats(gmax, splits)) + 8) * 4 + 128 * 16;
 }
 
-//! The last CTA's merge in one pass over the partials: thread (grp, col) streams the float4 column col of its head
-//! over splits grp, grp + groups, ... (ascending), U splits at a time with all 2U loads (log-sum-exp and partial row)
-//! issued before any is used, rescaling its running (max, sum, acc) online; then the `groups` partial states of each
-//! column are combined in group order. Deterministic whatever CTA is last. Against the two-pass merge (log-sum-exps
-//! first, then U = 8 rows of weights known in advance) it needs S / (U * groups) dependent L2 round trips instead of
-//! 1 + S / (8 * groups), and no shared memory that grows with S.
-template <class CT, int D, int GMAX, class Source>
-__device__ __forceinline__ void attn_merge_online(const attn_args<CT, Source>& a, std::int32_t row, std::int32_t qh0,
-                                                  std::int32_t ng, CT* smem_base) {
-  using C = attn_cfg<CT, D, GMAX>;
-  constexpr int NT = C::NT, Q4 = D / 4, U = 16;
-  constexpr float NEG_INF = -__builtin_huge_valf();
-  const int tid = static_cast<int>(threadIdx.x);
-  const std::int32_t S = a.num_splits;
-  float4* s_acc = reinterpret_cast<float4*>(smem_base);                       // [NT]
-  float* s_m = reinterpret_cast<float*>(s_acc + NT);                          // [NT]
-  float* s_l = s_m + NT;                                                      // [NT]
-  const std::int64_t stride = static_cast<std::int64_t>(a.rows) * a.q_heads;  // between splits
-  const int cols = ng * Q4;
-  const int groups = max(1, NT / cols);
-  for (int base = 0; base < cols; base += NT) {
-    const int grp = tid / cols, col = base + tid - grp * cols;
-    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-    float m = NEG_INF, L = 0.f;
-    if (grp < groups && col < cols) {
-      const int g = col / Q4, c4 = col - g * Q4;
-      const std::int64_t w = static_cast<std::int64_t>(row) * a.q_heads + qh0 + g;
-      const float4* po = reinterpret_cast<const float4*>(a.part_o + w * D) + c4;
-      const float* pl = a.part_lse + w;
-      const std::int64_t sstride = stride * Q4;  // float4s between splits
-      for (int s0 = grp; s0 < S; s0 += U * groups) {
-        float lv[U];
-        float4 ov[U];
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-          const int s = s0 + u * groups;
-          lv[u] = NEG_INF;
-          ov[u] = make_float4(0.f, 0.f, 0.f, 0.f);
-          if (s < S) {
-            lv[u] = __ldcg(pl + s * stride);
-            ov[u] = __ldcg(po + s * sstride);
-          }
-        }
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-          const float mn = fmaxf(m, lv[u]);
-          if (mn == NEG_INF) continue;         // nothing so far and an empty split
-          const float cs = exp2f(m - mn);      // 0 while m = -inf
-          const float cw = exp2f(lv[u] - mn);  // 0 for an empty split
-          L = fmaf(L, cs, cw);
-          acc.x = fmaf(acc.x, cs, __fmul_rn(cw, ov[u].x));
-          acc.y = fmaf(acc.y, cs, __fmul_rn(cw, ov[u].y));
-          acc.z = fmaf(acc.z, cs, __fmul_rn(cw, ov[u].z));
-          acc.w = fmaf(acc.w, cs, __fmul_rn(cw, ov[u].w));
-          m = mn;
-        }
-      }
-    }
-    s_acc[tid] = acc;
-    s_m[tid] = m;
-    s_l[tid] = L;
-    __syncthreads();
-    if (tid < cols - base && tid < NT) {
-      float mx = NEG_INF;
-      for (int q = 0; q < groups; ++q) mx = fmaxf(mx, s_m[q * cols + tid]);
-      float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
-      float Lt = 0.f;
-      if (mx != NEG_INF)
-        for (int q = 0; q < groups; ++q) {
-          const float c = exp2f(s_m[q * cols + tid] - mx);
-          const float4 v = s_acc[q * cols + tid];
-          Lt = fmaf(s_l[q * cols + tid], c, Lt);
-          o.x = fmaf(v.x, c, o.x), o.y = fmaf(v.y, c, o.y), o.z = fmaf(v.z, c, o.z), o.w = fmaf(v.w, c, o.w);
-        }
-      const int colx = base + tid;
-      const int g = colx / Q4, c4 = colx - g * Q4;
-      CT* dst = a.out + static_cast<std::int64_t>(row) * a.out_ld + static_cast<std::int64_t>(qh0 + g) * D + c4 * 4;
-      dst[0] = store_f<CT>(Lt > 0.f ? o.x / Lt : 0.f);
-      dst[1] = store_f<CT>(Lt > 0.f ? o.y / Lt : 0.f);
-      dst[2] = store_f<CT>(Lt > 0.f ? o.z / Lt : 0.f);
-      dst[3] = store_f<CT>(Lt > 0.f ? o.w / Lt : 0.f);
-    }
-    __syncthreads();  // shared state reused by the next round
-  }
-}
-
 //! Split-K merge inside the attention kernel: the last CTA of each (row, kv head, head chunk) to finish its partial
 //! (an atomic counter per such triple in the workspace; the last CTA sets it back to 0) combines the partials of all
 //! splits: out[row, qh, :] = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M). Deterministic whatever CTA is last:
@@ -438,11 +342,6 @@ __device__ __forceinline__ void attn_merge_last(const attn_args<CT, Source>& a, 
   if (s_last == 0u) return;
   __threadfence();  // acquire: the other CTAs' partials (read through L2 below)
   const std::int32_t S = a.num_splits;
-#if FRUGAL_KV_ATTN_MERGE_ONLINE
-  attn_merge_online<CT, D, GMAX>(a, row, qh0, ng, smem_base);
-  FRUGAL_KV_TL(TL_MERGED, attn_gtime());
-  return;
-#endif
   float* s_w = reinterpret_cast<float*>(smem_base);                           // [GMAX][S] weights
   float* s_L = s_w + attn_merge_wfloats(GMAX, S);                             // [GMAX]
   float4* s_acc = reinterpret_cast<float4*>(s_L + 8);                         // [NT]
@@ -481,9 +380,7 @@ __device__ __forceinline__ void attn_merge_last(const attn_args<CT, Source>& a, 
       const float4* po = reinterpret_cast<const float4*>(a.part_o + w * D) + c4;
       const std::int64_t sstride = stride * Q4;  // float4s between splits
       const float* wg = s_w + g * S;
-      // MERGE_UNROLL rows in flight per thread: the merge is a chain of dependent L2 round trips
-      constexpr int MERGE_UNROLL = FRUGAL_KV_ATTN_MERGE_UNROLL;  // (#pragma unroll does not expand macros)
-#pragma unroll MERGE_UNROLL
+#pragma unroll 8
       for (int s = grp; s < S; s += groups) {
         const float c = wg[s];
         const float4 v = __ldcg(po + s * sstride);
@@ -552,25 +449,14 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
   const std::int32_t qh0 = h * a.group + g0;
   const std::int32_t split = static_cast<std::int32_t>(blockIdx.z);
 
+  std::int32_t seq = 0, len = 0;
+  attn_row_info(row, a.q_indptr, a.batch, a.lens, a.causal, seq, len);
+  // fused append: position of the new token (-1: none; a length above the capacity is clamped and writes nothing)
+  const std::int32_t tnew = APPEND && len >= 1 && len <= a.src.capacity() ? len - 1 : -1;
+  len = max(0, min(len, a.src.capacity()));
   const std::int32_t start = split * a.chunk;
-  // Early issue (decode without the fused append, FRUGAL_KV_ATTN_EARLY_ISSUE): the first STAGES - 1 tiles' copies
-  // are issued before seq_lens and q are read, bounded by the split's host-side end (`bound` below) instead of the
-  // length, so that the first K/V bytes are on their way from the kernel's first instructions (the per-CTA timeline
-  // showed the copies leaving ~3.3 us after entry when they waited for seq_lens and q: docs/kv.md). Rows at or past
-  // the length that were copied that way are zeroed in shared memory before their tile is used, so the math sees
-  // exactly what the length-bounded copies (zero-filled rows) give. Reads past the length stay inside the split's
-  // table entries and the cache (invalid block ids are zero-filled as before).
-  const bool early = FRUGAL_KV_ATTN_EARLY_ISSUE && !APPEND && a.q_indptr == nullptr;
-  std::int32_t seq = row, len = 0, tnew = -1, end = 0, ntiles = 0;
-  auto row_info = [&] {
-    attn_row_info(row, a.q_indptr, a.batch, a.lens, a.causal, seq, len);
-    // fused append: position of the new token (-1: none; a length above the capacity is clamped and writes nothing)
-    tnew = APPEND && len >= 1 && len <= a.src.capacity() ? len - 1 : -1;
-    len = max(0, min(len, a.src.capacity()));
-    end = split == a.num_splits - 1 ? len : min(len, start + a.chunk);
-    ntiles = end > start ? (end - start + TILE - 1) / TILE : 0;
-  };
-  if (!early) row_info();
+  const std::int32_t end = split == a.num_splits - 1 ? len : min(len, start + a.chunk);
+  const std::int32_t ntiles = end > start ? (end - start + TILE - 1) / TILE : 0;
 
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int li = lane & (LPR - 1);
@@ -578,25 +464,23 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
   const bool act = li < ACTIVE;
   const std::int64_t head_off = static_cast<std::int64_t>(h) * D;
 
-  // q (scaled by scale * log2 e) -> registers; loaded after the first copies are issued (load_q below)
+  // q (scaled by scale * log2 e) -> registers
   float q[GMAX][VEC];
-  auto load_q_cuda_cores = [&] {
-    if constexpr (!C::MMA) {
+  if constexpr (!C::MMA) {
 #pragma unroll
-      for (int g = 0; g < GMAX; ++g)
+    for (int g = 0; g < GMAX; ++g)
 #pragma unroll
-        for (int j = 0; j < CPL; ++j)
+      for (int j = 0; j < CPL; ++j)
 #pragma unroll
-          for (int e = 0; e < EPC; ++e) {
-            float v = 0.f;
-            if (act && g < ng)
-              v = load_f(a.q[static_cast<std::int64_t>(row) * a.q_ld + static_cast<std::int64_t>(qh0 + g) * D +
-                             (li + j * ACTIVE) * EPC + e]) *
-                  a.scale_log2;
-            q[g][j * EPC + e] = v;
-          }
-    }
-  };
+        for (int e = 0; e < EPC; ++e) {
+          float v = 0.f;
+          if (act && g < ng)
+            v = load_f(a.q[static_cast<std::int64_t>(row) * a.q_ld + static_cast<std::int64_t>(qh0 + g) * D +
+                           (li + j * ACTIVE) * EPC + e]) *
+                a.scale_log2;
+          q[g][j * EPC + e] = v;
+        }
+  }
   // MMA: S^T (8 keys x 8 heads) = K Q^T with m16n8k16 (the A rows 8..15 repeat the 8 keys), O^T (D x 8 heads) +=
   // V^T P^T with m16n8k8. Lane: group gi = lane / 4 (key row of S^T, head of the Q and P fragments), qd = lane % 4
   // (heads 2 qd, 2 qd + 1 of S^T and O^T). Q unscaled in CT (exact), the scale applied to the f32 scores.
@@ -604,24 +488,19 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
   const int gi = lane >> 2, qd = lane & 3;
   unsigned qb[C::MMA ? KS : 1][2];
   float mm[2], ll[2], oacc[C::MMA ? MT : 1][4];
-  auto load_q = [&] {
-    load_q_cuda_cores();
-    if constexpr (C::MMA) {
-#pragma unroll
-      for (int ks = 0; ks < KS; ++ks)
-#pragma unroll
-        for (int hf = 0; hf < 2; ++hf) {
-          unsigned w = 0;
-          if (gi < ng) {
-            const CT* qp = a.q + static_cast<std::int64_t>(row) * a.q_ld + static_cast<std::int64_t>(qh0 + gi) * D +
-                           ks * 16 + hf * 8 + 2 * qd;
-            w = attn_bits16(qp[0]) | (attn_bits16(qp[1]) << 16);
-          }
-          qb[ks][hf] = w;
-        }
-    }
-  };
   if constexpr (C::MMA) {
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks)
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        unsigned w = 0;
+        if (gi < ng) {
+          const CT* qp = a.q + static_cast<std::int64_t>(row) * a.q_ld + static_cast<std::int64_t>(qh0 + gi) * D +
+                         ks * 16 + hf * 8 + 2 * qd;
+          w = attn_bits16(qp[0]) | (attn_bits16(qp[1]) << 16);
+        }
+        qb[ks][hf] = w;
+      }
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       mm[h] = NEG_INF;
@@ -658,8 +537,7 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
       if (idx < TILE * C::NCHUNK && t0 + r < bound) chunk[i] = a.src.chunk_of(seq, t0 + r);
     }
   };
-  // `lim`: rows at or past it are zero-filled (the length; the split's bound for the early prologue copies)
-  auto issue = [&](std::int32_t tile, int st, const std::int32_t(&chunk)[C::LOADS], std::int32_t lim) {
+  auto issue = [&](std::int32_t tile, int st, const std::int32_t(&chunk)[C::LOADS]) {
     const std::int32_t t0 = start + tile * TILE;
     CT* sk = smem + st * C::STAGE_ELEMS;
     CT* sv = sk + TILE * DP;
@@ -668,7 +546,7 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
       const int idx = tid + i * NT;
       if (idx < TILE * C::NCHUNK) {
         const int r = idx / C::NCHUNK, ch = idx % C::NCHUNK;
-        const bool ok = chunk[i] >= 0 && t0 + r < lim;
+        const bool ok = chunk[i] >= 0 && t0 + r < end;
         const std::int64_t o = ok ? a.src.offset_in(chunk[i], t0 + r) + head_off + ch * EPC : 0;
         if (!APPEND || t0 + r != tnew || t0 + r >= end) {  // the fused append's new token is copied below
           attn_cp_async16(sk + r * DP + ch * EPC, a.src.k + o, ok ? 16 : 0);
@@ -697,13 +575,10 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
     lookup(STAGES - 1, chunk);
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
-      if (early ? start + s * TILE < bound : s < ntiles) issue(s, s, pre[s], early ? bound : end);
+      if (s < ntiles) issue(s, s, pre[s]);
       attn_cp_async_commit();
     }
   }
-  FRUGAL_KV_TL(TL_ISSUED, attn_gtime());
-  if (early) row_info();
-  load_q();
   // Fused append: the CTA that owns the new token's position (first head chunk of kv head h) writes its K/V row
   // (head h) into the cache. Readers of that position take it from the input, so the order does not matter.
   if (APPEND && tnew >= start && tnew < end && g0 == 0) {
@@ -722,6 +597,7 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
     }
   }
 
+  FRUGAL_KV_TL(TL_ISSUED, attn_gtime());
   FRUGAL_KV_TL(TL_NTILES, static_cast<unsigned long long>(ntiles));
   for (std::int32_t it = 0; it < ntiles; ++it) {
     attn_cp_async_wait<STAGES - 2>();
@@ -729,20 +605,7 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
 #if FRUGAL_KV_ATTN_TIMELINE
     if (it < 4) FRUGAL_KV_TL(TL_TILE0 + it, attn_gtime());
 #endif
-    if (early && it < STAGES - 1 && start + (it + 1) * TILE > end) {
-      // an early prologue tile that reaches past the length: zero its rows >= end (what the length-bounded copies
-      // give), then make the zeros visible; uniform over the CTA
-      CT* zk = smem + (it % STAGES) * C::STAGE_ELEMS;
-      CT* zv = zk + TILE * DP;
-      const int r0 = end - (start + it * TILE);  // >= 1 (it < ntiles)
-      for (int idx = tid; idx < (TILE - r0) * C::NCHUNK; idx += NT) {
-        const int r = r0 + idx / C::NCHUNK, ch = idx % C::NCHUNK;
-        *reinterpret_cast<uint4*>(zk + r * DP + ch * EPC) = make_uint4(0u, 0u, 0u, 0u);
-        *reinterpret_cast<uint4*>(zv + r * DP + ch * EPC) = make_uint4(0u, 0u, 0u, 0u);
-      }
-      __syncthreads();
-    }
-    if (it + STAGES - 1 < ntiles) issue(it + STAGES - 1, (it + STAGES - 1) % STAGES, chunk, end);
+    if (it + STAGES - 1 < ntiles) issue(it + STAGES - 1, (it + STAGES - 1) % STAGES, chunk);
     attn_cp_async_commit();
     lookup(it + STAGES, chunk);  // block ids of the next copies: in flight during this tile's math
 
