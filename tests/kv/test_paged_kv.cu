@@ -151,7 +151,7 @@ TEST_CASE_TEMPLATE("cuda decode attention: paged == contiguous, vs naive; head d
 }
 
 // Cache rows past the lengths may hold NaN (uninitialized memory can hold NaN patterns); a kernel that reads them
-// (e.g. copies issued before seq_lens is known, tried in the fourth session: docs/kv.md) must keep them out of the
+// (e.g. copies issued before seq_lens is known, tried in the sixth session: docs/kv.md) must keep them out of the
 // output (0 * NaN = NaN). The other tests fill the storage with finite garbage, which cannot show such a leak.
 TEST_CASE_TEMPLATE("cuda decode attention: NaN in the cache past the lengths never reaches the output", T, float,
                    frugal::half, frugal::bfloat16) {
