@@ -140,24 +140,36 @@ class runner {
     return a_.weights.empty() ? "random-init " + cfg_.name + " (seed " + std::to_string(a_.seed) + ")" : a_.weights;
   }
 
-  //! Calibration tokens: calib_tokens (at most n_ctx) of the training split after its first `skip` tokens
-  //! (patch-tokenized when given). The rotations take the first ones; the thresholds the next ones (threshold_tokens),
-  //! so that a threshold is not the quantile of the very activations its rotation was fitted to (on those, the
-  //! rotated input is more concentrated than on new text, and the thresholds come out too low).
-  std::vector<std::int32_t> calibration_tokens(const patch_bundle* pb, int skip = 0) {
+  //! Calibration tokens of the training split (patch-tokenized when given), run as one sequence: the rotations
+  //! take the first n, the thresholds the next n (thresholds = true), so that a threshold is not the quantile of the
+  //! very activations its rotation was fitted to (on those, the rotated input is more concentrated than on new text,
+  //! and the thresholds come out too low). n = --calib-tokens, or by default n_ctx - 1 (half the split when it is
+  //! shorter, e.g. the demo's built-in corpus). A rotation fitted on fewer tokens than n_embd comes from a
+  //! rank-deficient covariance: its last directions carry no calibration variance but do carry variance on new text,
+  //! and thresholds on the rotated inputs then keep more than 1 - p (124M at p = 0.5 on the CPU: 0.54 with 512
+  //! tokens, 0.50 with 1000; docs/results.md).
+  std::vector<std::int32_t> calibration_tokens(const patch_bundle* pb, bool thresholds = false) {
+    const int cap = cfg_.n_ctx - 1;
+    if (a_.calib_tokens < 0 || a_.calib_tokens > cap)
+      fail("calibration", "--calib-tokens (=", a_.calib_tokens, ") must be in [0, n_ctx - 1 = ", cap,
+           "] (one sequence; 0: n_ctx - 1)");
+    const std::size_t want = 2 * static_cast<std::size_t>(a_.calib_tokens > 0 ? a_.calib_tokens : cap);
     std::vector<std::int32_t> t;
-    const int n = std::min(a_.calib_tokens, cfg_.n_ctx);
     for (const auto& d : texts_.train) {
       auto ids = pb ? pb->encode(d) : tok_.encode(d);
       t.insert(t.end(), ids.begin(), ids.end());
-      if (static_cast<int>(t.size()) >= skip + n) break;
+      if (t.size() >= want) break;
     }
-    if (static_cast<int>(t.size()) < skip + n) fail("calibration", "the training split has ", t.size(), " tokens; ", skip + n, " needed");
-    return std::vector<std::int32_t>(t.begin() + skip, t.begin() + skip + n);
+    const std::size_t n = a_.calib_tokens > 0 ? static_cast<std::size_t>(a_.calib_tokens)
+                                              : std::min<std::size_t>(cap, t.size() / 2);
+    const std::size_t skip = thresholds ? n : 0;
+    if (n < 2 || t.size() < skip + n)
+      fail("calibration", "the training split has ", t.size(), " tokens; ", std::max<std::size_t>(2, skip + n),
+           " needed");
+    return std::vector<std::int32_t>(t.begin() + static_cast<std::ptrdiff_t>(skip),
+                                     t.begin() + static_cast<std::ptrdiff_t>(skip + n));
   }
-  std::vector<std::int32_t> threshold_tokens(const patch_bundle* pb) {
-    return calibration_tokens(pb, std::min(a_.calib_tokens, cfg_.n_ctx));
-  }
+  std::vector<std::int32_t> threshold_tokens(const patch_bundle* pb) { return calibration_tokens(pb, true); }
 
   larosa_options lopt() const {
     larosa_options o;

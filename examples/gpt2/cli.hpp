@@ -38,7 +38,7 @@ struct cli {
   std::string bench_out;  // --bench FILE.json
   std::string profile_out;  // --profile FILE.json
   std::string bench_set = "full";
-  int calib_tokens = 512;
+  int calib_tokens = 0;  // --calib-tokens: LaRoSA / threshold calibration tokens each (0: n_ctx - 1)
   int reps = 0;  // --reps: best-of count of the benchmark's measurements (0: 3, or 1 for xl on the CPU)
   std::string command;  // the command line, for the JSON
 
@@ -69,7 +69,10 @@ struct cli {
         "  --mega                    kv mode (CUDA, batch 1): also run the decode step as one persistent kernel\n"
         "                            (examples/gpt2/mega_cuda.cuh; row \"kv_mega\" in --bench)\n"
         "  --rotation model|layer    LaRoSA: one rotation for the residual stream, or one per layer + adapters\n"
-        "  --calib-tokens N          LaRoSA calibration tokens (default 512)\n"
+        "  --calib-tokens N          calibration tokens for the LaRoSA rotations, and as many again (the next ones)\n"
+        "                            for the thresholds; one sequence each, so at most n_ctx - 1 (default: n_ctx - 1,\n"
+        "                            or half the training text when shorter; more than n_embd up to 774M: a\n"
+        "                            full-rank covariance)\n"
         "  --reps N                  benchmark: best of N alternating runs per configuration (default 3)\n"
         "  --batch B                 sequences decoded together (kv, paged)\n"
         "  --page-size N             paged KV tokens per block (default 16)\n"
