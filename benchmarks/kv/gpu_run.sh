@@ -10,7 +10,8 @@
 # for sm_90: tests/kv/* and benchmarks/kv/* flattened into <dir>; carry it with .deps); TESTS='names' picks the test
 # programs; BENCH_FILTER=regex is passed as --benchmark_filter; BENCH_VARIANTS='tag ...' also runs
 # bench_kv_decode_attention_<tag> (same filter; each into its own JSON; FRUGAL_KV_TL_DIR=$OUT for the timeline
-# variants); BENCH_REPEAT=n runs the list n times (interleaved A/B); KV_SAN=0 skips the sanitizers.
+# variants); BENCH_REPEAT=n runs the list n times (interleaved A/B). Quick mode runs no sanitizers; in the full
+# mode KV_SAN=0 skips them.
 set -u
 OUT=${OUT:-./gpu-out}
 mkdir -p "$OUT"
