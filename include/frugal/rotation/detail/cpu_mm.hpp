@@ -28,22 +28,25 @@ FRUGAL_FORCEINLINE void cpu_mm_scalar(const T* __restrict l, std::int64_t ls_i, 
 
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
 #define FRUGAL_CPU_MM_VECTOR 1
-//! 64-byte GNU vector of T (8 doubles / 16 floats); the compiler maps it to one zmm, two ymm or four xmm
-//! registers depending on the target of the function it is used in.
-template <class T>
+//! GNU vector of Bytes bytes of T. Bytes must be the width of one register of the target the function using it is
+//! compiled for (64: AVX-512 zmm, 32: AVX2 ymm, 16: SSE2 xmm): wider vectors are split into several registers,
+//! and the 4 x 2 accumulator block below then needs more registers than the target has (64-byte vectors under
+//! AVX2 took all 16 ymm for the accumulators alone and spilled: ~20x slower on an AVX2-only EPYC).
+template <class T, int Bytes>
 struct cpu_vec {
-  typedef T type __attribute__((vector_size(64)));
-  static constexpr int lanes = static_cast<int>(64 / sizeof(T));
+  typedef T type __attribute__((vector_size(Bytes)));
+  static constexpr int lanes = static_cast<int>(Bytes / sizeof(T));
 };
 #endif
 
-//! The register-blocked form: 4 rows x 2 vectors of accumulators, L(i, k) broadcast, r rows loaded as vectors.
-template <bool Accumulate, class T>
+//! The register-blocked form: 4 rows x 2 vectors of accumulators (8 registers), L(i, k) broadcast, r rows loaded
+//! as vectors of VecBytes bytes (the register width of the target it is compiled for).
+template <bool Accumulate, int VecBytes, class T>
 FRUGAL_FORCEINLINE void cpu_mm_body(const T* __restrict l, std::int64_t ls_i, std::int64_t ls_k, const T* __restrict r,
                                     std::int64_t ldr, T* __restrict out, std::int64_t ldo, int mi, int nc, int kk) {
 #if defined(FRUGAL_CPU_MM_VECTOR)
-  using V = typename cpu_vec<T>::type;
-  constexpr int VL = cpu_vec<T>::lanes, R = 4, W = 2 * VL;
+  using V = typename cpu_vec<T, VecBytes>::type;
+  constexpr int VL = cpu_vec<T, VecBytes>::lanes, R = 4, W = 2 * VL;
   const int mi4 = mi / R * R, ncw = nc / W * W;
   for (int i0 = 0; i0 < mi4; i0 += R) {
     for (int j0 = 0; j0 < ncw; j0 += W) {
@@ -83,13 +86,13 @@ __attribute__((target("avx512f,avx512vl,avx2,fma"))) void cpu_mm_avx512(const T*
                                                                         std::int64_t ls_k, const T* r, std::int64_t ldr,
                                                                         T* out, std::int64_t ldo, int mi, int nc,
                                                                         int kk) {
-  cpu_mm_body<Accumulate>(l, ls_i, ls_k, r, ldr, out, ldo, mi, nc, kk);
+  cpu_mm_body<Accumulate, 64>(l, ls_i, ls_k, r, ldr, out, ldo, mi, nc, kk);
 }
 template <bool Accumulate, class T>
 __attribute__((target("avx2,fma"))) void cpu_mm_avx2(const T* l, std::int64_t ls_i, std::int64_t ls_k, const T* r,
                                                      std::int64_t ldr, T* out, std::int64_t ldo, int mi, int nc,
                                                      int kk) {
-  cpu_mm_body<Accumulate>(l, ls_i, ls_k, r, ldr, out, ldo, mi, nc, kk);
+  cpu_mm_body<Accumulate, 32>(l, ls_i, ls_k, r, ldr, out, ldo, mi, nc, kk);
 }
 //! 2: AVX-512F/VL + FMA, 1: AVX2 + FMA, 0: baseline.
 inline int cpu_mm_level() {
@@ -117,7 +120,7 @@ void cpu_mm(const T* l, std::int64_t ls_i, std::int64_t ls_k, const T* r, std::i
       break;
   }
 #endif
-  cpu_mm_body<Accumulate>(l, ls_i, ls_k, r, ldr, out, ldo, mi, nc, kk);
+  cpu_mm_body<Accumulate, 16>(l, ls_i, ls_k, r, ldr, out, ldo, mi, nc, kk);
 }
 
 }  // namespace detail
