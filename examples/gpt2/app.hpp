@@ -32,6 +32,7 @@
 #include <thread>
 #include <vector>
 
+#include "calibration.hpp"
 #include "cli.hpp"
 #include "engine.hpp"
 #include "larosa.hpp"
@@ -108,6 +109,8 @@ class runner {
   }
 
   int run() {
+    // an explicit --calib-tokens larger than the training split fails here, before any model is built
+    if (a_.calib_tokens > 0) (void)calibration(nullptr);
     if (!a_.bench_out.empty()) return bench();
     if (!a_.profile_out.empty()) return profile();
     return generate(a_.demo);
@@ -140,36 +143,31 @@ class runner {
     return a_.weights.empty() ? "random-init " + cfg_.name + " (seed " + std::to_string(a_.seed) + ")" : a_.weights;
   }
 
-  //! Calibration tokens of the training split (patch-tokenized when given), run as one sequence: the rotations
-  //! take the first n, the thresholds the next n (thresholds = true), so that a threshold is not the quantile of the
-  //! very activations its rotation was fitted to (on those, the rotated input is more concentrated than on new text,
-  //! and the thresholds come out too low). n = --calib-tokens, or by default n_ctx - 1 (half the split when it is
-  //! shorter, e.g. the demo's built-in corpus). A rotation fitted on fewer tokens than n_embd comes from a
-  //! rank-deficient covariance: its last directions carry no calibration variance but do carry variance on new text,
-  //! and thresholds on the rotated inputs then keep more than 1 - p (124M at p = 0.5 on the CPU: 0.54 with 512
-  //! tokens, 0.50 with 1000; docs/results.md).
-  std::vector<std::int32_t> calibration_tokens(const patch_bundle* pb, bool thresholds = false) {
-    const int cap = cfg_.n_ctx - 1;
-    if (a_.calib_tokens < 0 || a_.calib_tokens > cap)
-      fail("calibration", "--calib-tokens (=", a_.calib_tokens, ") must be in [0, n_ctx - 1 = ", cap,
-           "] (one sequence; 0: n_ctx - 1)");
-    const std::size_t want = 2 * static_cast<std::size_t>(a_.calib_tokens > 0 ? a_.calib_tokens : cap);
+  //! The calibration text of this run (calibration.hpp): --calib-tokens n tokens per use from the training split
+  //! (patch-tokenized when pb is given), cut into sequences of at most n_ctx - 1 tokens; the rotations take the first
+  //! n tokens, the thresholds the next n. A run calibrates thresholds with --select threshold and in --bench.
+  calibration_text calibration(const patch_bundle* pb) {
+    const int uses = a_.select == "threshold" || !a_.bench_out.empty() ? 2 : 1;
+    const std::size_t want = calibration_tokens_needed(a_.calib_tokens, cfg_, uses);
     std::vector<std::int32_t> t;
     for (const auto& d : texts_.train) {
       auto ids = pb ? pb->encode(d) : tok_.encode(d);
       t.insert(t.end(), ids.begin(), ids.end());
       if (t.size() >= want) break;
     }
-    const std::size_t n = a_.calib_tokens > 0 ? static_cast<std::size_t>(a_.calib_tokens)
-                                              : std::min<std::size_t>(cap, t.size() / 2);
-    const std::size_t skip = thresholds ? n : 0;
-    if (n < 2 || t.size() < skip + n)
-      fail("calibration", "the training split has ", t.size(), " tokens; ", std::max<std::size_t>(2, skip + n),
-           " needed");
-    return std::vector<std::int32_t>(t.begin() + static_cast<std::ptrdiff_t>(skip),
-                                     t.begin() + static_cast<std::ptrdiff_t>(skip + n));
+    return make_calibration_text(t, a_.calib_tokens, cfg_, uses,
+                                 pb ? "the training split (in patch tokens)" : "the training split");
   }
-  std::vector<std::int32_t> threshold_tokens(const patch_bundle* pb) { return calibration_tokens(pb, true); }
+  token_sequences calibration_tokens(const patch_bundle* pb) { return calibration(pb).rotation; }
+  token_sequences threshold_tokens(const patch_bundle* pb) {
+    auto t = calibration(pb).thresholds;
+    if (t.empty()) fail("calibration", "threshold tokens asked for by a run that calibrates no thresholds");
+    return t;
+  }
+  static std::string describe(const token_sequences& s) {
+    return std::to_string(total_tokens(s)) + " corpus tokens (" + std::to_string(s.size()) +
+           (s.size() == 1 ? " sequence)" : " sequences)");
+  }
 
   larosa_options lopt() const {
     larosa_options o;
@@ -366,8 +364,8 @@ class runner {
       const auto t0 = std::chrono::steady_clock::now();
       const auto ctoks = threshold_tokens(pbp);
       auto t = calibrate_thresholds<Tag, T>(ctx_, m, ctoks, a_.p);
-      std::printf("  (thresholds: p=%.2f quantile of each layer's 4 block inputs on %zu corpus tokens, %.1f s)\n", a_.p,
-                  ctoks.size(), secs(t0));
+      std::printf("  (thresholds: p=%.2f quantile of each layer's 4 block inputs on %s, %.1f s)\n", a_.p,
+                  describe(ctoks).c_str(), secs(t0));
       return t;
     };
     const std::string sfx = thr ? "_thr" : "";
@@ -382,8 +380,8 @@ class runner {
       const auto rot = larosa_calibrate<Tag, T>(ctx_, dense, ctoks, lopt());
       const double tc = secs(t0);
       folded.emplace(upload_model<Tag, T>(ctx_, larosa_apply<Tag>(ctx_, host_weights(), rot)));
-      std::printf("  (LaRoSA: %s rotation calibrated on %zu corpus tokens in %.1f s, folded in %.1f s)\n",
-                  a_.rotation.c_str(), ctoks.size(), tc, secs(t0) - tc);
+      std::printf("  (LaRoSA: %s rotation calibrated on %s in %.1f s, folded in %.1f s)\n", a_.rotation.c_str(),
+                  describe(ctoks).c_str(), tc, secs(t0) - tc);
       auto r = measure(*folded, "larosa" + sfx, attn_kind::contiguous, a_.p, prompts, n_new, s, 1,
                        thresholds(*folded, nullptr));
       show(r, tok_.decode(r.tokens[0]));

@@ -131,7 +131,13 @@ int runner<Tag, T>::bench() {
   const auto t_cal = std::chrono::steady_clock::now();
   const auto ctoks = calibration_tokens(nullptr);
   const auto rot = larosa_calibrate<Tag, T>(ctx_, *dense, ctoks, lopt());
-  out["larosa_calibration"] = {{"tokens", ctoks.size()}, {"seconds", secs(t_cal)}, {"rotations", rot.q.size()},
+  auto seq_lengths = [](const token_sequences& q) {
+    std::vector<std::size_t> l;
+    for (const auto& x : q) l.push_back(x.size());
+    return l;
+  };
+  out["larosa_calibration"] = {{"tokens", total_tokens(ctoks)}, {"sequences", seq_lengths(ctoks)},
+                               {"seconds", secs(t_cal)}, {"rotations", rot.q.size()},
                                {"rotation", a_.rotation}, {"damping", 0.01}};
   const auto t_fold = std::chrono::steady_clock::now();
   auto folded = upload_model<Tag, T>(ctx_, larosa_apply<Tag>(ctx_, host_weights(), rot));
@@ -145,7 +151,8 @@ int runner<Tag, T>::bench() {
   const auto thr_teal = calibrate_thresholds<Tag, T>(ctx_, *dense, ttoks, ps);
   const double thr_teal_s = secs(t_thr);
   const auto thr_larosa = calibrate_thresholds<Tag, T>(ctx_, folded, ttoks, ps);
-  out["threshold_calibration"] = {{"tokens", ttoks.size()}, {"skip", ctoks.size()}, {"seconds_teal", thr_teal_s},
+  out["threshold_calibration"] = {{"tokens", total_tokens(ttoks)}, {"sequences", seq_lengths(ttoks)},
+                                  {"skip", total_tokens(ctoks)}, {"seconds_teal", thr_teal_s},
                                   {"seconds_larosa", secs(t_thr) - thr_teal_s}, {"p", ps},
                                   {"layout", "thresholds[4 * layer + site], sites qkv, o_proj, fc, down"},
                                   {"teal", thr_teal}, {"larosa", thr_larosa}};

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -9,6 +10,15 @@
 #include "model.hpp"
 
 namespace gpt2 {
+
+//! The check of a --calib-tokens value n that needs no text (calibration.hpp checks it against the training split):
+//! 0 (the default) or an integer >= 2 (a covariance / quantile of one token is none). Else a frugal::error naming
+//! the option, the value and the limits.
+inline void check_calib_tokens(double n) {
+  if (!(n >= 0) || n == 1 || n > 1e9 || n != static_cast<double>(static_cast<long long>(n)))
+    fail("calibration", "--calib-tokens (=", n, ") must be 0 (the default) or an integer in [2, the tokens of the ",
+         "training split] (half of them when thresholds are calibrated too)");
+}
 
 struct cli {
   std::string device = "cpu";
@@ -38,7 +48,7 @@ struct cli {
   std::string bench_out;  // --bench FILE.json
   std::string profile_out;  // --profile FILE.json
   std::string bench_set = "full";
-  int calib_tokens = 0;  // --calib-tokens: LaRoSA / threshold calibration tokens each (0: n_ctx - 1)
+  int calib_tokens = 0;  // --calib-tokens: LaRoSA / threshold calibration tokens per use (0: default; calibration.hpp)
   int reps = 0;  // --reps: best-of count of the benchmark's measurements (0: 3, or 1 for xl on the CPU)
   std::string command;  // the command line, for the JSON
 
@@ -70,9 +80,11 @@ struct cli {
         "                            (examples/gpt2/mega_cuda.cuh; row \"kv_mega\" in --bench)\n"
         "  --rotation model|layer    LaRoSA: one rotation for the residual stream, or one per layer + adapters\n"
         "  --calib-tokens N          calibration tokens for the LaRoSA rotations, and as many again (the next ones)\n"
-        "                            for the thresholds; one sequence each, so at most n_ctx - 1 (default: n_ctx - 1,\n"
-        "                            or half the training text when shorter; above n_embd only for 124M: the larger\n"
-        "                            models' rotations stay rank-deficient, one sequence being n_ctx tokens)\n"
+        "                            for the thresholds, each cut into sequences of at most n_ctx - 1 tokens that\n"
+        "                            go into one covariance / one quantile (default: n_ctx - 1 when that exceeds\n"
+        "                            n_embd, else 2 x n_embd: 124M 1023 tokens = 1 sequence, 1558M 3200 = 4; half\n"
+        "                            the training text when it is shorter); N, or 2N with thresholds, must fit in\n"
+        "                            the training text\n"
         "  --reps N                  benchmark: best of N alternating runs per configuration (default 3)\n"
         "  --batch B                 sequences decoded together (kv, paged)\n"
         "  --page-size N             paged KV tokens per block (default 16)\n"
@@ -120,7 +132,11 @@ struct cli {
       else if (o == "--select") a.select = need(i);
       else if (o == "--mega") a.mega = true;
       else if (o == "--rotation") a.rotation = need(i);
-      else if (o == "--calib-tokens") a.calib_tokens = static_cast<int>(num(i));
+      else if (o == "--calib-tokens") {
+        const double v = num(i);
+        check_calib_tokens(v);
+        a.calib_tokens = static_cast<int>(v);
+      }
       else if (o == "--reps") a.reps = static_cast<int>(num(i));
       else if (o == "--batch") a.batch = static_cast<int>(num(i));
       else if (o == "--page-size") a.page_size = static_cast<int>(num(i));

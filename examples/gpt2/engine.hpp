@@ -56,6 +56,7 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "backend.hpp"
@@ -722,18 +723,39 @@ class session {
   std::shared_ptr<void> mega_;  // mega::weights_rm<T> (CUDA translation units only; void keeps the layout common)
 };
 
-//! Runs `tokens` through m as one dense prefill (contiguous KV, one sequence) with the session's calibration hooks
-//! (on_residual, on_block_input) set by `hooks(session&)`: the calibration pass of LaRoSA (larosa_calibrate) and of
-//! the TEAL thresholds (calibrate_thresholds). Each hook sees every layer once, all tokens in one call.
+//! Calibration text: token sequences, each run through the model as its own dense prefill (positions from 0), so
+//! each holds at most n_ctx - 1 tokens; a calibration accumulates over all of them (calibration.hpp cuts the
+//! training text into such sequences).
+using token_sequences = std::vector<std::vector<std::int32_t>>;
+
+//! Runs every sequence of `seqs` through m as its own dense prefill (contiguous KV, positions from 0, in order; one
+//! session sized for the longest) with the session's calibration hooks (on_residual, on_block_input) set by
+//! `hooks(session&)`: the calibration pass of LaRoSA (larosa_accumulate) and of the TEAL thresholds
+//! (calibrate_thresholds). Each hook sees every layer once per sequence, all of that sequence's tokens in one call.
+template <class Tag, class T, class Hooks>
+void calibration_prefill(typename backend<Tag>::context& c, const device_model<Tag, T>& m, const token_sequences& seqs,
+                         Hooks&& hooks) {
+  if (seqs.empty()) fail("calibration_prefill", "no calibration sequences");
+  std::size_t longest = 0;
+  for (std::size_t i = 0; i < seqs.size(); ++i) {
+    if (seqs[i].empty() || seqs[i].size() >= static_cast<std::size_t>(m.cfg.n_ctx))
+      fail("calibration_prefill", "sequence ", i, " has ", seqs[i].size(), " tokens; allowed 1..", m.cfg.n_ctx - 1,
+           " (n_ctx - 1)");
+    longest = std::max(longest, seqs[i].size());
+  }
+  session_options so;
+  so.attn = attn_kind::contiguous;
+  so.max_seq = static_cast<int>(longest) + 1;
+  session<Tag, T> s(c, m, so);
+  hooks(s);
+  for (const auto& t : seqs) s.start({t});
+}
+
+//! The same for one sequence.
 template <class Tag, class T, class Hooks>
 void calibration_prefill(typename backend<Tag>::context& c, const device_model<Tag, T>& m,
                          const std::vector<std::int32_t>& tokens, Hooks&& hooks) {
-  session_options so;
-  so.attn = attn_kind::contiguous;
-  so.max_seq = static_cast<int>(tokens.size()) + 1;
-  session<Tag, T> s(c, m, so);
-  hooks(s);
-  s.start({tokens});
+  calibration_prefill(c, m, token_sequences{tokens}, std::forward<Hooks>(hooks));
 }
 
 }  // namespace gpt2

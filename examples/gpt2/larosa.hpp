@@ -4,9 +4,10 @@
 //   1. LayerNorm folding (SliceGPT): γ/β of ln_1, ln_2, ln_f go into c_attn, c_fc and the (untied) LM head; every
 //      writer of the residual stream (wte, wpe, attn.c_proj, mlp.c_proj) is centred, so the stream is zero-mean and
 //      each LayerNorm becomes x / rms(x), which commutes with a rotation.
-//   2. Calibration: the dense model runs the calibration tokens (prefill); at every block the normalised inputs of
-//      both sparsified layers, u = (x - mean) / std (= rmsnorm of the centred stream), go into the covariance of the
-//      block's rotation site: one site for the whole model ("model" rotation) or one per layer ("layer" rotation).
+//   2. Calibration: the dense model runs the calibration sequences (one prefill each, at most n_ctx - 1 tokens); at
+//      every block the normalised inputs of both sparsified layers, u = (x - mean) / std (= rmsnorm of the centred
+//      stream), of every token of every sequence go into the covariance of the block's rotation site: one site for
+//      the whole model ("model" rotation) or one per layer ("layer" rotation).
 //   3. Q = eigenvectors of the damped (1%) second moment (frugal::larosa_calibration, Jacobi eigh).
 //   4. Fold Q: writers W <- W·Q, readers of the rotated norm output W <- Qᵀ·W (c_attn, c_fc, LM head); with layer
 //      rotations a residual adapter A_l = Q_lᵀ·Q_{l+1} after each block (one dense C×C GEMV per token and layer).
@@ -99,16 +100,24 @@ inline weights fold_layernorms(weights&& w) {
   return std::move(w);
 }
 
-//! Steps 2-3: runs `tokens` through the (unfolded, dense) model `m` and returns the rotation of each site.
-template <class Tag, class T>
-larosa_rotations larosa_calibrate(typename backend<Tag>::context& c, const device_model<Tag, T>& m,
-                                  const std::vector<std::int32_t>& tokens, larosa_options o) {
-  if (m.rms) fail("larosa_calibrate", "calibrate on the unfolded model");
-  if (tokens.size() < 2) fail("larosa_calibrate", "needs calibration tokens");
-  const int C = m.cfg.n_embd, L = m.cfg.n_layer, sites = o.layerwise ? L : 1;
+//! The accumulators of step 2 for a model of config `cfg`: one site (model rotation) or one per layer.
+inline frugal::larosa_calibration larosa_accumulators(const config& cfg, const larosa_options& o) {
   frugal::larosa_options lo;
   lo.damping = o.damping;
-  frugal::larosa_calibration cal(sites, C, lo);
+  return frugal::larosa_calibration(o.layerwise ? cfg.n_layer : 1, cfg.n_embd, lo);
+}
+
+//! Step 2: runs every sequence of `seqs` through the (unfolded, dense) model `m` (one prefill each,
+//! calibration_prefill) and adds, per token, block and norm, the normalised residual input to `cal` (from
+//! larosa_accumulators(m.cfg, o)). Calling it per sequence adds the same rows as calling it once on all of them.
+template <class Tag, class T>
+void larosa_accumulate(typename backend<Tag>::context& c, const device_model<Tag, T>& m, const token_sequences& seqs,
+                       const larosa_options& o, frugal::larosa_calibration& cal) {
+  if (m.rms) fail("larosa_calibrate", "calibrate on the unfolded model");
+  const int C = m.cfg.n_embd, L = m.cfg.n_layer;
+  if (cal.dim() != C || cal.sites() != (o.layerwise ? L : 1))
+    fail("larosa_calibrate", "accumulators of ", cal.sites(), " sites x dim ", cal.dim(), " for a model of n_embd ", C,
+         " with ", o.layerwise ? L : 1, " rotation sites");
   std::vector<T> h;
   std::vector<float> u;
   auto hook = [&](int layer, int, const T* X, int rows) {
@@ -129,15 +138,43 @@ larosa_rotations larosa_calibrate(typename backend<Tag>::context& c, const devic
     }
     cal.add<float>(frugal::cpu, o.layerwise ? layer : 0, frugal::matrix_view<const float>(u.data(), rows, C));
   };
-  calibration_prefill(c, m, tokens, [&](session<Tag, T>& s) { s.on_residual = hook; });
+  calibration_prefill(c, m, seqs, [&](session<Tag, T>& s) { s.on_residual = hook; });
+}
+
+//! Step 3: the rotation of every site of `cal` (eigenvectors of its damped second moment, eigenvalues descending).
+inline larosa_rotations larosa_solve(const frugal::larosa_calibration& cal) {
+  const int C = static_cast<int>(cal.dim());
   larosa_rotations r;
   r.dim = C;
-  for (int site = 0; site < sites; ++site) {
+  for (int site = 0; site < cal.sites(); ++site) {
     r.q.emplace_back(static_cast<std::size_t>(C) * C);
     r.eigenvalues.emplace_back(static_cast<std::size_t>(C));
     cal.rotation<float>(frugal::cpu, site, frugal::matrix_view<float>(r.q.back().data(), C, C), r.eigenvalues.back().data());
   }
   return r;
+}
+
+//! Steps 2-3: runs the calibration sequences `seqs` (each at most n_ctx - 1 tokens) through the (unfolded, dense)
+//! model `m` and returns the rotation of each site, fitted on the rows of all sequences together (one covariance per
+//! site). Several sequences give the covariance more tokens than one context holds: with fewer tokens than n_embd
+//! its last directions get no calibration variance (calibration.hpp).
+template <class Tag, class T>
+larosa_rotations larosa_calibrate(typename backend<Tag>::context& c, const device_model<Tag, T>& m,
+                                  const token_sequences& seqs, larosa_options o) {
+  if (m.rms) fail("larosa_calibrate", "calibrate on the unfolded model");
+  std::size_t n = 0;
+  for (const auto& t : seqs) n += t.size();
+  if (n < 2) fail("larosa_calibrate", "needs calibration tokens (got ", n, " in ", seqs.size(), " sequences)");
+  auto cal = larosa_accumulators(m.cfg, o);
+  larosa_accumulate(c, m, seqs, o, cal);
+  return larosa_solve(cal);
+}
+
+//! The same on one sequence.
+template <class Tag, class T>
+larosa_rotations larosa_calibrate(typename backend<Tag>::context& c, const device_model<Tag, T>& m,
+                                  const std::vector<std::int32_t>& tokens, larosa_options o) {
+  return larosa_calibrate(c, m, token_sequences{tokens}, o);
 }
 
 //! Step 4: folds the rotations into `w` (LayerNorm folding first when not done yet); the big products run on Tag's

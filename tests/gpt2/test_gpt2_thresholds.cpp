@@ -2,12 +2,13 @@
 // give the dense decode (greedy tokens and logits) on the unrotated and the rotation-folded model, fused and not;
 // calibrate_thresholds returns the p-quantile of each site (checked directly on the prefill activations, and through
 // the kept fraction the decode GEMVs realise on the calibration text, per site — a wrong quantile or a wrong site
-// shows there); threshold and top-k at the same p both run and differ from dense; bad tables are errors that leave
-// the session unchanged.
+// shows there); on several sequences, the exact quantile of all their activations together; threshold and top-k at
+// the same p both run and differ from dense; bad tables are errors that leave the session unchanged.
 #include <doctest/doctest.h>
 
 #include <common/test_util.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -244,5 +245,51 @@ TEST_CASE("gpt2 thresholds: bad tables are errors naming the values; the session
     CHECK(s.generated()[0].size() == 7);
   }
   FRUGAL_CHECK_THROWS_WITH(calibrate_thresholds(c, m, tokens(16, 1, 1001), 1.f), "p (=1) must be in [0, 1)");
-  FRUGAL_CHECK_THROWS_WITH(calibrate_thresholds(c, m, {}, 0.5f), "needs calibration tokens");
+  FRUGAL_CHECK_THROWS_WITH(calibrate_thresholds(c, m, std::vector<std::int32_t>{}, 0.5f), "needs calibration tokens");
+  FRUGAL_CHECK_THROWS_WITH(calibrate_thresholds(c, m, token_sequences{}, 0.5f), "needs calibration tokens");
+  FRUGAL_CHECK_THROWS_WITH(calibrate_thresholds(c, m, token_sequences{tokens(16, 1, 1001), tokens(96, 2, 1001)}, 0.5f),
+                           "gpt2::calibration_prefill: sequence 1 has 96 tokens; allowed 1..95 (n_ctx - 1)");
+}
+
+TEST_CASE_TEMPLATE("gpt2 thresholds: on several sequences, each site's p-quantile of all their activations together", T,
+                   float, frugal::half) {
+  // The several-sequence path selects in two passes (a histogram of the magnitudes' leading bits, then the one bin);
+  // its result must be the exact quantile of the pooled magnitudes that the one-sequence prefills give — f16 has
+  // many ties, and p = 0.9 / 0.95 fall where bins are sparse.
+  ctx_t c;
+  auto dense = upload_model<frugal::cpu_t, T>(c, model_with_affine(4));
+  const auto rot = larosa_calibrate(c, dense, tokens(60, 6, 1001), larosa_options{});
+  auto folded = upload_model<frugal::cpu_t, T>(c, larosa_apply<frugal::cpu_t>(c, model_with_affine(4), rot));
+  const token_sequences seqs = {tokens(40, 21, 1001), tokens(57, 22, 1001), tokens(30, 23, 1001)};
+  const std::vector<float> ps = {0.5f, 0.f, 0.25f, 0.75f, 0.9f, 0.95f, 0.5f};
+  const std::size_t sites = std::size_t(dense.cfg.n_layer) * 4;
+  for (const auto* m : {&dense, &folded}) {
+    CAPTURE(m->rms);
+    const auto got = calibrate_thresholds(c, *m, seqs, ps);
+    REQUIRE(got.size() == ps.size());
+    // by hand: every site's magnitudes from a one-sequence prefill of each sequence, pooled
+    std::vector<std::vector<float>> pooled(sites);
+    for (const auto& q : seqs)
+      calibration_prefill(c, *m, q, [&](session<frugal::cpu_t, T>& s) {
+        s.on_block_input = [&](int l, int site, const T* X, int rows, int cols) {
+          for (std::int64_t j = 0; j < std::int64_t(rows) * cols; ++j)
+            pooled[std::size_t(l) * 4 + site].push_back(std::abs(static_cast<float>(frugal::to_float(X[j]))));
+        };
+      });
+    for (auto& v : pooled) std::sort(v.begin(), v.end());
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      CAPTURE(ps[i]);
+      REQUIRE(got[i].size() == sites);
+      for (std::size_t k = 0; k < sites; ++k) {
+        CAPTURE(k);
+        const std::size_t n = pooled[k].size();
+        const float want = ps[i] > 0 ? pooled[k][std::min(n - 1, std::size_t(std::floor(double(ps[i]) * n)))] : 0.f;
+        CHECK(got[i][k] == want);
+      }
+    }
+    CHECK(got[0] == got[6]);  // the same p twice
+    // the pooled quantile is not the first sequence's alone
+    CHECK(got[0] != calibrate_thresholds(c, *m, seqs[0], 0.5f));
+    CHECK(calibrate_thresholds(c, *m, seqs, 0.5f) == got[0]);
+  }
 }
