@@ -14,10 +14,10 @@
 // token, a per-layer rotation (--rotation layer) only 2: with fewer than n_embd / 2 tokens its covariance is
 // rank-deficient, and 2·n_embd tokens keep every rotation well above that. More text also helps the model rotation:
 // thresholds on the rotated inputs keep more than 1 - p when the rotation fits its calibration text too closely
-// (124M at p = 0.5 on the CPU: 0.54 with 512 tokens, 0.501 with 1023; docs/results.md). When the training split holds fewer than twice the default (the demo's
-// built-in corpus), the default is half of it, so that the thresholds still get the other half.
-// An explicit n must be 0 or at least 2, and the split must hold its tokens: n for a run that calibrates only
-// rotations, 2n for one that calibrates thresholds (which start at token n).
+// (124M at p = 0.5 on the CPU: 0.54 with 512 tokens, 0.501 with 1023; docs/results.md). When the training split holds
+// fewer than twice the default (the demo's built-in corpus), the default is half of it, so that the thresholds still
+// get the other half. An explicit n must be 0 or at least 2, and the split must hold its tokens: n for a run that
+// calibrates only rotations, 2n for one that calibrates thresholds (which start at token n).
 #pragma once
 
 #include <algorithm>
@@ -33,7 +33,7 @@ namespace gpt2 {
 
 //! The calibration text of one run: sequences of the training split's tokens.
 struct calibration_text {
-  std::size_t per_use = 0;    //!< n: tokens per use
+  std::size_t per_use = 0;     //!< n: tokens per use
   token_sequences rotation;    //!< tokens [0, n) of the split
   token_sequences thresholds;  //!< tokens [n, 2n); empty when the run calibrates only rotations (uses = 1)
 };
@@ -63,7 +63,8 @@ inline token_sequences split_sequences(const std::vector<std::int32_t>& text, st
   std::size_t at = first;
   for (std::size_t i = 0; i < k; ++i) {
     const std::size_t len = n / k + (i < n % k ? 1 : 0);
-    s.emplace_back(text.begin() + static_cast<std::ptrdiff_t>(at), text.begin() + static_cast<std::ptrdiff_t>(at + len));
+    s.emplace_back(text.begin() + static_cast<std::ptrdiff_t>(at),
+                   text.begin() + static_cast<std::ptrdiff_t>(at + len));
     at += len;
   }
   return s;
@@ -84,7 +85,8 @@ inline std::size_t calibration_tokens_needed(int calib_tokens, const config& cfg
 //! the error messages. A bad --calib-tokens (negative, 1, or more than the split holds for `uses`) is a frugal::error
 //! naming the option, the value and the limit.
 inline calibration_text make_calibration_text(const std::vector<std::int32_t>& split, int calib_tokens,
-                                              const config& cfg, int uses, const std::string& what = "the training split") {
+                                              const config& cfg, int uses,
+                                              const std::string& what = "the training split") {
   const std::size_t need = calibration_tokens_needed(calib_tokens, cfg, uses), have = split.size();
   calibration_text r;
   if (calib_tokens > 0) {

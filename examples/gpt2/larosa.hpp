@@ -89,7 +89,8 @@ inline weights fold_layernorms(weights&& w) {
                            l.qkv_b.data(), weight_layout::in_out);
     frugal::fold_layernorm(tag, l.ln2_g.data(), l.ln2_b.data(), frugal::matrix_view<float>(l.fc_w.data(), C, 4 * C),
                            l.fc_b.data(), weight_layout::in_out);
-    frugal::center_output(tag, frugal::matrix_view<float>(l.proj_w.data(), C, C), l.proj_b.data(), weight_layout::in_out);
+    frugal::center_output(tag, frugal::matrix_view<float>(l.proj_w.data(), C, C), l.proj_b.data(),
+                          weight_layout::in_out);
     frugal::center_output(tag, frugal::matrix_view<float>(l.fcproj_w.data(), 4 * C, C), l.fcproj_b.data(),
                           weight_layout::in_out);
     for (auto* v : {&l.ln1_g, &l.ln1_b, &l.ln2_g, &l.ln2_b}) std::vector<float>().swap(*v);
@@ -134,7 +135,8 @@ void larosa_accumulate(typename backend<Tag>::context& c, const device_model<Tag
         var += d * d;
       }
       const double rs = 1.0 / std::sqrt(var / C + 1e-5);
-      for (int i = 0; i < C; ++i) u[std::size_t(r) * C + i] = float((frugal::to_float(h[std::size_t(r) * C + i]) - mean) * rs);
+      for (int i = 0; i < C; ++i)
+        u[std::size_t(r) * C + i] = float((frugal::to_float(h[std::size_t(r) * C + i]) - mean) * rs);
     }
     cal.add<float>(frugal::cpu, o.layerwise ? layer : 0, frugal::matrix_view<const float>(u.data(), rows, C));
   };
@@ -149,7 +151,8 @@ inline larosa_rotations larosa_solve(const frugal::larosa_calibration& cal) {
   for (int site = 0; site < cal.sites(); ++site) {
     r.q.emplace_back(static_cast<std::size_t>(C) * C);
     r.eigenvalues.emplace_back(static_cast<std::size_t>(C));
-    cal.rotation<float>(frugal::cpu, site, frugal::matrix_view<float>(r.q.back().data(), C, C), r.eigenvalues.back().data());
+    cal.rotation<float>(frugal::cpu, site, frugal::matrix_view<float>(r.q.back().data(), C, C),
+                        r.eigenvalues.back().data());
   }
   return r;
 }

@@ -87,7 +87,9 @@ std::vector<std::vector<float>> calibrate_thresholds(typename backend<Tag>::cont
   std::vector<std::size_t> order(ps.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) { return ps[x] < ps[y]; });
-  auto rank = [&](float p, std::size_t n) { return std::min(n - 1, static_cast<std::size_t>(std::floor(double(p) * double(n)))); };
+  auto rank = [&](float p, std::size_t n) {
+    return std::min(n - 1, static_cast<std::size_t>(std::floor(double(p) * double(n))));
+  };
 
   if (seqs.size() == 1) {
     auto hook = [&](int layer, int s, const T* X, int rows, int cols) {
@@ -160,8 +162,10 @@ std::vector<std::vector<float>> calibrate_thresholds(typename backend<Tag>::cont
     for (auto& x : targets[idx])
       if (x.values.size() != x.in_bin)
         fail("calibrate_thresholds", "layer ", idx / n_sites, " site ", site_name(int(idx % n_sites)), ": the second ",
-             "pass over the calibration sequences found ", x.values.size(), " magnitudes in the quantile's bin, the "
-             "first ", x.in_bin, " (the prefill is not deterministic)");
+             "pass over the calibration sequences found ", x.values.size(),
+             " magnitudes in the quantile's bin, the "
+             "first ",
+             x.in_bin, " (the prefill is not deterministic)");
     for (std::size_t i = 0; i < ps.size(); ++i) {  // (several p may share a bin)
       if (which[idx][i] < 0) continue;
       auto& x = targets[idx][static_cast<std::size_t>(which[idx][i])];

@@ -31,7 +31,9 @@ config small_config() {
   return c;
 }
 
-weights model_with_affine(std::uint64_t seed) { return gpt2_test::model_with_affine(small_config(), seed); }
+weights model_with_affine(std::uint64_t seed) {
+  return gpt2_test::model_with_affine(small_config(), seed);
+}
 
 using gpt2_test::tokens;
 
@@ -145,7 +147,8 @@ TEST_CASE("gpt2 larosa: bytes per token count the kept channels and the adapters
   larosa_options o;
   o.layerwise = true;
   const auto rot = larosa_calibrate(c, dense, tokens(32, 3, 1000), o);
-  auto folded = upload_model<frugal::cpu_t, float>(c, larosa_apply<frugal::cpu_t>(c, random_weights(small_config(), 1), rot));
+  auto folded =
+      upload_model<frugal::cpu_t, float>(c, larosa_apply<frugal::cpu_t>(c, random_weights(small_config(), 1), rot));
   // folded: no LayerNorm parameters, an LM-head bias, and (L - 1) adapters
   CHECK(folded.weight_bytes_per_token(0.f) ==
         doctest::Approx(4.0 * (L * (12 * C * C + 9 * C) + (L - 1) * C * C + C * V + V + 2 * C)));
@@ -269,17 +272,17 @@ TEST_CASE("gpt2 calibration: --calib-tokens cuts the training tokens into consec
     std::size_t per_use, sequences;
   };
   // default: n_ctx - 1 when that exceeds n_embd (124M: as before, one sequence), else 2 n_embd
-  for (const expect& e : {expect{"124M", 1023, 1}, expect{"355M", 2048, 3}, expect{"774M", 2560, 3},
-                          expect{"1558M", 3200, 4}}) {
+  for (const expect& e :
+       {expect{"124M", 1023, 1}, expect{"355M", 2048, 3}, expect{"774M", 2560, 3}, expect{"1558M", 3200, 4}}) {
     CAPTURE(e.model);
     const auto cfg = config::from_name(e.model);
     CHECK(default_calibration_tokens(cfg) == e.per_use);
     const auto ct = make_calibration_text(text, 0, cfg, 2);
     CHECK(ct.per_use == e.per_use);
     CHECK(ct.rotation.size() == e.sequences);
-    check_cut(ct.rotation, 0, e.per_use, 1023);  // rotation: tokens [0, n)
+    check_cut(ct.rotation, 0, e.per_use, 1023);                          // rotation: tokens [0, n)
     check_cut(ct.thresholds, std::int32_t(e.per_use), e.per_use, 1023);  // thresholds: the next n, disjoint
-    CHECK(make_calibration_text(text, 0, cfg, 1).thresholds.empty());  // a run without thresholds
+    CHECK(make_calibration_text(text, 0, cfg, 1).thresholds.empty());    // a run without thresholds
     CHECK(make_calibration_text(text, 0, cfg, 1).rotation == ct.rotation);
   }
   const auto xl = config::from_name("1558M");
@@ -322,9 +325,10 @@ TEST_CASE("gpt2 calibration: --calib-tokens cuts the training tokens into consec
 TEST_CASE("gpt2 calibration: a bad --calib-tokens is an error naming the option, the value and the limit") {
   std::vector<std::int32_t> text(3001);
   const auto base = config::from_name("124M");
-  FRUGAL_CHECK_THROWS_WITH(make_calibration_text(text, 2000, base, 2),
-                           "gpt2::calibration: --calib-tokens (=2000) is more than the training split holds: 3001 tokens "
-                           "for the rotations and as many more for the thresholds; at most 1500");
+  FRUGAL_CHECK_THROWS_WITH(
+      make_calibration_text(text, 2000, base, 2),
+      "gpt2::calibration: --calib-tokens (=2000) is more than the training split holds: 3001 tokens "
+      "for the rotations and as many more for the thresholds; at most 1500");
   FRUGAL_CHECK_THROWS_WITH(make_calibration_text(text, 4000, base, 1),
                            "gpt2::calibration: --calib-tokens (=4000) is more than the training split holds: 3001 "
                            "tokens; at most 3001");

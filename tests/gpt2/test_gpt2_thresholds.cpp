@@ -29,7 +29,9 @@ config small_config() {
   return c;
 }
 
-weights model_with_affine(std::uint64_t seed) { return gpt2_test::model_with_affine(small_config(), seed); }
+weights model_with_affine(std::uint64_t seed) {
+  return gpt2_test::model_with_affine(small_config(), seed);
+}
 
 using gpt2_test::tokens;
 
@@ -109,7 +111,7 @@ TEST_CASE("gpt2 thresholds: calibration gives each site's p-quantile; decode rea
     CAPTURE(m->rms);
     const auto all = calibrate_thresholds(c, *m, cal, std::vector<float>{0.f, 0.25f, 0.5f, 0.75f});
     REQUIRE(all.size() == 4);
-    for (float t : all[0]) CHECK(t == 0.f);  // p = 0: dense
+    for (float t : all[0]) CHECK(t == 0.f);            // p = 0: dense
     for (std::size_t i = 0; i < all[1].size(); ++i) {  // the quantile grows with p; every site has a spread
       CHECK(all[1][i] > 0.f);
       CHECK(all[1][i] <= all[2][i]);
@@ -159,7 +161,8 @@ TEST_CASE("gpt2 thresholds: calibration gives each site's p-quantile; decode rea
   }
 }
 
-TEST_CASE_TEMPLATE("gpt2 thresholds: threshold and top-k at the same p both differ from dense", T, float, frugal::half) {
+TEST_CASE_TEMPLATE("gpt2 thresholds: threshold and top-k at the same p both differ from dense", T, float,
+                   frugal::half) {
   ctx_t c;
   auto dense = upload_model<frugal::cpu_t, T>(c, model_with_affine(9));
   const auto cal = tokens(64, 3, 1001), text = tokens(24, 4, 1001);
@@ -219,7 +222,8 @@ TEST_CASE("gpt2 thresholds: bad tables are errors naming the values; the session
     s.start({pr});
     s.decode(3);
     if (bad_calls) {
-      FRUGAL_CHECK_THROWS_WITH(s.set_thresholds(std::vector<float>(4, 0.f)), "gpt2::session::set_thresholds: thresholds has 4 values");
+      FRUGAL_CHECK_THROWS_WITH(s.set_thresholds(std::vector<float>(4, 0.f)),
+                               "gpt2::session::set_thresholds: thresholds has 4 values");
       std::vector<float> t = good;
       t[2] = -1.f;
       FRUGAL_CHECK_THROWS_WITH(s.set_thresholds(t), "thresholds[2] (layer 0, site fc) = -1 must be >= 0");
