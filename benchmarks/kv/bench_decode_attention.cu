@@ -5,7 +5,8 @@
 //   paged_nosplit  paged with num_splits = 1 (B = 1 only: what split-K buys)
 //   paged_p<P>     page size P in {1, 64, 256} instead of 16 (B = 32, T = 8192 only: the cost of small pages)
 //   vmm            vmm_kv_cache (virtual range per slot, 2 MB pages mapped on demand), contiguous kernel
-//   paged_s<N>     paged with num_splits = N forced (B = 1 only: the split-count curve behind the automatic plan)
+//   paged_s<N>     paged with num_splits = N forced (B = 1, and B = 8 at T = 1024 for H32: the split-count curve
+//                  behind the automatic plan)
 //   paged_append   kv_append of one token per sequence, then paged_decode_attention (a model's decode step, 2 calls)
 //   paged_fused    paged_append_decode_attention: the same step in one call (T = 8192 and GPT-2 shapes)
 // Plus attn/cuda/floor/empty_kernel: an empty kernel timed the same way (the launch + event floor of any kernel).
@@ -349,6 +350,8 @@ int main(int argc, char** argv) {
           for (int n : {4, 8, 16, 32, 64, 128})
             if (Tn / n >= 128 && c.H != 28) variants.push_back("paged_s" + std::to_string(n));
         }
+        if (B == 8 && Tn == 1024 && c.H == 32)  // 256 CTAs of 256 keys at 4 splits, as B = 1, T = 8192 at 32
+          for (const char* sv : {"paged_s4", "paged_s8"}) variants.push_back(sv);
         if (Tn == 8192 || (c.D == 64 && Tn == 1024)) {
           variants.push_back("paged_append");
           variants.push_back("paged_fused");

@@ -148,6 +148,12 @@ TEST_CASE_TEMPLATE("cuda decode attention: paged == contiguous, vs naive; head d
   check_decode_cuda<T>(++seed, 1, 6, 64, 1, {700, 333}, 7);
   check_decode_cuda<T>(++seed, 3, 1, 64, 256, {257, 1000, 256}, 0);
   check_decode_cuda<T>(++seed, 2, 2, 128, 16, {900, 901, 17}, 0, 100);
+  // forced split counts 2, 5, 8, 12 and 64 (-> 63 splits of 32 keys: the in-kernel merge of many partials), with a
+  // short and an empty sequence in the batch (splits past their length are empty); D64 MHA with 12 splits
+  for (const std::int32_t splits :
+       quick ? std::vector<std::int32_t>{5, 64} : std::vector<std::int32_t>{2, 5, 8, 12, 64})
+    check_decode_cuda<T>(++seed, 2, 4, 128, 16, {2000, 5, 0}, splits);
+  if (!quick) check_decode_cuda<T>(++seed, 3, 1, 64, 16, {1500, 700}, 12);
 }
 
 // Cache rows past the lengths may hold NaN (uninitialized memory can hold NaN patterns); a kernel that reads them

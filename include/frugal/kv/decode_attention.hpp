@@ -37,8 +37,8 @@
 // cudaMemset after allocating it): its first 16 KB hold the split-K merge's arrival counters, which every call leaves
 // at zero again, so one workspace serves any number of calls (CUDA Graph replays included) of any shapes, one call at
 // a time (calls running concurrently need separate workspaces). The split count fills at most one wave of
-// resident CTAs (SM count x the kernel's occupancy), >= 128 keys per split and 256 while that leaves >= 2 CTAs per
-// SM (attn_make_plan); decode_attention_num_splits tells it: query on the device that runs.
+// resident CTAs (SM count x the kernel's occupancy), >= 128 keys per split and 256 while that leaves >= 1.5 CTAs
+// per SM (attn_make_plan); decode_attention_num_splits tells it: query on the device that runs.
 // num_splits = 1 needs none. CPU needs none. Prefill does not split (no workspace).
 //
 // Errors (frugal::error, before any work): q_heads not a positive multiple of kv_heads, unsupported head_dim, shape

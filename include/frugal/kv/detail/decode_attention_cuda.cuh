@@ -25,13 +25,15 @@ FRUGAL_NAMESPACE_BEGIN
 
 // Tuning knobs (compile-time, the same for every instantiation): cp.async pipeline depth and bytes of K+V per tile.
 // Shared memory per CTA = STAGES * TILE_BYTES; above 48 KB the kernels opt in to more dynamic shared memory.
+// 3 stages; 2 (one tile in flight per CTA) measured 0.4-3.5 % faster at B = 32 and B = 1, T = 32768 but 1-5 %
+// slower at B = 1, T = 8192 with its 32 splits of ~2 CTAs per SM on H100 (docs/kv.md, seventh session).
 #ifndef FRUGAL_KV_ATTN_STAGES
 #define FRUGAL_KV_ATTN_STAGES 3
 #endif
 #ifndef FRUGAL_KV_ATTN_TILE_BYTES
 #define FRUGAL_KV_ATTN_TILE_BYTES 16384
 #endif
-// Split-K: keys per split (auto plan): at least MIN_KEYS, and PREF_KEYS while the grid keeps >= 2 CTAs per SM.
+// Split-K: keys per split (auto plan): at least MIN_KEYS, and PREF_KEYS while the grid keeps >= 1.5 CTAs per SM.
 #ifndef FRUGAL_KV_ATTN_SPLIT_MIN_KEYS
 #define FRUGAL_KV_ATTN_SPLIT_MIN_KEYS 128
 #endif
@@ -46,6 +48,11 @@ FRUGAL_NAMESPACE_BEGIN
 #endif
 #ifndef FRUGAL_KV_ATTN_SPLIT_PREF_KEYS
 #define FRUGAL_KV_ATTN_SPLIT_PREF_KEYS 256
+#endif
+// ... as long as the grid then has at least PREF_OCC / 100 CTAs per SM (150: 256 CTAs on H100's 132 SMs qualify,
+// e.g. B = 1, T = 8192, 8 kv heads: 32 splits of 256 keys instead of 64 of 128, measured 7-11 % faster).
+#ifndef FRUGAL_KV_ATTN_SPLIT_PREF_OCC
+#define FRUGAL_KV_ATTN_SPLIT_PREF_OCC 150
 #endif
 
 // Debug timeline (benchmarks only, never in a library build): every attention CTA's thread 0 writes %globaltimer
@@ -941,13 +948,15 @@ struct attn_plan {
 //! Split-K plan. Decode is memory-bound and every CTA of a launch streams the same number of keys. Auto: at most one
 //! wave, splits <= floor(resident CTAs / (rows * kv_heads * head chunks)); each split streams at least min_keys keys,
 //! and pref_keys (longer CTAs amortize their prologue, epilogue and the merge better) as long as the grid still has
-//! >= 2 CTAs per SM (otherwise short contexts would leave SMs idle); chunks are rounded up to multiples of 64 keys.
+//! >= pref_occ / 100 CTAs per SM (otherwise short contexts would leave SMs idle); chunks are rounded up to multiples
+//! of 64 keys.
 //! Measured on H100 (docs/kv.md, split sweep): B = 1, T = 8192: 32-64 splits best; T = 1024: 8 splits.
 //! `requested` > 0 forces ceil(max_len / ceil(max_len / requested)) splits. Deterministic in its arguments.
 inline attn_plan attn_make_plan(std::int32_t rows, std::int32_t kv_heads, std::int32_t group, std::int32_t max_len,
                                 std::int64_t resident_ctas, std::int32_t requested, std::int32_t sms = 132,
                                 std::int32_t min_keys = FRUGAL_KV_ATTN_SPLIT_MIN_KEYS,
-                                std::int32_t pref_keys = FRUGAL_KV_ATTN_SPLIT_PREF_KEYS) {
+                                std::int32_t pref_keys = FRUGAL_KV_ATTN_SPLIT_PREF_KEYS,
+                                std::int32_t pref_occ = FRUGAL_KV_ATTN_SPLIT_PREF_OCC) {
   attn_plan p;
   if (max_len <= 0 || rows <= 0) return p;
   const std::int64_t hchunks = (group + 7) / 8;
@@ -959,7 +968,7 @@ inline attn_plan attn_make_plan(std::int32_t rows, std::int32_t kv_heads, std::i
     s = std::max<std::int64_t>(1, resident_ctas / base);
     const std::int64_t s_pref = (max_len + pref_keys - 1) / std::max<std::int32_t>(pref_keys, 1);
     const std::int64_t s_min = (max_len + min_keys - 1) / std::max<std::int32_t>(min_keys, 1);
-    s = std::min<std::int64_t>(s, base * s_pref >= 2ll * sms ? s_pref : s_min);
+    s = std::min<std::int64_t>(s, base * s_pref * 100 >= std::int64_t{pref_occ} * sms ? s_pref : s_min);
   }
   s = std::max<std::int64_t>(1, std::min<std::int64_t>({s, 1024, max_len}));
   std::int64_t chunk = (max_len + s - 1) / s;
