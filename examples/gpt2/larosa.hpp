@@ -159,8 +159,9 @@ inline larosa_rotations larosa_solve(const frugal::larosa_calibration& cal) {
 
 //! Steps 2-3: runs the calibration sequences `seqs` (each at most n_ctx - 1 tokens) through the (unfolded, dense)
 //! model `m` and returns the rotation of each site, fitted on the rows of all sequences together (one covariance per
-//! site). Several sequences give the covariance more tokens than one context holds: with fewer tokens than n_embd
-//! its last directions get no calibration variance (calibration.hpp).
+//! site). Several sequences give the covariance more tokens than one context holds: a site with fewer rows than
+//! n_embd (a per-layer rotation gets 2 per token, the model rotation 2·n_layer) leaves directions without
+//! calibration variance, and more text fits the rotation less closely to it (calibration.hpp).
 template <class Tag, class T>
 larosa_rotations larosa_calibrate(typename backend<Tag>::context& c, const device_model<Tag, T>& m,
                                   const token_sequences& seqs, larosa_options o) {
