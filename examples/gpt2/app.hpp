@@ -146,7 +146,9 @@ class runner {
   //! The calibration text of this run (calibration.hpp): --calib-tokens n tokens per use from the training split
   //! (patch-tokenized when pb is given), cut into sequences of at most n_ctx - 1 tokens; the rotations take the first
   //! n tokens, the thresholds the next n. A run calibrates thresholds with --select threshold and in --bench.
+  //! The GPT-2-token text is cut once per run (the early check, the rotation and the thresholds all ask for it).
   calibration_text calibration(const patch_bundle* pb) {
+    if (!pb && base_calibration_) return *base_calibration_;
     const int uses = a_.select == "threshold" || !a_.bench_out.empty() ? 2 : 1;
     const std::size_t want = calibration_tokens_needed(a_.calib_tokens, cfg_, uses);
     std::vector<std::int32_t> t;
@@ -155,8 +157,10 @@ class runner {
       t.insert(t.end(), ids.begin(), ids.end());
       if (t.size() >= want) break;
     }
-    return make_calibration_text(t, a_.calib_tokens, cfg_, uses,
-                                 pb ? "the training split (in patch tokens)" : "the training split");
+    auto r = make_calibration_text(t, a_.calib_tokens, cfg_, uses,
+                                   pb ? "the training split (in patch tokens)" : "the training split");
+    if (!pb) base_calibration_ = r;
+    return r;
   }
   token_sequences calibration_tokens(const patch_bundle* pb) { return calibration(pb).rotation; }
   token_sequences threshold_tokens(const patch_bundle* pb) {
@@ -511,6 +515,7 @@ class runner {
   config cfg_;
   frugal::gpt2_tokenizer tok_;
   text_set texts_;
+  std::optional<calibration_text> base_calibration_;  // calibration(nullptr), made once
 };
 
 }  // namespace gpt2

@@ -92,8 +92,8 @@ inline calibration_text make_calibration_text(const std::vector<std::int32_t>& s
   if (calib_tokens > 0) {
     if (have < need)
       fail("calibration", "--calib-tokens (=", calib_tokens, ") is more than ", what, " holds: ", have, " tokens",
-           uses == 2 ? " for the rotations and as many more for the thresholds; at most " : "; at most ",
-           have / static_cast<std::size_t>(uses));
+           uses == 2 ? ", which give at most " : "; at most ", have / static_cast<std::size_t>(uses),
+           uses == 2 ? " for the rotations and as many more for the thresholds" : "");
     r.per_use = static_cast<std::size_t>(calib_tokens);
   } else {
     r.per_use = std::min(default_calibration_tokens(cfg), have / 2);

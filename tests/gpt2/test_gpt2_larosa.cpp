@@ -327,8 +327,8 @@ TEST_CASE("gpt2 calibration: a bad --calib-tokens is an error naming the option,
   const auto base = config::from_name("124M");
   FRUGAL_CHECK_THROWS_WITH(
       make_calibration_text(text, 2000, base, 2),
-      "gpt2::calibration: --calib-tokens (=2000) is more than the training split holds: 3001 tokens "
-      "for the rotations and as many more for the thresholds; at most 1500");
+      "gpt2::calibration: --calib-tokens (=2000) is more than the training split holds: 3001 tokens, which give at "
+      "most 1500 for the rotations and as many more for the thresholds");
   FRUGAL_CHECK_THROWS_WITH(make_calibration_text(text, 4000, base, 1),
                            "gpt2::calibration: --calib-tokens (=4000) is more than the training split holds: 3001 "
                            "tokens; at most 3001");
