@@ -417,10 +417,10 @@ class runner {
     for (const auto& r : rows)
       if (r.mode == "kv") base = r.tok_s;
     std::printf("\n%-18s %10s %10s %12s %14s %12s\n", "mode", "tok/s", "vs kv", "MB read/tok", "KV MiB in use", "prompt tok");
-    for (const auto& r : rows)
-      std::printf("%-18s %10.1f %9.2fx %12.1f %14.2f %12d\n", (r.mode + (r.p > 0 ? " p=" + fmt(r.p, 2) : "")).c_str(),
-                  r.tok_s, base > 0 ? r.tok_s / base : 0.0, r.weight_bytes / 1e6, r.kv_in_use / 1048576.0,
-                  r.prompt_tokens);
+    for (const auto& r : rows)  // "vs kv" only when the kv mode ran
+      std::printf("%-18s %10.1f %10s %12.1f %14.2f %12d\n", (r.mode + (r.p > 0 ? " p=" + fmt(r.p, 2) : "")).c_str(),
+                  r.tok_s, base > 0 ? (fmt(r.tok_s / base, 2) + "x").c_str() : "-", r.weight_bytes / 1e6,
+                  r.kv_in_use / 1048576.0, r.prompt_tokens);
     std::printf("\n(tok/s: greedy decode of %d tokens after the prompt, batch %d, first step untimed; MB read/tok: "
                 "weight bytes one decode token reads)\n",
                 n_new, a_.batch);
