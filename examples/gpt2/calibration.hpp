@@ -38,13 +38,6 @@ struct calibration_text {
   token_sequences thresholds;  //!< tokens [n, 2n); empty when the run calibrates only rotations (uses = 1)
 };
 
-//! Total tokens of a set of sequences.
-inline std::size_t total_tokens(const token_sequences& s) {
-  std::size_t n = 0;
-  for (const auto& q : s) n += q.size();
-  return n;
-}
-
 //! The default calibration tokens per use for a model of config `cfg` (before the limit of the training split).
 inline std::size_t default_calibration_tokens(const config& cfg) {
   const std::size_t cap = static_cast<std::size_t>(cfg.n_ctx) - 1, C = static_cast<std::size_t>(cfg.n_embd);

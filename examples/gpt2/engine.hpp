@@ -728,6 +728,13 @@ class session {
 //! training text into such sequences).
 using token_sequences = std::vector<std::vector<std::int32_t>>;
 
+//! Total tokens of a set of sequences.
+inline std::size_t total_tokens(const token_sequences& s) {
+  std::size_t n = 0;
+  for (const auto& q : s) n += q.size();
+  return n;
+}
+
 //! Runs every sequence of `seqs` through m as its own dense prefill (contiguous KV, positions from 0, in order; one
 //! session sized for the longest) with the session's calibration hooks (on_residual, on_block_input) set by
 //! `hooks(session&)`: the calibration pass of LaRoSA (larosa_accumulate) and of the TEAL thresholds

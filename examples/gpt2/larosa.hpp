@@ -166,8 +166,7 @@ template <class Tag, class T>
 larosa_rotations larosa_calibrate(typename backend<Tag>::context& c, const device_model<Tag, T>& m,
                                   const token_sequences& seqs, larosa_options o) {
   if (m.rms) fail("larosa_calibrate", "calibrate on the unfolded model");
-  std::size_t n = 0;
-  for (const auto& t : seqs) n += t.size();
+  const std::size_t n = total_tokens(seqs);
   if (n < 2) fail("larosa_calibrate", "needs calibration tokens (got ", n, " in ", seqs.size(), " sequences)");
   auto cal = larosa_accumulators(m.cfg, o);
   larosa_accumulate(c, m, seqs, o, cal);

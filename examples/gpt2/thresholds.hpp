@@ -56,9 +56,7 @@ template <class Tag, class T>
 std::vector<std::vector<float>> calibrate_thresholds(typename backend<Tag>::context& c, const device_model<Tag, T>& m,
                                                      const token_sequences& seqs, const std::vector<float>& ps) {
   const int L = m.cfg.n_layer;
-  std::size_t n_tokens = 0;
-  for (const auto& q : seqs) n_tokens += q.size();
-  if (n_tokens == 0) fail("calibrate_thresholds", "needs calibration tokens");
+  if (total_tokens(seqs) == 0) fail("calibrate_thresholds", "needs calibration tokens");
   if (ps.empty()) fail("calibrate_thresholds", "needs at least one sparsity p");
   for (float p : ps)
     if (!(p >= 0.f && p < 1.f)) fail("calibrate_thresholds", "p (=", p, ") must be in [0, 1)");
