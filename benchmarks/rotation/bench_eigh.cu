@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <random>
 
 #include <map>
@@ -154,8 +155,24 @@ void finish(benchmark::State& state, int n, double total, bool is_syevd, const s
     bench_eigh::set_accuracy(state, std::vector<double>(a.begin(), a.end()), w, q, n, column_major);
 }
 
+//! Sets FRUGAL_EIGH_F64_SUBPROBLEMS for the lifetime of a benchmark (the f64-subproblem variant of f32 at b = 16).
+struct f64_subproblems {
+  explicit f64_subproblems(bool on) : on_(on) {
+    if (on_) setenv("FRUGAL_EIGH_F64_SUBPROBLEMS", "1", 1);
+  }
+  ~f64_subproblems() {
+    if (on_) unsetenv("FRUGAL_EIGH_F64_SUBPROBLEMS");
+  }
+  f64_subproblems(const f64_subproblems&) = delete;
+  f64_subproblems& operator=(const f64_subproblems&) = delete;
+
+ private:
+  bool on_;
+};
+
 template <class T>
-void bm_frugal(benchmark::State& state, int n) {
+void bm_frugal(benchmark::State& state, int n, bool f64_sub = false) {
+  const f64_subproblems env(f64_sub);
   dev<T> da(static_cast<std::size_t>(n) * n), dq(static_cast<std::size_t>(n) * n), dw(static_cast<std::size_t>(n));
   const auto a = upload_matrix<T>(n, da.p);
   const std::size_t bytes = frugal::eigh_workspace_bytes<T>(frugal::cuda, n);
@@ -254,6 +271,12 @@ void register_n(int n, int iters, bool with_syevj) {
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond)
       ->Iterations(iters);
+  if (sizeof(T) == 4 && n <= 1024)  // b = 16: the same solver with f64 instead of f32 subproblems
+    benchmark::RegisterBenchmark((base + "frugal_f64sub").c_str(),
+                                 [n](benchmark::State& s) { bm_frugal<T>(s, n, true); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond)
+        ->Iterations(iters);
 }
 
 }  // namespace

@@ -21,6 +21,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <type_traits>
 
 #include "../../core/detail/cuda_common.cuh"
 #include "../../core/dtype.hpp"
@@ -226,10 +228,246 @@ __global__ void __launch_bounds__(eigh_threads)
   }
 }
 
-//! Dynamic shared memory of eigh_update_kernel<T, B2>: three [B2, B2 + 1] matrices of T.
+// ------------------------------------------------------------------------------------------------ one step, b = 16
+
+// The 32 x 32 subproblems (b = 16, max_inner_sweeps = 1) are solved by eigh_pair32_kernel: one warp, one lane per
+// column, instead of eigh_pair_kernel's 256 threads and two block barriers per round (measured on the H100 at n = 768
+// f32: eigh_pair_kernel took 52 of a step's 67 us under ncu). To keep every register index static, the warp works in
+// *position* order: in round r, positions 2k and 2k+1 hold pair k of the round-robin schedule (the same pairs, in the
+// same rounds, as round_robin_pair(32, r, k)), so the row rotation of a column pairs fixed registers; between rounds
+// the players move by a fixed permutation (sigma, the circle method's rotation), applied when a lane stores its new
+// column; the warp's rows of J_P follow the same column order in registers.
+
+//! Player (local index 0..31) at position j in round r: pair k of round r is positions (2k, 2k+1).
+FRUGAL_HOST_DEVICE constexpr int eigh32_player(int r, int j) {
+  const int k = j / 2;
+  if (j % 2 == 0) return (k + r) % 31;
+  return k == 0 ? 31 : (r - k + 31) % 31;
+}
+//! Position of player x in round 0 (the inverse of eigh32_player(0, .)).
+FRUGAL_HOST_DEVICE constexpr int eigh32_pos0(int x) { return x == 31 ? 1 : x < 16 ? 2 * x : 2 * (31 - x) + 1; }
+//! Position in round r of the player that is at position j in round r + 1.
+FRUGAL_HOST_DEVICE constexpr int eigh32_sigma(int j) {
+  return j == 1 ? 1 : j == 30 ? 31 : j % 2 == 0 ? j + 2 : j == 3 ? 0 : j - 2;
+}
+//! Inverse of eigh32_sigma: position in round r + 1 of the player at position j in round r.
+FRUGAL_HOST_DEVICE constexpr int eigh32_sigma_inv(int j) {
+  return j == 1 ? 1 : j == 31 ? 30 : j == 0 ? 3 : j % 2 == 0 ? j - 2 : j + 2;
+}
+constexpr bool eigh32_layout_ok() {
+  for (int r = 0; r <= 31; ++r)
+    for (int j = 0; j < 32; ++j) {
+      if (eigh32_sigma(eigh32_sigma_inv(j)) != j) return false;
+      if (eigh32_player(r + 1, j) != eigh32_player(r, eigh32_sigma(j))) return false;
+      if (j % 2 == 0 && r < 31) {
+        int lo = 0, hi = 0;
+        const int k = j / 2, a = eigh32_player(r, j), b = eigh32_player(r, j + 1);
+        if (k == 0) {
+          lo = r, hi = 31;
+        } else {
+          lo = (r + k) % 31, hi = (r - k + 31) % 31;
+        }
+        if ((a != lo || b != hi) && (a != hi || b != lo)) return false;
+      }
+    }
+  for (int j = 0; j < 32; ++j) {
+    if (eigh32_player(31, j) != eigh32_player(0, j)) return false;  // a sweep returns every player to its place
+    if (eigh32_pos0(eigh32_player(0, j)) != j) return false;
+  }
+  return true;
+}
+static_assert(eigh32_layout_ok(), "eigh32 position layout must follow round_robin_pair(32, r, k)");
+
+//! Threads of eigh_pair32_kernel: warp 0 solves, all four load, store and re-orthogonalise (f64).
+inline constexpr int eigh_pair32_threads = 128;
+
+//! Column chunks of Vᵀ (32 columns each) that one eigh_pair32_kernel block updates (n = 768: 288 blocks, one wave
+//! beside the 24 solves).
+inline constexpr int eigh_v_chunks_per_block = 2;
+
+//! Blocks of eigh_pair32_kernel that update Vᵀ: per pair, ceil(chunks / eigh_v_chunks_per_block).
+inline std::int64_t eigh_v_blocks32(const jacobi_shape& sh) {
+  const std::int64_t chunks = sh.n_pad / 32;
+  return sh.pairs * ((chunks + eigh_v_chunks_per_block - 1) / eigh_v_chunks_per_block);
+}
+
+//! Vᵀ[P, cols] <- J_Pᵀ Vᵀ[P, cols] for block `g` of the Vᵀ update of a b = 16 step (pair P, up to
+//! eigh_v_chunks_per_block chunks of 32 columns), by the 128 threads of an eigh_pair32_kernel block; smem holds two
+//! [32, 33] tiles of T.
+template <class T>
+__device__ inline void eigh_v_tiles32(T* __restrict vt, std::int64_t np, const T* __restrict jt,
+                                      const int* __restrict rot, int m, int step, std::int64_t g, T* smem) {
+  constexpr int B2 = 32, LD = 33, b = 16;
+  const std::int64_t chunks = np / B2, per_pair = (chunks + eigh_v_chunks_per_block - 1) / eigh_v_chunks_per_block;
+  const int P = static_cast<int>(g / per_pair);
+  const std::int64_t ch0 = (g % per_pair) * eigh_v_chunks_per_block;
+  if (step < 0 || !rot[P]) return;
+  int lp, hp;
+  round_robin_pair(m, step, P, lp, hp);
+  T* X = smem;          // [32][LD] rows of Vᵀ
+  T* JP = X + B2 * LD;  // [32][LD]
+  const T* jp = jt + static_cast<std::int64_t>(P) * B2 * B2;
+  const int tid = threadIdx.x, tx = tid % 8, ty = tid / 8;  // outputs (ty + 16u, tx + 8v)
+  for (int e = tid; e < B2 * B2; e += eigh_pair32_threads) JP[(e / B2) * LD + e % B2] = jp[e];
+  for (std::int64_t ch = ch0; ch < ch0 + eigh_v_chunks_per_block && ch < chunks; ++ch) {
+    const std::int64_t c0 = ch * B2;
+    for (int e = tid; e < B2 * B2; e += eigh_pair32_threads) {
+      const int i = e / B2, j = e % B2;
+      X[i * LD + j] = vt[jacobi_index(lp, hp, b, i) * np + c0 + j];
+    }
+    __syncthreads();
+    T acc[2][4] = {};
+#pragma unroll 4
+    for (int k = 0; k < B2; ++k) {
+      T lv[2], rv[4];
+#pragma unroll
+      for (int u = 0; u < 2; ++u) lv[u] = JP[k * LD + ty + 16 * u];
+#pragma unroll
+      for (int v = 0; v < 4; ++v) rv[v] = X[k * LD + tx + 8 * v];
+#pragma unroll
+      for (int u = 0; u < 2; ++u)
+#pragma unroll
+        for (int v = 0; v < 4; ++v) acc[u][v] = fma(lv[u], rv[v], acc[u][v]);
+    }
+#pragma unroll
+    for (int u = 0; u < 2; ++u)
+#pragma unroll
+      for (int v = 0; v < 4; ++v) vt[jacobi_index(lp, hp, b, ty + 16 * u) * np + c0 + tx + 8 * v] = acc[u][v];
+    __syncthreads();  // X is reloaded for the next chunk
+  }
+}
+
+template <class T, class W>
+__global__ void __launch_bounds__(eigh_pair32_threads)
+    eigh_pair32_kernel(T* __restrict aw, T* __restrict vt, std::int64_t np, T* __restrict jt, int* __restrict rot,
+                       const T* __restrict jt_prev, const int* __restrict rot_prev, unsigned long long* __restrict count,
+                       int m, int step, int prev_step, double tol, double floor_) {
+  // W: the subproblem's precision (see eigh_f64_subproblems). LD = 33: a warp's accesses to one element of 32
+  // different slots are free of bank conflicts for 32- and 64-bit words.
+  constexpr int B2 = 32, b = 16, LD = 33, R = 31;
+  __shared__ W S[2][B2 * LD];   // S[buf][slot j * LD + k] = S(position k, position j) of the current round
+  __shared__ W Jb[2][B2 * LD];  // Jb[buf][i * LD + j] = J_P(player i, player at position j) of the current round
+  __shared__ int total_sh;
+  __shared__ std::int64_t gidx[B2];
+
+  const int pair = blockIdx.x, tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  if (pair >= m / 2) {  // a tile of Vᵀ for the previous step, beside this step's solves
+    eigh_v_tiles32(vt, np, jt_prev, rot_prev, m, prev_step, pair - m / 2, reinterpret_cast<T*>(&S[0][0]));
+    return;
+  }
+  if (step < 0) return;  // a launch that only flushes the last step's Vᵀ tiles
+  int lo, hi;
+  round_robin_pair(m, step, pair, lo, hi);
+  if (tid < B2) gidx[tid] = jacobi_index(lo, hi, b, tid);
+  __syncthreads();
+  for (int e = tid; e < B2 * B2; e += eigh_pair32_threads) {
+    const int k = e / B2, j = e % B2;  // a warp reads one row of A: row of position k, columns of positions j
+    S[0][j * LD + k] = static_cast<W>(aw[gidx[eigh32_player(0, k)] * np + gidx[eigh32_player(0, j)]]);
+    Jb[0][k * LD + j] = eigh32_player(0, j) == k ? W(1) : W(0);
+  }
+  __syncthreads();
+
+  // Thread (warp w, lane): column `lane` (a position) of S, rows 8w .. 8w + 7 (positions); row `lane` (a player) of
+  // J_P, columns 8w .. 8w + 7 (positions). Per round: every warp computes the angles of all 16 pairs (lanes 2k and
+  // 2k + 1 the same one), its part of the new column c·col_p − s·col_q / s·col_p + c·col_q, the row rotations of its
+  // 4 pairs and the column rotations of J_P, and stores both permuted for round r + 1; one block barrier per round.
+  constexpr int RW = B2 / (eigh_pair32_threads / 32);  // rows (of S) / columns (of J_P) per warp
+  const int p = lane & ~1, q = p + 1, dst = eigh32_sigma_inv(lane), dst_partner = eigh32_sigma_inv(lane ^ 1);
+  const int r0 = warp * RW;
+  const bool is_p = lane == p, fixes = lane / RW == warp;  // this thread stores its column's rows lane, lane ^ 1
+  const W wtol = static_cast<W>(tol), wfloor = static_cast<W>(floor_);
+  int rotations = 0;
+  for (int r = 0; r < R; ++r) {
+    const W* cur = S[r & 1];
+    W* nxt = S[(r + 1) & 1];
+    const W* jcur = Jb[r & 1];
+    W* jnxt = Jb[(r + 1) & 1];
+    const W app = cur[p * LD + p], aqq = cur[q * LD + q], apq = cur[q * LD + p];
+    W u[RW], v[RW], jr[RW];
+#pragma unroll
+    for (int k = 0; k < RW; ++k) {
+      u[k] = cur[lane * LD + r0 + k];
+      v[k] = cur[(lane ^ 1) * LD + r0 + k];
+      jr[k] = jcur[lane * LD + r0 + k];
+    }
+    const bool on = jacobi_needs_rotation(app, aqq, apq, wtol, wfloor);
+    W c = 1, s = 0, d = 0;
+    if (on) {
+      const W t = jacobi_rotation(app, aqq, apq, c, s);
+      d = is_p ? app - t * apq : aqq + t * apq;
+    }
+    if (warp == 0) rotations += __popc(__ballot_sync(0xffffffffu, on && is_p));
+    const W sc = is_p ? -s : s;  // own column: c·own + sc·partner
+#pragma unroll
+    for (int k = 0; k < RW / 2; ++k) {
+      const int src = r0 + 2 * k;  // pair (r0 + 2k, r0 + 2k + 1) = pair (r0 / 2 + k): its angle is at lane src
+      const W gc = __shfl_sync(0xffffffffu, c, src), gs = __shfl_sync(0xffffffffu, s, src);
+      // S: columns (own pair), then rows (pair r0 / 2 + k)
+      const W w0 = c * u[2 * k] + sc * v[2 * k], w1 = c * u[2 * k + 1] + sc * v[2 * k + 1];
+      u[2 * k] = gc * w0 - gs * w1;
+      u[2 * k + 1] = gs * w0 + gc * w1;
+      // J_P: columns (the same pair)
+      const W x = jr[2 * k], y = jr[2 * k + 1];
+      jr[2 * k] = gc * x - gs * y;
+      jr[2 * k + 1] = gs * x + gc * y;
+    }
+    W* out = nxt + dst * LD;
+#pragma unroll
+    for (int k = 0; k < RW; ++k) {
+      out[eigh32_sigma_inv(r0 + k)] = u[k];
+      jnxt[lane * LD + eigh32_sigma_inv(r0 + k)] = jr[k];
+    }
+    if (on && fixes) {  // the rotated pair's 2 x 2 block exactly: diagonal d, off-diagonal 0 (rows of this thread)
+      out[dst] = d;
+      out[dst_partner] = W(0);
+    }
+    __syncthreads();
+  }
+  if (tid == 0) total_sh = rotations;
+  W* Jsh = Jb[R & 1];  // J_P(player i, player at round-0 position j)
+  __syncthreads();
+  const int total = total_sh;
+  if (tid == 0) {
+    rot[pair] = total;
+    if (total) atomicAdd(count, static_cast<unsigned long long>(total));
+  }
+  if (total == 0) return;  // uniform across the block: A[P, P] and J_P = I stay as they are
+  static_assert(R % 2 == 1, "the last round writes S[1]");
+  // A[P, P] <- S (after R rounds every player is back at its round-0 position)
+  for (int e = tid; e < B2 * B2; e += eigh_pair32_threads) {
+    const int k = e / B2, j = e % B2;
+    aw[gidx[eigh32_player(0, k)] * np + gidx[eigh32_player(0, j)]] = static_cast<T>(S[1][j * LD + k]);
+  }
+  T* jout = jt + static_cast<std::int64_t>(pair) * B2 * B2;
+  // J(i, j) = Jsh[i * LD + pos(j)], pos = the round-0 position of player j; E = JᵀJ − I (into S[0]);
+  // J <- J − J E / 2: one Newton–Schulz step, in W
+  W* E = S[0];
+  for (int e = tid; e < B2 * B2; e += eigh_pair32_threads) {
+    const int i = e / B2, j = e % B2;  // E(player i, player j), computed over positions
+    W acc = i == j ? W(-1) : W(0);
+#pragma unroll 8
+    for (int k = 0; k < B2; ++k) acc += Jsh[k * LD + eigh32_pos0(i)] * Jsh[k * LD + eigh32_pos0(j)];
+    E[i * LD + j] = acc;
+  }
+  __syncthreads();
+  for (int e = tid; e < B2 * B2; e += eigh_pair32_threads) {
+    const int i = e / B2, j = e % B2;
+    W acc = 0;
+#pragma unroll 8
+    for (int k = 0; k < B2; ++k) acc += Jsh[i * LD + eigh32_pos0(k)] * E[k * LD + j];
+    jout[e] = static_cast<T>(Jsh[i * LD + eigh32_pos0(j)] - W(0.5) * acc);
+  }
+}
+
+//! eigh_update_kernel<T, B2> loads J_Q together with the tile and J_P (one load phase) when the four tiles take
+//! little shared memory (B2 = 32), else after the first product, into J_P's place (occupancy at B2 = 64).
+template <int B2>
+inline constexpr bool eigh_update_one_load_phase = B2 <= 32;
+
+//! Dynamic shared memory of eigh_update_kernel<T, B2>: four (or three) [B2, B2 + 1] matrices of T.
 template <class T, int B2>
 constexpr std::size_t eigh_update_smem() {
-  return 3 * static_cast<std::size_t>(B2) * (B2 + 1) * sizeof(T);
+  return (eigh_update_one_load_phase<B2> ? 4 : 3) * static_cast<std::size_t>(B2) * (B2 + 1) * sizeof(T);
 }
 
 //! out = L * R over [B2, B2] shared tiles, L(i, k) = l[i * li + k * lk], R(k, j) = r[k * LD + j]; 16 x 16 threads,
@@ -261,32 +499,39 @@ __device__ inline void eigh_tile_mm(const T* l, int li, int lk, const T* r, T* o
     for (int v = 0; v < U; ++v) out[(ty + 16 * u) * LD + tx + 16 * v] = acc[u][v];
 }
 
+//! Blocks of eigh_update_kernel: one per upper tile A[P, Q] (P < Q) and one per [B2, B2] tile of Vᵀ.
+inline std::int64_t eigh_update_blocks(const jacobi_shape& sh) {
+  return static_cast<std::int64_t>(sh.pairs) * (sh.pairs - 1) / 2 +
+         static_cast<std::int64_t>(sh.pairs) * (sh.n_pad / sh.b2);
+}
+
 template <class T, int B2>
 __global__ void __launch_bounds__(eigh_threads)
     eigh_update_kernel(T* __restrict aw, T* __restrict vt, std::int64_t np, const T* __restrict jt,
                        const int* __restrict rot, int m, int step) {
   constexpr int LD = B2 + 1, b = B2 / 2;
   extern __shared__ __align__(16) unsigned char smem_update[];
-  T* X = reinterpret_cast<T*>(smem_update);  // [B2][LD]
-  T* Jb = X + B2 * LD;                       // [B2][LD]
-  T* Y = Jb + B2 * LD;                       // [B2][LD]
+  T* X = reinterpret_cast<T*>(smem_update);  // [B2][LD] the tile
+  T* JP = X + B2 * LD;                       // [B2][LD] J_P
+  T* Y = JP + B2 * LD;                       // [B2][LD]
+  T* JQ = eigh_update_one_load_phase<B2> ? Y + B2 * LD : JP;  // [B2][LD] J_Q
   __shared__ std::int64_t gp[B2], gq[B2];
 
   const int pairs = m / 2, tid = threadIdx.x;
-  const std::int64_t id = blockIdx.x;
-  const std::int64_t a_tiles = static_cast<std::int64_t>(pairs) * pairs;
-  int P, Q = -1;
+  const std::int64_t a_tiles = static_cast<std::int64_t>(pairs) * (pairs - 1) / 2;
+  std::int64_t id = blockIdx.x;
+  int P = 0, Q = -1;
   std::int64_t c0 = 0;
   if (id < a_tiles) {
-    P = static_cast<int>(id / pairs);
-    Q = static_cast<int>(id % pairs);
-    if (P >= Q || (!rot[P] && !rot[Q])) return;
+    while (id >= pairs - 1 - P) id -= pairs - 1 - P++;  // row P of the upper triangle has pairs - 1 - P tiles
+    Q = P + 1 + static_cast<int>(id);
   } else {
     const std::int64_t v = id - a_tiles, chunks = np / B2;
     P = static_cast<int>(v / chunks);
     c0 = (v % chunks) * B2;
-    if (!rot[P]) return;
   }
+  const bool rp = rot[P] != 0, rq = Q >= 0 && rot[Q] != 0;
+  if (!rp && !rq) return;
   int lp, hp;
   round_robin_pair(m, step, P, lp, hp);
   if (tid < B2) gp[tid] = jacobi_index(lp, hp, b, tid);
@@ -299,28 +544,31 @@ __global__ void __launch_bounds__(eigh_threads)
   }
   __syncthreads();
   T* base = Q >= 0 ? aw : vt;
-  for (int e = tid; e < B2 * B2; e += eigh_threads) {
+  const T* jp = jt + static_cast<std::int64_t>(P) * B2 * B2;
+  const T* jq = jt + static_cast<std::int64_t>(Q < 0 ? 0 : Q) * B2 * B2;
+  for (int e = tid; e < B2 * B2; e += eigh_threads) {  // every load of the block issued before the first barrier
     const int i = e / B2, j = e % B2;
     X[i * LD + j] = base[gp[i] * np + gq[j]];
+    if (rp) JP[i * LD + j] = jp[e];
+    if (eigh_update_one_load_phase<B2> && rq) JQ[i * LD + j] = jq[e];
   }
+  __syncthreads();
   const T* cur = X;
-  if (rot[P]) {
-    const T* jp = jt + static_cast<std::int64_t>(P) * B2 * B2;
-    for (int e = tid; e < B2 * B2; e += eigh_threads) Jb[(e / B2) * LD + e % B2] = jp[e];
-    __syncthreads();
-    eigh_tile_mm<T, B2>(Jb, 1, LD, X, Y);  // Y = J_Pᵀ X
+  if (rp) {
+    eigh_tile_mm<T, B2>(JP, 1, LD, X, Y);  // Y = J_Pᵀ X
     cur = Y;
     __syncthreads();
   }
-  if (Q >= 0 && rot[Q]) {
-    const T* jq = jt + static_cast<std::int64_t>(Q) * B2 * B2;
-    for (int e = tid; e < B2 * B2; e += eigh_threads) Jb[(e / B2) * LD + e % B2] = jq[e];
-    __syncthreads();
+  if (rq) {
+    if (!eigh_update_one_load_phase<B2>) {
+      for (int e = tid; e < B2 * B2; e += eigh_threads) JQ[(e / B2) * LD + e % B2] = jq[e];
+      __syncthreads();
+    }
     T* dst = cur == X ? Y : X;
-    eigh_tile_mm<T, B2>(cur, LD, 1, Jb, dst);  // dst = cur J_Q
+    eigh_tile_mm<T, B2>(cur, LD, 1, JQ, dst);  // dst = cur J_Q
     cur = dst;
+    __syncthreads();
   }
-  __syncthreads();
   for (int e = tid; e < B2 * B2; e += eigh_threads) {
     const int i = e / B2, j = e % B2;
     base[gp[i] * np + gq[j]] = cur[i * LD + j];
@@ -377,7 +625,17 @@ std::size_t eigh_cuda_workspace_bytes(cuda_t, std::int64_t n, const eigh_options
   return eigh_cuda_workspace_bytes_host<T>(n, options);
 }
 
-template <class T, int B2>
+//! Precision of the b = 16 subproblem solves (eigh_pair32_kernel): f32 for T = f32 — f32 rotations on one SM
+//! sub-partition run at 4x the f64 rate with a shorter dependency chain per round, and J_P, rounded to T anyway, is
+//! re-orthogonalised in f32 — and f64 otherwise, or when FRUGAL_EIGH_F64_SUBPROBLEMS=1 (for comparisons).
+template <class T>
+inline bool eigh_f64_subproblems() {
+  if (!std::is_same_v<T, float>) return true;
+  const char* e = std::getenv("FRUGAL_EIGH_F64_SUBPROBLEMS");
+  return e != nullptr && e[0] == '1';
+}
+
+template <class T, int B2, class W>
 eigh_info eigh_cuda_sweeps(cudaStream_t st, const jacobi_shape& sh, const eigh_cuda_buffers<T>& buf, double tol,
                            double floor_, const eigh_options& options) {
   const std::size_t pair_smem = eigh_pair_smem<B2>(), upd_smem = eigh_update_smem<T, B2>();
@@ -389,16 +647,48 @@ eigh_info eigh_cuda_sweeps(cudaStream_t st, const jacobi_shape& sh, const eigh_c
     FRUGAL_CUDA_CHECK(cudaFuncSetAttribute(eigh_update_kernel<T, B2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            static_cast<int>(upd_smem)),
                       "eigh");
-  const std::int64_t upd_blocks =
-      static_cast<std::int64_t>(sh.pairs) * sh.pairs + static_cast<std::int64_t>(sh.pairs) * (sh.n_pad / B2);
+  const std::int64_t upd_blocks = eigh_update_blocks(sh);
+  const bool warp_solve = B2 == 32 && options.max_inner_sweeps == 1;
+  // warp_solve: J_P and the rotation counts alternate between two halves of jt / rot, so that the Vᵀ update of a
+  // step can run in the next step's solve launch (Vᵀ is not read by the solves); a last launch flushes it.
+  const std::int64_t a_blocks = static_cast<std::int64_t>(sh.pairs) * (sh.pairs - 1) / 2,
+                     v_blocks = eigh_v_blocks32(sh), jt_size = static_cast<std::int64_t>(sh.pairs) * B2 * B2;
+  std::int64_t steps_run = 0;
+  int prev_step = -1;
+  const auto flush_v = [&] {
+    if (!warp_solve || prev_step < 0) return;
+    const int done = static_cast<int>((steps_run - 1) & 1);
+    eigh_pair32_kernel<T, W><<<static_cast<unsigned>(sh.pairs + v_blocks), eigh_pair32_threads, 0, st>>>(
+        buf.a, buf.vt, sh.n_pad, nullptr, nullptr, buf.jt + done * jt_size, buf.rot + done * sh.pairs, nullptr, sh.m,
+        -1, prev_step, tol, floor_);
+    check_launch("eigh", "eigh_pair32_kernel");
+  };
   eigh_info info{};
   unsigned long long last = 0;
   for (int sweep = 1; sweep <= options.max_sweeps; ++sweep) {
     FRUGAL_CUDA_CHECK(cudaMemsetAsync(buf.count, 0, sizeof(unsigned long long), st), "eigh");
     for (int step = 0; step < sh.m - 1; ++step) {
-      eigh_pair_kernel<T, B2><<<sh.pairs, eigh_threads, pair_smem, st>>>(
-          buf.a, sh.n_pad, buf.jt, buf.rot, buf.count, sh.m, step, tol, floor_, options.max_inner_sweeps);
-      check_launch("eigh", "eigh_pair_kernel");
+      if (warp_solve) {
+        // this step's solves + the previous step's Vᵀ tiles in one launch; this step's A tiles next
+        const int cur = static_cast<int>(steps_run & 1);
+        eigh_pair32_kernel<T, W><<<static_cast<unsigned>(sh.pairs + (prev_step >= 0 ? v_blocks : 0)),
+                                eigh_pair32_threads, 0, st>>>(
+            buf.a, buf.vt, sh.n_pad, buf.jt + cur * jt_size, buf.rot + cur * sh.pairs, buf.jt + (1 - cur) * jt_size,
+            buf.rot + (1 - cur) * sh.pairs, buf.count, sh.m, step, prev_step, tol, floor_);
+        check_launch("eigh", "eigh_pair32_kernel");
+        if (a_blocks > 0) {
+          eigh_update_kernel<T, B2><<<static_cast<unsigned>(a_blocks), eigh_threads, upd_smem, st>>>(
+              buf.a, buf.vt, sh.n_pad, buf.jt + cur * jt_size, buf.rot + cur * sh.pairs, sh.m, step);
+          check_launch("eigh", "eigh_update_kernel");
+        }
+        prev_step = step;
+        ++steps_run;
+        continue;
+      } else {
+        eigh_pair_kernel<T, B2><<<sh.pairs, eigh_threads, pair_smem, st>>>(
+            buf.a, sh.n_pad, buf.jt, buf.rot, buf.count, sh.m, step, tol, floor_, options.max_inner_sweeps);
+        check_launch("eigh", "eigh_pair_kernel");
+      }
       eigh_update_kernel<T, B2><<<static_cast<unsigned>(upd_blocks), eigh_threads, upd_smem, st>>>(
           buf.a, buf.vt, sh.n_pad, buf.jt, buf.rot, sh.m, step);
       check_launch("eigh", "eigh_update_kernel");
@@ -407,7 +697,10 @@ eigh_info eigh_cuda_sweeps(cudaStream_t st, const jacobi_shape& sh, const eigh_c
     FRUGAL_CUDA_CHECK(cudaStreamSynchronize(st), "eigh");
     info.sweeps = sweep;
     info.rotations += static_cast<std::int64_t>(last);
-    if (last == 0) return info;
+    if (last == 0) {
+      flush_v();
+      return info;
+    }
   }
   fail("eigh", "Jacobi did not converge in max_sweeps (=", options.max_sweeps, ") sweeps for n=", sh.n,
        "; the last sweep still applied ", last, " rotations");
@@ -448,8 +741,15 @@ eigh_info eigh_cuda(cuda_t tag, matrix_view<const T> a, T* w, matrix_view<T> q, 
   check_launch("eigh", "eigh_init_kernel");
   const double eps = dtype_traits<T>::eps;
   const double tol = eps, floor_ = eps * hs.fro / static_cast<double>(n);
-  const eigh_info info = sh.b2 == 32 ? eigh_cuda_sweeps<T, 32>(st, sh, buf, tol, floor_, options)
-                                     : eigh_cuda_sweeps<T, 64>(st, sh, buf, tol, floor_, options);
+  eigh_info info;
+  if (sh.b2 != 32) {
+    info = eigh_cuda_sweeps<T, 64, double>(st, sh, buf, tol, floor_, options);
+  } else if constexpr (std::is_same_v<T, float>) {
+    info = eigh_f64_subproblems<T>() ? eigh_cuda_sweeps<T, 32, double>(st, sh, buf, tol, floor_, options)
+                                     : eigh_cuda_sweeps<T, 32, float>(st, sh, buf, tol, floor_, options);
+  } else {
+    info = eigh_cuda_sweeps<T, 32, double>(st, sh, buf, tol, floor_, options);
+  }
 
   // 3. eigenvalues descending, eigenvectors as columns of q
   eigh_rank_kernel<T><<<static_cast<unsigned>((n + eigh_threads - 1) / eigh_threads), eigh_threads, 0, st>>>(

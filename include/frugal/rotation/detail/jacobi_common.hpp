@@ -85,6 +85,39 @@ FRUGAL_HOST_DEVICE inline double jacobi_rotation(double app, double aqq, double 
   return t;
 }
 
+//! f32 versions of the two functions above, for the f32 subproblem solves of the CUDA solver (T = f32, b = 16):
+//! the same formulas with f32 range limits (d² + e² stays finite and normal for |d|, |e| in (1e-18, 1e18)).
+FRUGAL_HOST_DEVICE inline bool jacobi_needs_rotation(float app, float aqq, float apq, float tol, float floor_) {
+  const float a = fabsf(apq);
+  const float rel = tol * sqrtf(fabsf(app) * fabsf(aqq));
+  return a > (rel > floor_ ? rel : floor_);
+}
+
+FRUGAL_HOST_DEVICE inline float jacobi_rotation(float app, float aqq, float apq, float& c, float& s) {
+  const float d = aqq - app, e = 2.0f * apq;
+  const float ad = fabsf(d), ae = fabsf(e);
+  float t;
+  if (ad < 1e18f && ae < 1e18f && ae > 1e-18f) {
+    t = e / (ad + sqrtf(d * d + e * e));
+    if (d < 0) t = -t;
+  } else {
+    const float theta = d / e;
+    if (fabsf(theta) > 1e18f) {
+      t = 0.5f / theta;
+    } else {
+      t = 1.0f / (fabsf(theta) + sqrtf(1.0f + theta * theta));
+      if (theta < 0) t = -t;
+    }
+  }
+#if defined(__CUDA_ARCH__)
+  c = rsqrtf(1.0f + t * t);
+#else
+  c = 1.0f / sqrtf(1.0f + t * t);
+#endif
+  s = t * c;
+  return t;
+}
+
 //! One round of the subproblem solve, for the 2 x 2 block (rows of pair k1, columns of pair k2) of S:
 //! B <- G_k1ᵀ B G_k2 with G = [[c, s], [-s, c]] (identity for a pair that does not rotate); the diagonal block
 //! of a rotated pair is set to diag(dp, dq) exactly. Rows first, then columns — the per-element arithmetic of
@@ -157,8 +190,8 @@ template <class T>
 struct eigh_cuda_buffers {
   T* a = nullptr;                       // [n_pad, n_pad]
   T* vt = nullptr;                      // [n_pad, n_pad] V^T
-  T* jt = nullptr;                      // [pairs, b2, b2]
-  int* rot = nullptr;                   // [pairs] rotations per pair in the current step
+  T* jt = nullptr;                      // [2, pairs, b2, b2] J_P of the current step (and of the previous one)
+  int* rot = nullptr;                   // [2, pairs] rotations per pair in the current (and previous) step
   unsigned long long* count = nullptr;  // [1] rotations in the current sweep
   eigh_scan_device* scan = nullptr;     // [scan_blocks + 1] per-block partials, then the total
   int* rank = nullptr;                  // [n] output position of eigenvalue i
@@ -172,8 +205,8 @@ struct eigh_cuda_buffers {
     const auto np2 = static_cast<std::size_t>(sh.n_pad * sh.n_pad);
     b.a = c.template take<T>(np2);
     b.vt = c.template take<T>(np2);
-    b.jt = c.template take<T>(static_cast<std::size_t>(sh.pairs) * sh.b2 * sh.b2);
-    b.rot = c.template take<int>(static_cast<std::size_t>(sh.pairs));
+    b.jt = c.template take<T>(2 * static_cast<std::size_t>(sh.pairs) * sh.b2 * sh.b2);
+    b.rot = c.template take<int>(2 * static_cast<std::size_t>(sh.pairs));
     b.count = c.template take<unsigned long long>(1);
     b.scan = c.template take<eigh_scan_device>(static_cast<std::size_t>(scan_blocks(sh.n) + 1));
     b.rank = c.template take<int>(static_cast<std::size_t>(sh.n));
