@@ -376,6 +376,9 @@ __global__ void __launch_bounds__(eigh_pair32_threads)
   const int r0 = warp * RW;
   const bool is_p = lane == p, fixes = lane / RW == warp;  // this thread stores its column's rows lane, lane ^ 1
   const W wtol = static_cast<W>(tol), wfloor = static_cast<W>(floor_);
+  int to[RW];  // round r + 1's position of this thread's rows / columns
+#pragma unroll
+  for (int k = 0; k < RW; ++k) to[k] = eigh32_sigma_inv(r0 + k);
   int rotations = 0;
   for (int r = 0; r < R; ++r) {
     const W* cur = S[r & 1];
@@ -390,12 +393,12 @@ __global__ void __launch_bounds__(eigh_pair32_threads)
       v[k] = cur[(lane ^ 1) * LD + r0 + k];
       jr[k] = jcur[lane * LD + r0 + k];
     }
+    // the rotation is computed whether or not the threshold keeps it, so both run side by side
+    W c, s;
+    const W t = jacobi_rotation(app, aqq, apq, c, s);
     const bool on = jacobi_needs_rotation(app, aqq, apq, wtol, wfloor);
-    W c = 1, s = 0, d = 0;
-    if (on) {
-      const W t = jacobi_rotation(app, aqq, apq, c, s);
-      d = is_p ? app - t * apq : aqq + t * apq;
-    }
+    const W d = is_p ? app - t * apq : aqq + t * apq;
+    if (!on) c = 1, s = 0;
     if (warp == 0) rotations += __popc(__ballot_sync(0xffffffffu, on && is_p));
     const W sc = is_p ? -s : s;  // own column: c·own + sc·partner
 #pragma unroll
@@ -414,8 +417,8 @@ __global__ void __launch_bounds__(eigh_pair32_threads)
     W* out = nxt + dst * LD;
 #pragma unroll
     for (int k = 0; k < RW; ++k) {
-      out[eigh32_sigma_inv(r0 + k)] = u[k];
-      jnxt[lane * LD + eigh32_sigma_inv(r0 + k)] = jr[k];
+      out[to[k]] = u[k];
+      jnxt[lane * LD + to[k]] = jr[k];
     }
     if (on && fixes) {  // the rotated pair's 2 x 2 block exactly: diagonal d, off-diagonal 0 (rows of this thread)
       out[dst] = d;
@@ -439,24 +442,56 @@ __global__ void __launch_bounds__(eigh_pair32_threads)
     aw[gidx[eigh32_player(0, k)] * np + gidx[eigh32_player(0, j)]] = static_cast<T>(S[1][j * LD + k]);
   }
   T* jout = jt + static_cast<std::int64_t>(pair) * B2 * B2;
-  // J(i, j) = Jsh[i * LD + pos(j)], pos = the round-0 position of player j; E = JᵀJ − I (into S[0]);
-  // J <- J − J E / 2: one Newton–Schulz step, in W
+  // Jsh(i, x) = J_P(player i, player at round-0 position x), i.e. J_P with permuted columns: one Newton–Schulz step
+  // J <- J − J (JᵀJ − I) / 2 in that order (E = JᵀJ − I into S[0]), then J_P(i, j) = Jsh(i, pos0(j)). Thread
+  // (ty, tx) computes the outputs (ty + 16u, tx + 8v).
   W* E = S[0];
-  for (int e = tid; e < B2 * B2; e += eigh_pair32_threads) {
-    const int i = e / B2, j = e % B2;  // E(player i, player j), computed over positions
-    W acc = i == j ? W(-1) : W(0);
-#pragma unroll 8
-    for (int k = 0; k < B2; ++k) acc += Jsh[k * LD + eigh32_pos0(i)] * Jsh[k * LD + eigh32_pos0(j)];
-    E[i * LD + j] = acc;
+  const int tx = tid % 8, ty = tid / 8;
+  W acc[2][4];
+#pragma unroll
+  for (int u = 0; u < 2; ++u)
+#pragma unroll
+    for (int v = 0; v < 4; ++v) acc[u][v] = ty + 16 * u == tx + 8 * v ? W(-1) : W(0);
+#pragma unroll 4
+  for (int k = 0; k < B2; ++k) {
+    W lv[2], rv[4];
+#pragma unroll
+    for (int u = 0; u < 2; ++u) lv[u] = Jsh[k * LD + ty + 16 * u];
+#pragma unroll
+    for (int v = 0; v < 4; ++v) rv[v] = Jsh[k * LD + tx + 8 * v];
+#pragma unroll
+    for (int u = 0; u < 2; ++u)
+#pragma unroll
+      for (int v = 0; v < 4; ++v) acc[u][v] += lv[u] * rv[v];
   }
+#pragma unroll
+  for (int u = 0; u < 2; ++u)
+#pragma unroll
+    for (int v = 0; v < 4; ++v) E[(ty + 16 * u) * LD + tx + 8 * v] = acc[u][v];
   __syncthreads();
-  for (int e = tid; e < B2 * B2; e += eigh_pair32_threads) {
-    const int i = e / B2, j = e % B2;
-    W acc = 0;
-#pragma unroll 8
-    for (int k = 0; k < B2; ++k) acc += Jsh[i * LD + eigh32_pos0(k)] * E[k * LD + j];
-    jout[e] = static_cast<T>(Jsh[i * LD + eigh32_pos0(j)] - W(0.5) * acc);
+#pragma unroll
+  for (int u = 0; u < 2; ++u)
+#pragma unroll
+    for (int v = 0; v < 4; ++v) acc[u][v] = W(0);
+#pragma unroll 4
+  for (int k = 0; k < B2; ++k) {
+    W lv[2], rv[4];
+#pragma unroll
+    for (int u = 0; u < 2; ++u) lv[u] = Jsh[(ty + 16 * u) * LD + k];
+#pragma unroll
+    for (int v = 0; v < 4; ++v) rv[v] = E[k * LD + tx + 8 * v];
+#pragma unroll
+    for (int u = 0; u < 2; ++u)
+#pragma unroll
+      for (int v = 0; v < 4; ++v) acc[u][v] += lv[u] * rv[v];
   }
+#pragma unroll
+  for (int u = 0; u < 2; ++u)
+#pragma unroll
+    for (int v = 0; v < 4; ++v) {
+      const int i = ty + 16 * u, x = tx + 8 * v;
+      jout[i * B2 + eigh32_player(0, x)] = static_cast<T>(Jsh[i * LD + x] - W(0.5) * acc[u][v]);
+    }
 }
 
 //! eigh_update_kernel<T, B2> loads J_Q together with the tile and J_P (one load phase) when the four tiles take

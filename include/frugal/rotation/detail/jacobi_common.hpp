@@ -86,7 +86,9 @@ FRUGAL_HOST_DEVICE inline double jacobi_rotation(double app, double aqq, double 
 }
 
 //! f32 versions of the two functions above, for the f32 subproblem solves of the CUDA solver (T = f32, b = 16):
-//! the same formulas with f32 range limits (d² + e² stays finite and normal for |d|, |e| in (1e-18, 1e18)).
+//! the same formulas with f32 range limits (d² + e² stays finite and normal for |d|, |e| in (1e-18, 1e18)); on the
+//! device the common case uses the approximate f32 square root and division (t need not be correctly rounded: c and
+//! s are derived from it, and the rotated pair's off-diagonal element is set to 0).
 FRUGAL_HOST_DEVICE inline bool jacobi_needs_rotation(float app, float aqq, float apq, float tol, float floor_) {
   const float a = fabsf(apq);
   const float rel = tol * sqrtf(fabsf(app) * fabsf(aqq));
@@ -98,7 +100,12 @@ FRUGAL_HOST_DEVICE inline float jacobi_rotation(float app, float aqq, float apq,
   const float ad = fabsf(d), ae = fabsf(e);
   float t;
   if (ad < 1e18f && ae < 1e18f && ae > 1e-18f) {
+#if defined(__CUDA_ARCH__)
+    const float h = d * d + e * e;  // > 0 here: approximate square root and division (2 ulp), no slow paths
+    t = __fdividef(e, ad + h * rsqrtf(h));
+#else
     t = e / (ad + sqrtf(d * d + e * e));
+#endif
     if (d < 0) t = -t;
   } else {
     const float theta = d / e;
