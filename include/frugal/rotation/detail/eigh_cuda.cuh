@@ -230,13 +230,13 @@ __global__ void __launch_bounds__(eigh_threads)
 
 // ------------------------------------------------------------------------------------------------ one step, b = 16
 
-// The 32 x 32 subproblems (b = 16, max_inner_sweeps = 1) are solved by eigh_pair32_kernel: one warp, one lane per
-// column, instead of eigh_pair_kernel's 256 threads and two block barriers per round (measured on the H100 at n = 768
-// f32: eigh_pair_kernel took 52 of a step's 67 us under ncu). To keep every register index static, the warp works in
-// *position* order: in round r, positions 2k and 2k+1 hold pair k of the round-robin schedule (the same pairs, in the
-// same rounds, as round_robin_pair(32, r, k)), so the row rotation of a column pairs fixed registers; between rounds
-// the players move by a fixed permutation (sigma, the circle method's rotation), applied when a lane stores its new
-// column; the warp's rows of J_P follow the same column order in registers.
+// The 32 x 32 subproblems (b = 16, max_inner_sweeps = 1) are solved by eigh_step32_kernel: 4 warps, one lane per
+// column, instead of eigh_pair_kernel's 256 threads over 2 x 2 blocks with two block barriers per round (measured on
+// the H100 at n = 768 f32: eigh_pair_kernel took 52 of a step's 67 us under ncu). To keep every register index
+// static, the warps work in *position* order: in round r, positions 2k and 2k+1 hold pair k of the round-robin
+// schedule (the same pairs, in the same rounds, as round_robin_pair(32, r, k)), so the row rotation of a column pairs
+// fixed registers; between rounds the players move by a fixed permutation (sigma, the circle method's rotation),
+// applied when a thread stores its part of the new column (and of J_P's rows) for the next round.
 
 //! Player (local index 0..31) at position j in round r: pair k of round r is positions (2k, 2k+1).
 FRUGAL_HOST_DEVICE constexpr int eigh32_player(int r, int j) {
@@ -278,21 +278,21 @@ constexpr bool eigh32_layout_ok() {
 }
 static_assert(eigh32_layout_ok(), "eigh32 position layout must follow round_robin_pair(32, r, k)");
 
-//! Threads of eigh_pair32_kernel: warp 0 solves, all four load, store and re-orthogonalise (f64).
-inline constexpr int eigh_pair32_threads = 128;
+//! Threads of eigh_step32_kernel.
+inline constexpr int eigh_step32_threads = 128;
 
-//! Column chunks of Vᵀ (32 columns each) that one eigh_pair32_kernel block updates (n = 768: 288 blocks, one wave
+//! Column chunks of Vᵀ (32 columns each) that one eigh_step32_kernel block updates (n = 768: 288 blocks, one wave
 //! beside the 24 solves).
 inline constexpr int eigh_v_chunks_per_block = 2;
 
-//! Blocks of eigh_pair32_kernel that update Vᵀ: per pair, ceil(chunks / eigh_v_chunks_per_block).
+//! Blocks of eigh_step32_kernel that update Vᵀ: per pair, ceil(chunks / eigh_v_chunks_per_block).
 inline std::int64_t eigh_v_blocks32(const jacobi_shape& sh) {
   const std::int64_t chunks = sh.n_pad / 32;
   return sh.pairs * ((chunks + eigh_v_chunks_per_block - 1) / eigh_v_chunks_per_block);
 }
 
 //! Vᵀ[P, cols] <- J_Pᵀ Vᵀ[P, cols] for block `g` of the Vᵀ update of a b = 16 step (pair P, up to
-//! eigh_v_chunks_per_block chunks of 32 columns), by the 128 threads of an eigh_pair32_kernel block; smem holds two
+//! eigh_v_chunks_per_block chunks of 32 columns), by the 128 threads of an eigh_step32_kernel block; smem holds two
 //! [32, 33] tiles of T.
 template <class T>
 __device__ inline void eigh_v_tiles32(T* __restrict vt, std::int64_t np, const T* __restrict jt,
@@ -308,10 +308,10 @@ __device__ inline void eigh_v_tiles32(T* __restrict vt, std::int64_t np, const T
   T* JP = X + B2 * LD;  // [32][LD]
   const T* jp = jt + static_cast<std::int64_t>(P) * B2 * B2;
   const int tid = threadIdx.x, tx = tid % 8, ty = tid / 8;  // outputs (ty + 16u, tx + 8v)
-  for (int e = tid; e < B2 * B2; e += eigh_pair32_threads) JP[(e / B2) * LD + e % B2] = jp[e];
+  for (int e = tid; e < B2 * B2; e += eigh_step32_threads) JP[(e / B2) * LD + e % B2] = jp[e];
   for (std::int64_t ch = ch0; ch < ch0 + eigh_v_chunks_per_block && ch < chunks; ++ch) {
     const std::int64_t c0 = ch * B2;
-    for (int e = tid; e < B2 * B2; e += eigh_pair32_threads) {
+    for (int e = tid; e < B2 * B2; e += eigh_step32_threads) {
       const int i = e / B2, j = e % B2;
       X[i * LD + j] = vt[jacobi_index(lp, hp, b, i) * np + c0 + j];
     }
@@ -337,32 +337,224 @@ __device__ inline void eigh_v_tiles32(T* __restrict vt, std::int64_t np, const T
   }
 }
 
+//! Pair index k and local offset (0: block `lo` of the pair, b: block `hi`) of block x in round r of the
+//! round-robin schedule of m blocks (the inverse of round_robin_pair).
+FRUGAL_HOST_DEVICE inline void round_robin_find(int m, int r, int x, int b, int& k, int& base) {
+  const int mm = m - 1;
+  if (x == mm || x == r % mm) {
+    k = 0;
+  } else {
+    const int d = ((x - r) % mm + mm) % mm;  // x = (r + k) mod (m - 1) or (r - k) mod (m - 1)
+    k = d <= (m - 2) / 2 ? d : mm - d;
+  }
+  int lo, hi;
+  round_robin_pair(m, r, k, lo, hi);
+  base = x == lo ? 0 : b;
+}
+
+//! acc(u, v) += Σ_k L(ty + 16u, k) R(k, tx + 8v) over [32, 32] shared tiles, L(i, k) = l[i * li + k * lk],
+//! R(k, j) = r[k * 33 + j]; 128 threads, tx = tid % 8, ty = tid / 8.
+template <class T>
+__device__ inline void eigh_mm32(const T* l, int li, int lk, const T* r, T (&acc)[2][4]) {
+  const int tx = threadIdx.x % 8, ty = threadIdx.x / 8;
+#pragma unroll 4
+  for (int k = 0; k < 32; ++k) {
+    T lv[2], rv[4];
+#pragma unroll
+    for (int u = 0; u < 2; ++u) lv[u] = l[(ty + 16 * u) * li + k * lk];
+#pragma unroll
+    for (int v = 0; v < 4; ++v) rv[v] = r[k * 33 + tx + 8 * v];
+#pragma unroll
+    for (int u = 0; u < 2; ++u)
+#pragma unroll
+      for (int v = 0; v < 4; ++v) acc[u][v] = fma(lv[u], rv[v], acc[u][v]);
+  }
+}
+
+//! Loads J_P of pair P (identity when the pair did not rotate: its jt entry is stale) into a [32, 33] tile.
+template <class T>
+__device__ inline void eigh_load_j32(const T* __restrict jt, const int* __restrict rot, int P, T* dst) {
+  const T* j = jt + static_cast<std::int64_t>(P) * 32 * 32;
+  const bool r = rot != nullptr && rot[P] != 0;
+  for (int e = threadIdx.x; e < 32 * 32; e += eigh_step32_threads)
+    dst[(e / 32) * 33 + e % 32] = r ? j[e] : (e / 32 == e % 32 ? T(1) : T(0));
+}
+
+//! Tile (P, Q), P <= Q, of the previous step's pairing of X_g = J_prevᵀ X_{g-1} J_prev into `out`: diagonal tiles
+//! are the previous solves' results (or X_{g-1}[P, P] where the pair did not rotate), the others J_Pᵀ X J_Q and
+//! their transposes. With prev_step < 0 (the first step) `out` becomes a copy of `in`. smem: four [32, 33] tiles.
+template <class T>
+__device__ inline void eigh_a_tile32(const T* __restrict in, T* __restrict out, std::int64_t np,
+                                     const T* __restrict jt, const int* __restrict rot, const T* __restrict sp, int m,
+                                     int prev_step, std::int64_t tile, T* smem) {
+  constexpr int B2 = 32, LD = 33, b = 16;
+  const int pairs = m / 2, tid = threadIdx.x, tx = tid % 8, ty = tid / 8;
+  int P = 0;
+  while (tile >= pairs - P) tile -= pairs - P++;  // row P of the upper triangle (with the diagonal): pairs - P tiles
+  const int Q = P + static_cast<int>(tile);
+  const int r = prev_step < 0 ? 0 : prev_step;
+  if (prev_step < 0) rot = nullptr;
+  int lp, hp, lq, hq;
+  round_robin_pair(m, r, P, lp, hp);
+  round_robin_pair(m, r, Q, lq, hq);
+  if (P == Q) {
+    const bool from_solve = rot != nullptr && rot[P] != 0;
+    const T* spp = sp + static_cast<std::int64_t>(P) * B2 * B2;
+    for (int e = tid; e < B2 * B2; e += eigh_step32_threads) {
+      const std::int64_t at = jacobi_index(lp, hp, b, e / B2) * np + jacobi_index(lp, hp, b, e % B2);
+      out[at] = from_solve ? spp[e] : in[at];
+    }
+    return;
+  }
+  T* X = smem;
+  T* JP = X + B2 * LD;
+  T* JQ = JP + B2 * LD;
+  T* Y = JQ + B2 * LD;
+  for (int e = tid; e < B2 * B2; e += eigh_step32_threads) {
+    const int i = e / B2, j = e % B2;
+    X[i * LD + j] = in[jacobi_index(lp, hp, b, i) * np + jacobi_index(lq, hq, b, j)];
+  }
+  eigh_load_j32(jt, rot, P, JP);
+  eigh_load_j32(jt, rot, Q, JQ);
+  __syncthreads();
+  T acc[2][4] = {};
+  eigh_mm32(JP, 1, LD, X, acc);  // Y = J_Pᵀ X
+#pragma unroll
+  for (int u = 0; u < 2; ++u)
+#pragma unroll
+    for (int v = 0; v < 4; ++v) Y[(ty + 16 * u) * LD + tx + 8 * v] = acc[u][v];
+  __syncthreads();
+#pragma unroll
+  for (int u = 0; u < 2; ++u)
+#pragma unroll
+    for (int v = 0; v < 4; ++v) acc[u][v] = T(0);
+  eigh_mm32(Y, LD, 1, JQ, acc);  // Y J_Q
+#pragma unroll
+  for (int u = 0; u < 2; ++u)
+#pragma unroll
+    for (int v = 0; v < 4; ++v) {
+      const std::int64_t gi = jacobi_index(lp, hp, b, ty + 16 * u), gj = jacobi_index(lq, hq, b, tx + 8 * v);
+      out[gi * np + gj] = acc[u][v];
+      out[gj * np + gi] = acc[u][v];
+    }
+}
+
+//! Blocks of eigh_step32_kernel: the solves, the tiles of A (upper, with the diagonal), the Vᵀ chunks.
+inline std::int64_t eigh_a_blocks32(const jacobi_shape& sh) {
+  return static_cast<std::int64_t>(sh.pairs) * (sh.pairs + 1) / 2;
+}
+
+// One launch per step g (pairing `step`) of the b = 16 path: blocks [0, pairs) solve the step's subproblems, the next
+// eigh_a_blocks32 blocks materialise X_g = J_{g-1}ᵀ X_{g-1} J_{g-1} (the previous step's update of A) from `in`
+// into `out`, the rest update Vᵀ by J_{g-1}. A solve does not wait for X_g: it forms its subproblem X_g[P, P] itself
+// from X_{g-1}, J_{g-1} and the previous solves' results. So a step costs one launch, and the update of A and Vᵀ
+// runs beside the solves. step < 0: no solves (the flush after the last step); prev_step < 0: no previous step
+// (`out` becomes a copy of `in`; the solves read `in`).
 template <class T, class W>
-__global__ void __launch_bounds__(eigh_pair32_threads)
-    eigh_pair32_kernel(T* __restrict aw, T* __restrict vt, std::int64_t np, T* __restrict jt, int* __restrict rot,
-                       const T* __restrict jt_prev, const int* __restrict rot_prev, unsigned long long* __restrict count,
-                       int m, int step, int prev_step, double tol, double floor_) {
+__global__ void __launch_bounds__(eigh_step32_threads)
+    eigh_step32_kernel(const T* __restrict in, T* __restrict out, T* __restrict vt, std::int64_t np,
+                       T* __restrict jt, int* __restrict rot, T* __restrict sp, const T* __restrict jt_prev,
+                       const int* __restrict rot_prev, const T* __restrict sp_prev,
+                       unsigned long long* __restrict count, int m, int step, int prev_step, double tol,
+                       double floor_) {
   // W: the subproblem's precision (see eigh_f64_subproblems). LD = 33: a warp's accesses to one element of 32
   // different slots are free of bank conflicts for 32- and 64-bit words.
   constexpr int B2 = 32, b = 16, LD = 33, R = 31;
-  __shared__ W S[2][B2 * LD];   // S[buf][slot j * LD + k] = S(position k, position j) of the current round
-  __shared__ W Jb[2][B2 * LD];  // Jb[buf][i * LD + j] = J_P(player i, player at position j) of the current round
+  __shared__ W tiles[4][B2 * LD];
+  W(*S)[B2 * LD] = tiles;       // S[buf][slot j * LD + k] = S(position k, position j) of the current round
+  W(*Jb)[B2 * LD] = tiles + 2;  // Jb[buf][i * LD + j] = J_P(player i, player at position j) of the current round
   __shared__ int total_sh;
-  __shared__ std::int64_t gidx[B2];
+  static_assert(sizeof(W) >= sizeof(T), "the A and Vᵀ tiles' scratch (four [32, 33] tiles of T) lives in `tiles`");
 
-  const int pair = blockIdx.x, tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  if (pair >= m / 2) {  // a tile of Vᵀ for the previous step, beside this step's solves
-    eigh_v_tiles32(vt, np, jt_prev, rot_prev, m, prev_step, pair - m / 2, reinterpret_cast<T*>(&S[0][0]));
+  const int pairs = m / 2, tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const std::int64_t a_blocks = static_cast<std::int64_t>(pairs) * (pairs + 1) / 2;
+  T* scratch = reinterpret_cast<T*>(&tiles[0][0]);
+  if (blockIdx.x >= pairs + a_blocks) {
+    eigh_v_tiles32(vt, np, jt_prev, rot_prev, m, prev_step, blockIdx.x - pairs - a_blocks, scratch);
     return;
   }
-  if (step < 0) return;  // a launch that only flushes the last step's Vᵀ tiles
+  if (blockIdx.x >= pairs) {
+    eigh_a_tile32(in, out, np, jt_prev, rot_prev, sp_prev, m, prev_step, blockIdx.x - pairs, scratch);
+    return;
+  }
+  if (step < 0) return;
+  const int pair = blockIdx.x;
   int lo, hi;
   round_robin_pair(m, step, pair, lo, hi);
-  if (tid < B2) gidx[tid] = jacobi_index(lo, hi, b, tid);
-  __syncthreads();
-  for (int e = tid; e < B2 * B2; e += eigh_pair32_threads) {
-    const int k = e / B2, j = e % B2;  // a warp reads one row of A: row of position k, columns of positions j
-    S[0][j * LD + k] = static_cast<W>(aw[gidx[eigh32_player(0, k)] * np + gidx[eigh32_player(0, j)]]);
+  if (prev_step < 0) {
+    for (int e = tid; e < B2 * B2; e += eigh_step32_threads) {
+      const int k = e / B2, j = e % B2;  // a warp reads one row: row of position k, columns of positions j
+      S[0][j * LD + k] = static_cast<W>(in[jacobi_index(lo, hi, b, eigh32_player(0, k)) * np +
+                                           jacobi_index(lo, hi, b, eigh32_player(0, j))]);
+    }
+  } else {
+    // X_g[P, P] by 16 x 16 blocks (x, y) of its block rows lo / hi: from the previous solve of the pair that held
+    // both (only x == y, except when m = 2), else (J_{P1}ᵀ X_{g-1}[P1, P2] J_{P2}) restricted to their halves.
+    T* X = reinterpret_cast<T*>(&S[1][0]);
+    T* J1 = reinterpret_cast<T*>(&Jb[0][0]);
+    T* J2 = reinterpret_cast<T*>(&Jb[1][0]);
+    T* T1 = reinterpret_cast<T*>(&S[0][0]);  // [16, 33], before S[0] is written
+    const int tx = tid % 8, ty = tid / 8;
+    for (int blk = 0; blk < 3; ++blk) {
+      // (lo, hi) first: its product uses S[0] as scratch before any block is stored there; then (lo, lo), (hi, hi)
+      const int bx = blk == 2 ? 1 : 0, by = blk == 1 ? 0 : 1;
+      int k1, o1, k2, o2;
+      round_robin_find(m, prev_step, bx ? hi : lo, b, k1, o1);
+      round_robin_find(m, prev_step, by ? hi : lo, b, k2, o2);
+      int l1, h1, l2, h2;
+      round_robin_pair(m, prev_step, k1, l1, h1);
+      round_robin_pair(m, prev_step, k2, l2, h2);
+      if (k1 == k2) {
+        const bool solved = rot_prev[k1] != 0;
+        const T* spp = sp_prev + static_cast<std::int64_t>(k1) * B2 * B2;
+        for (int e = tid; e < b * b; e += eigh_step32_threads) {
+          const int r = e / b, c = e % b;
+          const T val = solved ? spp[(o1 + r) * B2 + o2 + c]
+                               : in[jacobi_index(l1, h1, b, o1 + r) * np + jacobi_index(l2, h2, b, o2 + c)];
+          S[0][eigh32_pos0(b * by + c) * LD + eigh32_pos0(b * bx + r)] = static_cast<W>(val);
+          if (bx != by) S[0][eigh32_pos0(b * bx + r) * LD + eigh32_pos0(b * by + c)] = static_cast<W>(val);
+        }
+        __syncthreads();
+        continue;
+      }
+      for (int e = tid; e < B2 * B2; e += eigh_step32_threads) {
+        const int i = e / B2, j = e % B2;
+        X[i * LD + j] = in[jacobi_index(l1, h1, b, i) * np + jacobi_index(l2, h2, b, j)];
+      }
+      eigh_load_j32(jt_prev, rot_prev, k1, J1);
+      eigh_load_j32(jt_prev, rot_prev, k2, J2);
+      __syncthreads();
+      {  // T1 = J1[:, o1 : o1 + 16]ᵀ X  ([16, 32]: rows ty, columns tx + 8v)
+        T acc[4] = {};
+#pragma unroll 4
+        for (int k = 0; k < B2; ++k) {
+          const T l = J1[k * LD + o1 + ty];
+#pragma unroll
+          for (int v = 0; v < 4; ++v) acc[v] = fma(l, X[k * LD + tx + 8 * v], acc[v]);
+        }
+#pragma unroll
+        for (int v = 0; v < 4; ++v) T1[ty * LD + tx + 8 * v] = acc[v];
+      }
+      __syncthreads();
+      T acc[2] = {};  // T1 J2[:, o2 : o2 + 16]  ([16, 16]: rows ty, columns tx + 8v)
+#pragma unroll 4
+      for (int k = 0; k < B2; ++k) {
+        const T l = T1[ty * LD + k];
+#pragma unroll
+        for (int v = 0; v < 2; ++v) acc[v] = fma(l, J2[k * LD + o2 + tx + 8 * v], acc[v]);
+      }
+      __syncthreads();  // T1 (in S[0]) read by everyone before S[0] is written
+#pragma unroll
+      for (int v = 0; v < 2; ++v) {
+        const int pi = eigh32_pos0(b * bx + ty), pj = eigh32_pos0(b * by + tx + 8 * v);
+        S[0][pj * LD + pi] = static_cast<W>(acc[v]);
+        S[0][pi * LD + pj] = static_cast<W>(acc[v]);
+      }
+      __syncthreads();
+    }
+  }
+  for (int e = tid; e < B2 * B2; e += eigh_step32_threads) {
+    const int k = e / B2, j = e % B2;
     Jb[0][k * LD + j] = eigh32_player(0, j) == k ? W(1) : W(0);
   }
   __syncthreads();
@@ -371,7 +563,7 @@ __global__ void __launch_bounds__(eigh_pair32_threads)
   // J_P, columns 8w .. 8w + 7 (positions). Per round: every warp computes the angles of all 16 pairs (lanes 2k and
   // 2k + 1 the same one), its part of the new column c·col_p − s·col_q / s·col_p + c·col_q, the row rotations of its
   // 4 pairs and the column rotations of J_P, and stores both permuted for round r + 1; one block barrier per round.
-  constexpr int RW = B2 / (eigh_pair32_threads / 32);  // rows (of S) / columns (of J_P) per warp
+  constexpr int RW = B2 / (eigh_step32_threads / 32);  // rows (of S) / columns (of J_P) per warp
   const int p = lane & ~1, q = p + 1, dst = eigh32_sigma_inv(lane), dst_partner = eigh32_sigma_inv(lane ^ 1);
   const int r0 = warp * RW;
   const bool is_p = lane == p, fixes = lane / RW == warp;  // this thread stores its column's rows lane, lane ^ 1
@@ -436,11 +628,10 @@ __global__ void __launch_bounds__(eigh_pair32_threads)
   }
   if (total == 0) return;  // uniform across the block: A[P, P] and J_P = I stay as they are
   static_assert(R % 2 == 1, "the last round writes S[1]");
-  // A[P, P] <- S (after R rounds every player is back at its round-0 position)
-  for (int e = tid; e < B2 * B2; e += eigh_pair32_threads) {
-    const int k = e / B2, j = e % B2;
-    aw[gidx[eigh32_player(0, k)] * np + gidx[eigh32_player(0, j)]] = static_cast<T>(S[1][j * LD + k]);
-  }
+  // the solved subproblem (players in index order; after R rounds every player is back at its round-0 position)
+  T* spo = sp + static_cast<std::int64_t>(pair) * B2 * B2;
+  for (int e = tid; e < B2 * B2; e += eigh_step32_threads)
+    spo[e] = static_cast<T>(S[1][eigh32_pos0(e % B2) * LD + eigh32_pos0(e / B2)]);
   T* jout = jt + static_cast<std::int64_t>(pair) * B2 * B2;
   // Jsh(i, x) = J_P(player i, player at round-0 position x), i.e. J_P with permuted columns: one Newton–Schulz step
   // J <- J − J (JᵀJ − I) / 2 in that order (E = JᵀJ − I into S[0]), then J_P(i, j) = Jsh(i, pos0(j)). Thread
@@ -660,7 +851,7 @@ std::size_t eigh_cuda_workspace_bytes(cuda_t, std::int64_t n, const eigh_options
   return eigh_cuda_workspace_bytes_host<T>(n, options);
 }
 
-//! Precision of the b = 16 subproblem solves (eigh_pair32_kernel): f32 for T = f32 — f32 rotations on one SM
+//! Precision of the b = 16 subproblem solves (eigh_step32_kernel): f32 for T = f32 — f32 rotations on one SM
 //! sub-partition run at 4x the f64 rate with a shorter dependency chain per round, and J_P, rounded to T anyway, is
 //! re-orthogonalised in f32 — and f64 otherwise, or when FRUGAL_EIGH_F64_SUBPROBLEMS=1 (for comparisons).
 template <class T>
@@ -670,7 +861,47 @@ inline bool eigh_f64_subproblems() {
   return e != nullptr && e[0] == '1';
 }
 
-template <class T, int B2, class W>
+//! The b = 16 path (max_inner_sweeps = 1): one eigh_step32_kernel launch per step, A alternating between buf.a and
+//! buf.a2; `final_a` receives the buffer that holds the last A.
+template <class T, class W>
+eigh_info eigh_cuda_sweeps32(cudaStream_t st, const jacobi_shape& sh, const eigh_cuda_buffers<T>& buf, double tol,
+                             double floor_, const eigh_options& options, const T*& final_a) {
+  constexpr int B2 = 32;
+  T* const abuf[2] = {buf.a2, buf.a};  // step g reads abuf[(g + 1) & 1] (g = 0: the working copy) and writes abuf[g & 1]
+  const std::int64_t jsz = static_cast<std::int64_t>(sh.pairs) * B2 * B2, blocks_a = eigh_a_blocks32(sh),
+                     blocks_v = eigh_v_blocks32(sh);
+  std::int64_t g = 0;
+  int prev_step = -1;
+  const auto launch = [&](int step) {  // step < 0: the last step's updates of A and Vᵀ only
+    const std::int64_t c = g & 1, pv = 1 - c;
+    const std::int64_t grid = sh.pairs + blocks_a + (prev_step >= 0 ? blocks_v : 0);
+    eigh_step32_kernel<T, W><<<static_cast<unsigned>(grid), eigh_step32_threads, 0, st>>>(
+        abuf[(g + 1) & 1], abuf[g & 1], buf.vt, sh.n_pad, buf.jt + c * jsz, buf.rot + c * sh.pairs, buf.sp + c * jsz,
+        buf.jt + pv * jsz, buf.rot + pv * sh.pairs, buf.sp + pv * jsz, buf.count, sh.m, step, prev_step, tol, floor_);
+    check_launch("eigh", "eigh_step32_kernel");
+    final_a = abuf[g & 1];
+    prev_step = step;
+    ++g;
+  };
+  eigh_info info{};
+  unsigned long long last = 0;
+  for (int sweep = 1; sweep <= options.max_sweeps; ++sweep) {
+    FRUGAL_CUDA_CHECK(cudaMemsetAsync(buf.count, 0, sizeof(unsigned long long), st), "eigh");
+    for (int step = 0; step < sh.m - 1; ++step) launch(step);
+    FRUGAL_CUDA_CHECK(cudaMemcpyAsync(&last, buf.count, sizeof(last), cudaMemcpyDeviceToHost, st), "eigh");
+    FRUGAL_CUDA_CHECK(cudaStreamSynchronize(st), "eigh");
+    info.sweeps = sweep;
+    info.rotations += static_cast<std::int64_t>(last);
+    if (last == 0) {
+      launch(-1);
+      return info;
+    }
+  }
+  fail("eigh", "Jacobi did not converge in max_sweeps (=", options.max_sweeps, ") sweeps for n=", sh.n,
+       "; the last sweep still applied ", last, " rotations");
+}
+
+template <class T, int B2>
 eigh_info eigh_cuda_sweeps(cudaStream_t st, const jacobi_shape& sh, const eigh_cuda_buffers<T>& buf, double tol,
                            double floor_, const eigh_options& options) {
   const std::size_t pair_smem = eigh_pair_smem<B2>(), upd_smem = eigh_update_smem<T, B2>();
@@ -683,47 +914,14 @@ eigh_info eigh_cuda_sweeps(cudaStream_t st, const jacobi_shape& sh, const eigh_c
                                            static_cast<int>(upd_smem)),
                       "eigh");
   const std::int64_t upd_blocks = eigh_update_blocks(sh);
-  const bool warp_solve = B2 == 32 && options.max_inner_sweeps == 1;
-  // warp_solve: J_P and the rotation counts alternate between two halves of jt / rot, so that the Vᵀ update of a
-  // step can run in the next step's solve launch (Vᵀ is not read by the solves); a last launch flushes it.
-  const std::int64_t a_blocks = static_cast<std::int64_t>(sh.pairs) * (sh.pairs - 1) / 2,
-                     v_blocks = eigh_v_blocks32(sh), jt_size = static_cast<std::int64_t>(sh.pairs) * B2 * B2;
-  std::int64_t steps_run = 0;
-  int prev_step = -1;
-  const auto flush_v = [&] {
-    if (!warp_solve || prev_step < 0) return;
-    const int done = static_cast<int>((steps_run - 1) & 1);
-    eigh_pair32_kernel<T, W><<<static_cast<unsigned>(sh.pairs + v_blocks), eigh_pair32_threads, 0, st>>>(
-        buf.a, buf.vt, sh.n_pad, nullptr, nullptr, buf.jt + done * jt_size, buf.rot + done * sh.pairs, nullptr, sh.m,
-        -1, prev_step, tol, floor_);
-    check_launch("eigh", "eigh_pair32_kernel");
-  };
   eigh_info info{};
   unsigned long long last = 0;
   for (int sweep = 1; sweep <= options.max_sweeps; ++sweep) {
     FRUGAL_CUDA_CHECK(cudaMemsetAsync(buf.count, 0, sizeof(unsigned long long), st), "eigh");
     for (int step = 0; step < sh.m - 1; ++step) {
-      if (warp_solve) {
-        // this step's solves + the previous step's Vᵀ tiles in one launch; this step's A tiles next
-        const int cur = static_cast<int>(steps_run & 1);
-        eigh_pair32_kernel<T, W><<<static_cast<unsigned>(sh.pairs + (prev_step >= 0 ? v_blocks : 0)),
-                                eigh_pair32_threads, 0, st>>>(
-            buf.a, buf.vt, sh.n_pad, buf.jt + cur * jt_size, buf.rot + cur * sh.pairs, buf.jt + (1 - cur) * jt_size,
-            buf.rot + (1 - cur) * sh.pairs, buf.count, sh.m, step, prev_step, tol, floor_);
-        check_launch("eigh", "eigh_pair32_kernel");
-        if (a_blocks > 0) {
-          eigh_update_kernel<T, B2><<<static_cast<unsigned>(a_blocks), eigh_threads, upd_smem, st>>>(
-              buf.a, buf.vt, sh.n_pad, buf.jt + cur * jt_size, buf.rot + cur * sh.pairs, sh.m, step);
-          check_launch("eigh", "eigh_update_kernel");
-        }
-        prev_step = step;
-        ++steps_run;
-        continue;
-      } else {
-        eigh_pair_kernel<T, B2><<<sh.pairs, eigh_threads, pair_smem, st>>>(
-            buf.a, sh.n_pad, buf.jt, buf.rot, buf.count, sh.m, step, tol, floor_, options.max_inner_sweeps);
-        check_launch("eigh", "eigh_pair_kernel");
-      }
+      eigh_pair_kernel<T, B2><<<sh.pairs, eigh_threads, pair_smem, st>>>(
+          buf.a, sh.n_pad, buf.jt, buf.rot, buf.count, sh.m, step, tol, floor_, options.max_inner_sweeps);
+      check_launch("eigh", "eigh_pair_kernel");
       eigh_update_kernel<T, B2><<<static_cast<unsigned>(upd_blocks), eigh_threads, upd_smem, st>>>(
           buf.a, buf.vt, sh.n_pad, buf.jt, buf.rot, sh.m, step);
       check_launch("eigh", "eigh_update_kernel");
@@ -732,10 +930,7 @@ eigh_info eigh_cuda_sweeps(cudaStream_t st, const jacobi_shape& sh, const eigh_c
     FRUGAL_CUDA_CHECK(cudaStreamSynchronize(st), "eigh");
     info.sweeps = sweep;
     info.rotations += static_cast<std::int64_t>(last);
-    if (last == 0) {
-      flush_v();
-      return info;
-    }
+    if (last == 0) return info;
   }
   fail("eigh", "Jacobi did not converge in max_sweeps (=", options.max_sweeps, ") sweeps for n=", sh.n,
        "; the last sweep still applied ", last, " rotations");
@@ -777,18 +972,21 @@ eigh_info eigh_cuda(cuda_t tag, matrix_view<const T> a, T* w, matrix_view<T> q, 
   const double eps = dtype_traits<T>::eps;
   const double tol = eps, floor_ = eps * hs.fro / static_cast<double>(n);
   eigh_info info;
+  const T* final_a = buf.a;
   if (sh.b2 != 32) {
-    info = eigh_cuda_sweeps<T, 64, double>(st, sh, buf, tol, floor_, options);
+    info = eigh_cuda_sweeps<T, 64>(st, sh, buf, tol, floor_, options);
+  } else if (options.max_inner_sweeps != 1) {
+    info = eigh_cuda_sweeps<T, 32>(st, sh, buf, tol, floor_, options);
   } else if constexpr (std::is_same_v<T, float>) {
-    info = eigh_f64_subproblems<T>() ? eigh_cuda_sweeps<T, 32, double>(st, sh, buf, tol, floor_, options)
-                                     : eigh_cuda_sweeps<T, 32, float>(st, sh, buf, tol, floor_, options);
+    info = eigh_f64_subproblems<T>() ? eigh_cuda_sweeps32<T, double>(st, sh, buf, tol, floor_, options, final_a)
+                                     : eigh_cuda_sweeps32<T, float>(st, sh, buf, tol, floor_, options, final_a);
   } else {
-    info = eigh_cuda_sweeps<T, 32, double>(st, sh, buf, tol, floor_, options);
+    info = eigh_cuda_sweeps32<T, double>(st, sh, buf, tol, floor_, options, final_a);
   }
 
   // 3. eigenvalues descending, eigenvectors as columns of q
   eigh_rank_kernel<T><<<static_cast<unsigned>((n + eigh_threads - 1) / eigh_threads), eigh_threads, 0, st>>>(
-      buf.a, sh.n_pad, n, w, buf.rank);
+      final_a, sh.n_pad, n, w, buf.rank);
   check_launch("eigh", "eigh_rank_kernel");
   const dim3 grid(static_cast<unsigned>((n + 31) / 32), static_cast<unsigned>((n + 31) / 32));
   eigh_gather_kernel<T><<<grid, 256, 0, st>>>(buf.vt, sh.n_pad, n, buf.rank, q.data, q.ld);

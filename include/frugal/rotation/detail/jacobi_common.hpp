@@ -196,7 +196,9 @@ struct eigh_scan_device {
 template <class T>
 struct eigh_cuda_buffers {
   T* a = nullptr;                       // [n_pad, n_pad]
+  T* a2 = nullptr;                      // [n_pad, n_pad] the other A of the b = 16 path (one per step, alternating)
   T* vt = nullptr;                      // [n_pad, n_pad] V^T
+  T* sp = nullptr;                      // [2, pairs, b2, b2] solved subproblems of the b = 16 path
   T* jt = nullptr;                      // [2, pairs, b2, b2] J_P of the current step (and of the previous one)
   int* rot = nullptr;                   // [2, pairs] rotations per pair in the current (and previous) step
   unsigned long long* count = nullptr;  // [1] rotations in the current sweep
@@ -211,7 +213,9 @@ struct eigh_cuda_buffers {
     eigh_cuda_buffers b;
     const auto np2 = static_cast<std::size_t>(sh.n_pad * sh.n_pad);
     b.a = c.template take<T>(np2);
+    b.a2 = c.template take<T>(sh.b2 == 32 ? np2 : 0);
     b.vt = c.template take<T>(np2);
+    b.sp = c.template take<T>(sh.b2 == 32 ? 2 * static_cast<std::size_t>(sh.pairs) * sh.b2 * sh.b2 : 0);
     b.jt = c.template take<T>(2 * static_cast<std::size_t>(sh.pairs) * sh.b2 * sh.b2);
     b.rot = c.template take<int>(2 * static_cast<std::size_t>(sh.pairs));
     b.count = c.template take<unsigned long long>(1);
