@@ -278,12 +278,17 @@ constexpr bool eigh32_layout_ok() {
 }
 static_assert(eigh32_layout_ok(), "eigh32 position layout must follow round_robin_pair(32, r, k)");
 
-//! Threads of eigh_step32_kernel.
-inline constexpr int eigh_step32_threads = 128;
+//! Threads of eigh_step32_kernel: 8 warps, each solving 4 rows of every column of a subproblem.
+inline constexpr int eigh_step32_threads = 256;
+//! [32, 32] products by eigh_step32_threads threads: thread (ty, tx) = (tid / eigh32_tx, tid % eigh32_tx) owns the
+//! outputs (ty + 16u, tx + eigh32_tx·v), u < 2, v < eigh32_vn (v < eigh32_vh in a [16, 16] product).
+inline constexpr int eigh32_tx = eigh_step32_threads / 16;
+inline constexpr int eigh32_vn = 32 / eigh32_tx;
+inline constexpr int eigh32_vh = 16 / eigh32_tx;
 
-//! Column chunks of Vᵀ (32 columns each) that one eigh_step32_kernel block updates (n = 768: 288 blocks, one wave
-//! beside the 24 solves).
-inline constexpr int eigh_v_chunks_per_block = 2;
+//! Column chunks of Vᵀ (32 columns each) that one eigh_step32_kernel block updates (n = 768: 144 blocks, so that
+//! the 24 solves, 300 A tiles and the Vᵀ blocks fit one wave at 4 blocks per SM).
+inline constexpr int eigh_v_chunks_per_block = 4;
 
 //! Blocks of eigh_step32_kernel that update Vᵀ: per pair, ceil(chunks / eigh_v_chunks_per_block).
 inline std::int64_t eigh_v_blocks32(const jacobi_shape& sh) {
@@ -307,7 +312,7 @@ __device__ inline void eigh_v_tiles32(T* __restrict vt, std::int64_t np, const T
   T* X = smem;          // [32][LD] rows of Vᵀ
   T* JP = X + B2 * LD;  // [32][LD]
   const T* jp = jt + static_cast<std::int64_t>(P) * B2 * B2;
-  const int tid = threadIdx.x, tx = tid % 8, ty = tid / 8;  // outputs (ty + 16u, tx + 8v)
+  const int tid = threadIdx.x, tx = tid % eigh32_tx, ty = tid / eigh32_tx;  // outputs (ty + 16u, tx + eigh32_tx·v)
   for (int e = tid; e < B2 * B2; e += eigh_step32_threads) JP[(e / B2) * LD + e % B2] = jp[e];
   for (std::int64_t ch = ch0; ch < ch0 + eigh_v_chunks_per_block && ch < chunks; ++ch) {
     const std::int64_t c0 = ch * B2;
@@ -316,23 +321,23 @@ __device__ inline void eigh_v_tiles32(T* __restrict vt, std::int64_t np, const T
       X[i * LD + j] = vt[jacobi_index(lp, hp, b, i) * np + c0 + j];
     }
     __syncthreads();
-    T acc[2][4] = {};
+    T acc[2][eigh32_vn] = {};
 #pragma unroll 4
     for (int k = 0; k < B2; ++k) {
-      T lv[2], rv[4];
+      T lv[2], rv[eigh32_vn];
 #pragma unroll
       for (int u = 0; u < 2; ++u) lv[u] = JP[k * LD + ty + 16 * u];
 #pragma unroll
-      for (int v = 0; v < 4; ++v) rv[v] = X[k * LD + tx + 8 * v];
+      for (int v = 0; v < eigh32_vn; ++v) rv[v] = X[k * LD + tx + eigh32_tx * v];
 #pragma unroll
       for (int u = 0; u < 2; ++u)
 #pragma unroll
-        for (int v = 0; v < 4; ++v) acc[u][v] = fma(lv[u], rv[v], acc[u][v]);
+        for (int v = 0; v < eigh32_vn; ++v) acc[u][v] = fma(lv[u], rv[v], acc[u][v]);
     }
 #pragma unroll
     for (int u = 0; u < 2; ++u)
 #pragma unroll
-      for (int v = 0; v < 4; ++v) vt[jacobi_index(lp, hp, b, ty + 16 * u) * np + c0 + tx + 8 * v] = acc[u][v];
+      for (int v = 0; v < eigh32_vn; ++v) vt[jacobi_index(lp, hp, b, ty + 16 * u) * np + c0 + tx + eigh32_tx * v] = acc[u][v];
     __syncthreads();  // X is reloaded for the next chunk
   }
 }
@@ -353,21 +358,21 @@ FRUGAL_HOST_DEVICE inline void round_robin_find(int m, int r, int x, int b, int&
 }
 
 //! acc(u, v) += Σ_k L(ty + 16u, k) R(k, tx + 8v) over [32, 32] shared tiles, L(i, k) = l[i * li + k * lk],
-//! R(k, j) = r[k * 33 + j]; 128 threads, tx = tid % 8, ty = tid / 8.
+//! R(k, j) = r[k * 33 + j]; eigh_step32_threads threads (see eigh32_tx).
 template <class T>
-__device__ inline void eigh_mm32(const T* l, int li, int lk, const T* r, T (&acc)[2][4]) {
-  const int tx = threadIdx.x % 8, ty = threadIdx.x / 8;
+__device__ inline void eigh_mm32(const T* l, int li, int lk, const T* r, T (&acc)[2][eigh32_vn]) {
+  const int tx = threadIdx.x % eigh32_tx, ty = threadIdx.x / eigh32_tx;
 #pragma unroll 4
   for (int k = 0; k < 32; ++k) {
-    T lv[2], rv[4];
+    T lv[2], rv[eigh32_vn];
 #pragma unroll
     for (int u = 0; u < 2; ++u) lv[u] = l[(ty + 16 * u) * li + k * lk];
 #pragma unroll
-    for (int v = 0; v < 4; ++v) rv[v] = r[k * 33 + tx + 8 * v];
+    for (int v = 0; v < eigh32_vn; ++v) rv[v] = r[k * 33 + tx + eigh32_tx * v];
 #pragma unroll
     for (int u = 0; u < 2; ++u)
 #pragma unroll
-      for (int v = 0; v < 4; ++v) acc[u][v] = fma(lv[u], rv[v], acc[u][v]);
+      for (int v = 0; v < eigh32_vn; ++v) acc[u][v] = fma(lv[u], rv[v], acc[u][v]);
   }
 }
 
@@ -388,7 +393,7 @@ __device__ inline void eigh_a_tile32(const T* __restrict in, T* __restrict out, 
                                      const T* __restrict jt, const int* __restrict rot, const T* __restrict sp, int m,
                                      int prev_step, std::int64_t tile, T* smem) {
   constexpr int B2 = 32, LD = 33, b = 16;
-  const int pairs = m / 2, tid = threadIdx.x, tx = tid % 8, ty = tid / 8;
+  const int pairs = m / 2, tid = threadIdx.x, tx = tid % eigh32_tx, ty = tid / eigh32_tx;
   int P = 0;
   while (tile >= pairs - P) tile -= pairs - P++;  // row P of the upper triangle (with the diagonal): pairs - P tiles
   const int Q = P + static_cast<int>(tile);
@@ -417,23 +422,23 @@ __device__ inline void eigh_a_tile32(const T* __restrict in, T* __restrict out, 
   eigh_load_j32(jt, rot, P, JP);
   eigh_load_j32(jt, rot, Q, JQ);
   __syncthreads();
-  T acc[2][4] = {};
+  T acc[2][eigh32_vn] = {};
   eigh_mm32(JP, 1, LD, X, acc);  // Y = J_Pᵀ X
 #pragma unroll
   for (int u = 0; u < 2; ++u)
 #pragma unroll
-    for (int v = 0; v < 4; ++v) Y[(ty + 16 * u) * LD + tx + 8 * v] = acc[u][v];
+    for (int v = 0; v < eigh32_vn; ++v) Y[(ty + 16 * u) * LD + tx + eigh32_tx * v] = acc[u][v];
   __syncthreads();
 #pragma unroll
   for (int u = 0; u < 2; ++u)
 #pragma unroll
-    for (int v = 0; v < 4; ++v) acc[u][v] = T(0);
+    for (int v = 0; v < eigh32_vn; ++v) acc[u][v] = T(0);
   eigh_mm32(Y, LD, 1, JQ, acc);  // Y J_Q
 #pragma unroll
   for (int u = 0; u < 2; ++u)
 #pragma unroll
-    for (int v = 0; v < 4; ++v) {
-      const std::int64_t gi = jacobi_index(lp, hp, b, ty + 16 * u), gj = jacobi_index(lq, hq, b, tx + 8 * v);
+    for (int v = 0; v < eigh32_vn; ++v) {
+      const std::int64_t gi = jacobi_index(lp, hp, b, ty + 16 * u), gj = jacobi_index(lq, hq, b, tx + eigh32_tx * v);
       out[gi * np + gj] = acc[u][v];
       out[gj * np + gi] = acc[u][v];
     }
@@ -494,7 +499,7 @@ __global__ void __launch_bounds__(eigh_step32_threads)
     T* J1 = reinterpret_cast<T*>(&Jb[0][0]);
     T* J2 = reinterpret_cast<T*>(&Jb[1][0]);
     T* T1 = reinterpret_cast<T*>(&S[0][0]);  // [16, 33], before S[0] is written
-    const int tx = tid % 8, ty = tid / 8;
+    const int tx = tid % eigh32_tx, ty = tid / eigh32_tx;
     for (int blk = 0; blk < 3; ++blk) {
       // (lo, hi) first: its product uses S[0] as scratch before any block is stored there; then (lo, lo), (hi, hi)
       const int bx = blk == 2 ? 1 : 0, by = blk == 1 ? 0 : 1;
@@ -525,15 +530,15 @@ __global__ void __launch_bounds__(eigh_step32_threads)
       eigh_load_j32(jt_prev, rot_prev, k2, J2);
       __syncthreads();
       {  // T1 = J1[:, o1 : o1 + 16]ᵀ X  ([16, 32]: rows ty, columns tx + 8v)
-        T acc[4] = {};
+        T acc[eigh32_vn] = {};
 #pragma unroll 4
         for (int k = 0; k < B2; ++k) {
           const T l = J1[k * LD + o1 + ty];
 #pragma unroll
-          for (int v = 0; v < 4; ++v) acc[v] = fma(l, X[k * LD + tx + 8 * v], acc[v]);
+          for (int v = 0; v < eigh32_vn; ++v) acc[v] = fma(l, X[k * LD + tx + eigh32_tx * v], acc[v]);
         }
 #pragma unroll
-        for (int v = 0; v < 4; ++v) T1[ty * LD + tx + 8 * v] = acc[v];
+        for (int v = 0; v < eigh32_vn; ++v) T1[ty * LD + tx + eigh32_tx * v] = acc[v];
       }
       __syncthreads();
       T acc[2] = {};  // T1 J2[:, o2 : o2 + 16]  ([16, 16]: rows ty, columns tx + 8v)
@@ -541,12 +546,12 @@ __global__ void __launch_bounds__(eigh_step32_threads)
       for (int k = 0; k < B2; ++k) {
         const T l = T1[ty * LD + k];
 #pragma unroll
-        for (int v = 0; v < 2; ++v) acc[v] = fma(l, J2[k * LD + o2 + tx + 8 * v], acc[v]);
+        for (int v = 0; v < eigh32_vh; ++v) acc[v] = fma(l, J2[k * LD + o2 + tx + eigh32_tx * v], acc[v]);
       }
       __syncthreads();  // T1 (in S[0]) read by everyone before S[0] is written
 #pragma unroll
-      for (int v = 0; v < 2; ++v) {
-        const int pi = eigh32_pos0(b * bx + ty), pj = eigh32_pos0(b * by + tx + 8 * v);
+      for (int v = 0; v < eigh32_vh; ++v) {
+        const int pi = eigh32_pos0(b * bx + ty), pj = eigh32_pos0(b * by + tx + eigh32_tx * v);
         S[0][pj * LD + pi] = static_cast<W>(acc[v]);
         S[0][pi * LD + pj] = static_cast<W>(acc[v]);
       }
@@ -559,10 +564,10 @@ __global__ void __launch_bounds__(eigh_step32_threads)
   }
   __syncthreads();
 
-  // Thread (warp w, lane): column `lane` (a position) of S, rows 8w .. 8w + 7 (positions); row `lane` (a player) of
-  // J_P, columns 8w .. 8w + 7 (positions). Per round: every warp computes the angles of all 16 pairs (lanes 2k and
+  // Thread (warp w, lane): column `lane` (a position) of S, rows RW·w .. RW·w + RW − 1 (positions); row `lane`
+  // (a player) of J_P, the same columns (positions). Per round: every warp computes the angles of all 16 pairs (lanes 2k and
   // 2k + 1 the same one), its part of the new column c·col_p − s·col_q / s·col_p + c·col_q, the row rotations of its
-  // 4 pairs and the column rotations of J_P, and stores both permuted for round r + 1; one block barrier per round.
+  // RW / 2 pairs and the column rotations of J_P, and stores both permuted for round r + 1; one block barrier per round.
   constexpr int RW = B2 / (eigh_step32_threads / 32);  // rows (of S) / columns (of J_P) per warp
   const int p = lane & ~1, q = p + 1, dst = eigh32_sigma_inv(lane), dst_partner = eigh32_sigma_inv(lane ^ 1);
   const int r0 = warp * RW;
@@ -637,50 +642,50 @@ __global__ void __launch_bounds__(eigh_step32_threads)
   // J <- J − J (JᵀJ − I) / 2 in that order (E = JᵀJ − I into S[0]), then J_P(i, j) = Jsh(i, pos0(j)). Thread
   // (ty, tx) computes the outputs (ty + 16u, tx + 8v).
   W* E = S[0];
-  const int tx = tid % 8, ty = tid / 8;
-  W acc[2][4];
+  const int tx = tid % eigh32_tx, ty = tid / eigh32_tx;
+  W acc[2][eigh32_vn];
 #pragma unroll
   for (int u = 0; u < 2; ++u)
 #pragma unroll
-    for (int v = 0; v < 4; ++v) acc[u][v] = ty + 16 * u == tx + 8 * v ? W(-1) : W(0);
+    for (int v = 0; v < eigh32_vn; ++v) acc[u][v] = ty + 16 * u == tx + eigh32_tx * v ? W(-1) : W(0);
 #pragma unroll 4
   for (int k = 0; k < B2; ++k) {
-    W lv[2], rv[4];
+    W lv[2], rv[eigh32_vn];
 #pragma unroll
     for (int u = 0; u < 2; ++u) lv[u] = Jsh[k * LD + ty + 16 * u];
 #pragma unroll
-    for (int v = 0; v < 4; ++v) rv[v] = Jsh[k * LD + tx + 8 * v];
+    for (int v = 0; v < eigh32_vn; ++v) rv[v] = Jsh[k * LD + tx + eigh32_tx * v];
 #pragma unroll
     for (int u = 0; u < 2; ++u)
 #pragma unroll
-      for (int v = 0; v < 4; ++v) acc[u][v] += lv[u] * rv[v];
+      for (int v = 0; v < eigh32_vn; ++v) acc[u][v] += lv[u] * rv[v];
   }
 #pragma unroll
   for (int u = 0; u < 2; ++u)
 #pragma unroll
-    for (int v = 0; v < 4; ++v) E[(ty + 16 * u) * LD + tx + 8 * v] = acc[u][v];
+    for (int v = 0; v < eigh32_vn; ++v) E[(ty + 16 * u) * LD + tx + eigh32_tx * v] = acc[u][v];
   __syncthreads();
 #pragma unroll
   for (int u = 0; u < 2; ++u)
 #pragma unroll
-    for (int v = 0; v < 4; ++v) acc[u][v] = W(0);
+    for (int v = 0; v < eigh32_vn; ++v) acc[u][v] = W(0);
 #pragma unroll 4
   for (int k = 0; k < B2; ++k) {
-    W lv[2], rv[4];
+    W lv[2], rv[eigh32_vn];
 #pragma unroll
     for (int u = 0; u < 2; ++u) lv[u] = Jsh[(ty + 16 * u) * LD + k];
 #pragma unroll
-    for (int v = 0; v < 4; ++v) rv[v] = E[k * LD + tx + 8 * v];
+    for (int v = 0; v < eigh32_vn; ++v) rv[v] = E[k * LD + tx + eigh32_tx * v];
 #pragma unroll
     for (int u = 0; u < 2; ++u)
 #pragma unroll
-      for (int v = 0; v < 4; ++v) acc[u][v] += lv[u] * rv[v];
+      for (int v = 0; v < eigh32_vn; ++v) acc[u][v] += lv[u] * rv[v];
   }
 #pragma unroll
   for (int u = 0; u < 2; ++u)
 #pragma unroll
-    for (int v = 0; v < 4; ++v) {
-      const int i = ty + 16 * u, x = tx + 8 * v;
+    for (int v = 0; v < eigh32_vn; ++v) {
+      const int i = ty + 16 * u, x = tx + eigh32_tx * v;
       jout[i * B2 + eigh32_player(0, x)] = static_cast<T>(Jsh[i * LD + x] - W(0.5) * acc[u][v]);
     }
 }
