@@ -151,6 +151,32 @@ TEST_CASE("cuda eigh: explicit block sizes and inner sweeps; a zero matrix") {
   for (int i = 0; i < n; ++i) CHECK(g.q[static_cast<std::size_t>(i) * n + i] == 1.0);
 }
 
+// f32 inputs of the b = 16 path solve their subproblems in f32 unless FRUGAL_EIGH_F64_SUBPROBLEMS=1 (a comparison
+// switch): both must meet the bound and give the same spectrum to f32 accuracy; the first launch of the one-kernel
+// step reads the input, later ones the previous step's A, J and solves (several sweeps at n = 97: m = 8 blocks).
+TEST_CASE("cuda eigh: f32 with f32 and with f64 subproblems (b = 16)") {
+  FRUGAL_REQUIRE_GPU();
+  const int n = frugal_test::tiny_tests() ? 40 : 97;
+  const auto a64 = rotation_test::random_spd(n, 11);
+  const std::vector<float> a(a64.begin(), a64.end());
+  const double bound = 10.0 * n * frugal::dtype_traits<float>::eps;
+  const auto g32 = solve_gpu<float>(a, n);
+  setenv("FRUGAL_EIGH_F64_SUBPROBLEMS", "1", 1);
+  const auto g64 = solve_gpu<float>(a, n);
+  unsetenv("FRUGAL_EIGH_F64_SUBPROBLEMS");
+  for (const auto* g : {&g32, &g64}) {
+    const auto acc = rotation_test::measure(a64, g->w, g->q, n);
+    CHECK(acc.orth <= bound);
+    CHECK(acc.residual <= bound);
+    CHECK(g->info.sweeps >= 3);
+  }
+  double wmax = 0;
+  for (int i = 0; i < n; ++i) wmax = std::max(wmax, std::abs(static_cast<double>(g64.w[static_cast<std::size_t>(i)])));
+  for (int i = 0; i < n; ++i)
+    CHECK(std::abs(static_cast<double>(g32.w[static_cast<std::size_t>(i)]) -
+                   static_cast<double>(g64.w[static_cast<std::size_t>(i)])) <= bound * wmax);
+}
+
 TEST_CASE("cuda eigh: bad input throws before writing, with the values") {
   FRUGAL_REQUIRE_GPU();
   const int n = 40;

@@ -19,7 +19,10 @@
 //     J <- J (3I - JᵀJ) / 2 re-orthogonalises. Then A <- Jᵀ A J (tile by tile: A[P, Q] <- J_Pᵀ A[P, Q] J_Q,
 //     computed in T; the diagonal tiles are written from the f64 subproblem) and V <- V J. The m/2 pairs are
 //     independent: the CPU runs them with detail::parallel_for (and the tiles too), the CUDA solver with one
-//     thread block per pair and one per tile.
+//     thread block per pair and one per tile. CUDA, b = 16 with max_inner_sweeps = 1 (n <= 1024 by default): one
+//     launch per step (detail::eigh_step32_kernel) — each solve forms its subproblem from the previous step's A,
+//     J and solves, while the other blocks of the launch apply the previous step's update to A (kept twice,
+//     alternating) and V.
 //   * Threshold: the scalar rotation (p, q) is applied only when
 //         |a_pq| > max(eps · sqrt(|a_pp a_qq|), eps · ||A||_F / n),      eps = machine epsilon of T.
 //     The first term is the relative criterion of Demmel & Veselić (1992); the floor stops rotations that only
@@ -30,9 +33,10 @@
 //     throws frugal::error naming the rotations still applied in the last sweep — a result is never returned
 //     silently unconverged.
 //   * Precision: A and V are kept in T; the subproblems, their rotations and the re-orthogonalisation are
-//     computed in f64, and each J_P is rounded to T once per step. This gives max|QᵀQ - I| and
-//     ||AQ - QΛ||_F / ||A||_F far below the 10·n·eps(T) the tests demand (f32: ~1e-6 at n = 768..4096; f64:
-//     ~1e-14; docs/rotation.md). Without the Newton–Schulz step the biased rounding of accumulated f64 rotations
+//     computed in f64, and each J_P is rounded to T once per step — except on CUDA for T = f32 with b = 16, where
+//     the subproblems are solved in f32 (4x the f64 rate on the one SM each uses; FRUGAL_EIGH_F64_SUBPROBLEMS=1
+//     restores f64). This gives max|QᵀQ - I| and ||AQ - QΛ||_F / ||A||_F far below the 10·n·eps(T) the tests
+//     demand (f32: ~1e-6 at n = 768..4096, ~1e-5 with f32 subproblems at n = 768; f64: ~1e-14; docs/rotation.md). Without the Newton–Schulz step the biased rounding of accumulated f64 rotations
 //     made the f64 orthogonality error grow linearly with the number of steps (to ~n·eps/4). No refinement of
 //     the final Q is applied.
 //
@@ -40,7 +44,7 @@
 // value (reported with its position), or max|a_ij - a_ji| > symmetry_tolerance · max|a| (position and values).
 //
 // Workspace: eigh_workspace_bytes<T>(tag, n, options) bytes of caller memory (host memory for frugal::cpu,
-// device memory for frugal::cuda): two n_pad x n_pad matrices of T plus O(n·b) more. The CPU also has an
+// device memory for frugal::cuda): two n_pad x n_pad matrices of T (three on CUDA with b = 16) plus O(n·b) more. The CPU also has an
 // overload without workspace that allocates it. The CUDA solver is stream-ordered on tag.stream but, to decide
 // convergence and to report bad input, it waits for tag.stream once per sweep (cudaStreamSynchronize): it
 // cannot be captured in a CUDA Graph. It is an offline (calibration) operation.
