@@ -10,8 +10,8 @@
 #include <frugal/rotation/eigh.hpp>
 
 #include <benchmark/benchmark.h>
-#include <cuda_runtime.h>
 #include <cublas_v2.h>
+#include <cuda_runtime.h>
 #include <cusolverDn.h>
 
 #include <algorithm>
@@ -90,7 +90,9 @@ const std::vector<double>& matrix_on_gpu(int n) {
   return m;
 }
 
-const std::vector<double>& test_matrix(int n) { return n >= gpu_from ? matrix_on_gpu(n) : bench_eigh::matrix(n); }
+const std::vector<double>& test_matrix(int n) {
+  return n >= gpu_from ? matrix_on_gpu(n) : bench_eigh::matrix(n);
+}
 
 //! The accuracy counters with the two n³ products on the device (cuBLAS DGEMM); q row-major [n, n], columns =
 //! eigenvectors (q_column_major: cuSOLVER's layout).

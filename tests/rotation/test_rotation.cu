@@ -224,8 +224,8 @@ TEST_CASE("cuda eigh: bad input throws before writing, with the values") {
 TEST_CASE_TEMPLATE("cuda covariance: sums, merge and finalize equal the CPU", T, float, double, frugal::half,
                    frugal::bfloat16) {
   FRUGAL_REQUIRE_GPU();
-  const std::vector<std::int64_t> dims = frugal_test::small_tests() ? std::vector<std::int64_t>{1, 65, 130}
-                                                                     : std::vector<std::int64_t>{1, 65, 130, 768};
+  const std::vector<std::int64_t> dims =
+      frugal_test::small_tests() ? std::vector<std::int64_t>{1, 65, 130} : std::vector<std::int64_t>{1, 65, 130, 768};
   for (std::int64_t d : dims) {
     for (std::int64_t tokens : {0, 1, 33, 1000}) {
       const auto x = frugal_test::random_vector<T>(static_cast<std::size_t>(std::max<std::int64_t>(tokens, 1) * d),

@@ -230,7 +230,7 @@ __global__ void __launch_bounds__(eigh_threads)
 
 // ------------------------------------------------------------------------------------------------ one step, b = 16
 
-// The 32 x 32 subproblems (b = 16, max_inner_sweeps = 1) are solved by eigh_step32_kernel: 4 warps, one lane per
+// The 32 x 32 subproblems (b = 16, max_inner_sweeps = 1) are solved by eigh_step32_kernel: 8 warps, one lane per
 // column, instead of eigh_pair_kernel's 256 threads over 2 x 2 blocks with two block barriers per round (measured on
 // the H100 at n = 768 f32: eigh_pair_kernel took 52 of a step's 67 us under ncu). To keep every register index
 // static, the warps work in *position* order: in round r, positions 2k and 2k+1 hold pair k of the round-robin
@@ -245,7 +245,9 @@ FRUGAL_HOST_DEVICE constexpr int eigh32_player(int r, int j) {
   return k == 0 ? 31 : (r - k + 31) % 31;
 }
 //! Position of player x in round 0 (the inverse of eigh32_player(0, .)).
-FRUGAL_HOST_DEVICE constexpr int eigh32_pos0(int x) { return x == 31 ? 1 : x < 16 ? 2 * x : 2 * (31 - x) + 1; }
+FRUGAL_HOST_DEVICE constexpr int eigh32_pos0(int x) {
+  return x == 31 ? 1 : x < 16 ? 2 * x : 2 * (31 - x) + 1;
+}
 //! Position in round r of the player that is at position j in round r + 1.
 FRUGAL_HOST_DEVICE constexpr int eigh32_sigma(int j) {
   return j == 1 ? 1 : j == 30 ? 31 : j % 2 == 0 ? j + 2 : j == 3 ? 0 : j - 2;
@@ -297,7 +299,7 @@ inline std::int64_t eigh_v_blocks32(const jacobi_shape& sh) {
 }
 
 //! Vᵀ[P, cols] <- J_Pᵀ Vᵀ[P, cols] for block `g` of the Vᵀ update of a b = 16 step (pair P, up to
-//! eigh_v_chunks_per_block chunks of 32 columns), by the 128 threads of an eigh_step32_kernel block; smem holds two
+//! eigh_v_chunks_per_block chunks of 32 columns), by the threads of an eigh_step32_kernel block; smem holds two
 //! [32, 33] tiles of T.
 template <class T>
 __device__ inline void eigh_v_tiles32(T* __restrict vt, std::int64_t np, const T* __restrict jt,
@@ -337,7 +339,8 @@ __device__ inline void eigh_v_tiles32(T* __restrict vt, std::int64_t np, const T
 #pragma unroll
     for (int u = 0; u < 2; ++u)
 #pragma unroll
-      for (int v = 0; v < eigh32_vn; ++v) vt[jacobi_index(lp, hp, b, ty + 16 * u) * np + c0 + tx + eigh32_tx * v] = acc[u][v];
+      for (int v = 0; v < eigh32_vn; ++v)
+        vt[jacobi_index(lp, hp, b, ty + 16 * u) * np + c0 + tx + eigh32_tx * v] = acc[u][v];
     __syncthreads();  // X is reloaded for the next chunk
   }
 }
@@ -357,7 +360,7 @@ FRUGAL_HOST_DEVICE inline void round_robin_find(int m, int r, int x, int b, int&
   base = x == lo ? 0 : b;
 }
 
-//! acc(u, v) += Σ_k L(ty + 16u, k) R(k, tx + 8v) over [32, 32] shared tiles, L(i, k) = l[i * li + k * lk],
+//! acc(u, v) += Σ_k L(ty + 16u, k) R(k, tx + eigh32_tx·v) over [32, 32] shared tiles, L(i, k) = l[i * li + k * lk],
 //! R(k, j) = r[k * 33 + j]; eigh_step32_threads threads (see eigh32_tx).
 template <class T>
 __device__ inline void eigh_mm32(const T* l, int li, int lk, const T* r, T (&acc)[2][eigh32_vn]) {
@@ -389,9 +392,9 @@ __device__ inline void eigh_load_j32(const T* __restrict jt, const int* __restri
 //! are the previous solves' results (or X_{g-1}[P, P] where the pair did not rotate), the others J_Pᵀ X J_Q and
 //! their transposes. With prev_step < 0 (the first step) `out` becomes a copy of `in`. smem: four [32, 33] tiles.
 template <class T>
-__device__ inline void eigh_a_tile32(const T* __restrict in, T* __restrict out, std::int64_t np,
-                                     const T* __restrict jt, const int* __restrict rot, const T* __restrict sp, int m,
-                                     int prev_step, std::int64_t tile, T* smem) {
+__device__ inline void eigh_a_tile32(const T* __restrict in, T* __restrict out, std::int64_t np, const T* __restrict jt,
+                                     const int* __restrict rot, const T* __restrict sp, int m, int prev_step,
+                                     std::int64_t tile, T* smem) {
   constexpr int B2 = 32, LD = 33, b = 16;
   const int pairs = m / 2, tid = threadIdx.x, tx = tid % eigh32_tx, ty = tid / eigh32_tx;
   int P = 0;
@@ -457,8 +460,8 @@ inline std::int64_t eigh_a_blocks32(const jacobi_shape& sh) {
 // (`out` becomes a copy of `in`; the solves read `in`).
 template <class T, class W>
 __global__ void __launch_bounds__(eigh_step32_threads)
-    eigh_step32_kernel(const T* __restrict in, T* __restrict out, T* __restrict vt, std::int64_t np,
-                       T* __restrict jt, int* __restrict rot, T* __restrict sp, const T* __restrict jt_prev,
+    eigh_step32_kernel(const T* __restrict in, T* __restrict out, T* __restrict vt, std::int64_t np, T* __restrict jt,
+                       int* __restrict rot, T* __restrict sp, const T* __restrict jt_prev,
                        const int* __restrict rot_prev, const T* __restrict sp_prev,
                        unsigned long long* __restrict count, int m, int step, int prev_step, double tol,
                        double floor_) {
@@ -489,8 +492,8 @@ __global__ void __launch_bounds__(eigh_step32_threads)
   if (prev_step < 0) {
     for (int e = tid; e < B2 * B2; e += eigh_step32_threads) {
       const int k = e / B2, j = e % B2;  // a warp reads one row: row of position k, columns of positions j
-      S[0][j * LD + k] = static_cast<W>(in[jacobi_index(lo, hi, b, eigh32_player(0, k)) * np +
-                                           jacobi_index(lo, hi, b, eigh32_player(0, j))]);
+      S[0][j * LD + k] = static_cast<W>(
+          in[jacobi_index(lo, hi, b, eigh32_player(0, k)) * np + jacobi_index(lo, hi, b, eigh32_player(0, j))]);
     }
   } else {
     // X_g[P, P] by 16 x 16 blocks (x, y) of its block rows lo / hi: from the previous solve of the pair that held
@@ -529,7 +532,7 @@ __global__ void __launch_bounds__(eigh_step32_threads)
       eigh_load_j32(jt_prev, rot_prev, k1, J1);
       eigh_load_j32(jt_prev, rot_prev, k2, J2);
       __syncthreads();
-      {  // T1 = J1[:, o1 : o1 + 16]ᵀ X  ([16, 32]: rows ty, columns tx + 8v)
+      {  // T1 = J1[:, o1 : o1 + 16]ᵀ X  ([16, 32]: rows ty, columns tx + eigh32_tx·v)
         T acc[eigh32_vn] = {};
 #pragma unroll 4
         for (int k = 0; k < B2; ++k) {
@@ -541,7 +544,7 @@ __global__ void __launch_bounds__(eigh_step32_threads)
         for (int v = 0; v < eigh32_vn; ++v) T1[ty * LD + tx + eigh32_tx * v] = acc[v];
       }
       __syncthreads();
-      T acc[2] = {};  // T1 J2[:, o2 : o2 + 16]  ([16, 16]: rows ty, columns tx + 8v)
+      T acc[eigh32_vh] = {};  // T1 J2[:, o2 : o2 + 16]  ([16, 16]: rows ty, columns tx + eigh32_tx·v)
 #pragma unroll 4
       for (int k = 0; k < B2; ++k) {
         const T l = T1[ty * LD + k];
@@ -565,9 +568,10 @@ __global__ void __launch_bounds__(eigh_step32_threads)
   __syncthreads();
 
   // Thread (warp w, lane): column `lane` (a position) of S, rows RW·w .. RW·w + RW − 1 (positions); row `lane`
-  // (a player) of J_P, the same columns (positions). Per round: every warp computes the angles of all 16 pairs (lanes 2k and
-  // 2k + 1 the same one), its part of the new column c·col_p − s·col_q / s·col_p + c·col_q, the row rotations of its
-  // RW / 2 pairs and the column rotations of J_P, and stores both permuted for round r + 1; one block barrier per round.
+  // (a player) of J_P, the same columns (positions). Per round: every warp computes the angles of all 16 pairs (lanes
+  // 2k and 2k + 1 the same one), its part of the new column c·col_p − s·col_q / s·col_p + c·col_q, the row rotations of
+  // its RW / 2 pairs and the column rotations of J_P, and stores both permuted for round r + 1; one block barrier per
+  // round.
   constexpr int RW = B2 / (eigh_step32_threads / 32);  // rows (of S) / columns (of J_P) per warp
   const int p = lane & ~1, q = p + 1, dst = eigh32_sigma_inv(lane), dst_partner = eigh32_sigma_inv(lane ^ 1);
   const int r0 = warp * RW;
@@ -742,9 +746,9 @@ __global__ void __launch_bounds__(eigh_threads)
                        const int* __restrict rot, int m, int step) {
   constexpr int LD = B2 + 1, b = B2 / 2;
   extern __shared__ __align__(16) unsigned char smem_update[];
-  T* X = reinterpret_cast<T*>(smem_update);  // [B2][LD] the tile
-  T* JP = X + B2 * LD;                       // [B2][LD] J_P
-  T* Y = JP + B2 * LD;                       // [B2][LD]
+  T* X = reinterpret_cast<T*>(smem_update);                   // [B2][LD] the tile
+  T* JP = X + B2 * LD;                                        // [B2][LD] J_P
+  T* Y = JP + B2 * LD;                                        // [B2][LD]
   T* JQ = eigh_update_one_load_phase<B2> ? Y + B2 * LD : JP;  // [B2][LD] J_Q
   __shared__ std::int64_t gp[B2], gq[B2];
 
@@ -872,7 +876,8 @@ template <class T, class W>
 eigh_info eigh_cuda_sweeps32(cudaStream_t st, const jacobi_shape& sh, const eigh_cuda_buffers<T>& buf, double tol,
                              double floor_, const eigh_options& options, const T*& final_a) {
   constexpr int B2 = 32;
-  T* const abuf[2] = {buf.a2, buf.a};  // step g reads abuf[(g + 1) & 1] (g = 0: the working copy) and writes abuf[g & 1]
+  T* const abuf[2] = {buf.a2,
+                      buf.a};  // step g reads abuf[(g + 1) & 1] (g = 0: the working copy) and writes abuf[g & 1]
   const std::int64_t jsz = static_cast<std::int64_t>(sh.pairs) * B2 * B2, blocks_a = eigh_a_blocks32(sh),
                      blocks_v = eigh_v_blocks32(sh);
   std::int64_t g = 0;
