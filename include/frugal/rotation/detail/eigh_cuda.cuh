@@ -298,6 +298,25 @@ inline std::int64_t eigh_v_blocks32(const jacobi_shape& sh) {
   return sh.pairs * ((chunks + eigh_v_chunks_per_block - 1) / eigh_v_chunks_per_block);
 }
 
+//! acc(u, v) += Σ_k L(ty + 16u, k) R(k, tx + eigh32_tx·v) over [32, 32] shared tiles, L(i, k) = l[i * li + k * lk],
+//! R(k, j) = r[k * 33 + j]; eigh_step32_threads threads (see eigh32_tx).
+template <class T>
+__device__ inline void eigh_mm32(const T* l, int li, int lk, const T* r, T (&acc)[2][eigh32_vn]) {
+  const int tx = threadIdx.x % eigh32_tx, ty = threadIdx.x / eigh32_tx;
+#pragma unroll 4
+  for (int k = 0; k < 32; ++k) {
+    T lv[2], rv[eigh32_vn];
+#pragma unroll
+    for (int u = 0; u < 2; ++u) lv[u] = l[(ty + 16 * u) * li + k * lk];
+#pragma unroll
+    for (int v = 0; v < eigh32_vn; ++v) rv[v] = r[k * 33 + tx + eigh32_tx * v];
+#pragma unroll
+    for (int u = 0; u < 2; ++u)
+#pragma unroll
+      for (int v = 0; v < eigh32_vn; ++v) acc[u][v] = fma(lv[u], rv[v], acc[u][v]);
+  }
+}
+
 //! Vᵀ[P, cols] <- J_Pᵀ Vᵀ[P, cols] for block `g` of the Vᵀ update of a b = 16 step (pair P, up to
 //! eigh_v_chunks_per_block chunks of 32 columns), by the threads of an eigh_step32_kernel block; smem holds two
 //! [32, 33] tiles of T.
@@ -324,18 +343,7 @@ __device__ inline void eigh_v_tiles32(T* __restrict vt, std::int64_t np, const T
     }
     __syncthreads();
     T acc[2][eigh32_vn] = {};
-#pragma unroll 4
-    for (int k = 0; k < B2; ++k) {
-      T lv[2], rv[eigh32_vn];
-#pragma unroll
-      for (int u = 0; u < 2; ++u) lv[u] = JP[k * LD + ty + 16 * u];
-#pragma unroll
-      for (int v = 0; v < eigh32_vn; ++v) rv[v] = X[k * LD + tx + eigh32_tx * v];
-#pragma unroll
-      for (int u = 0; u < 2; ++u)
-#pragma unroll
-        for (int v = 0; v < eigh32_vn; ++v) acc[u][v] = fma(lv[u], rv[v], acc[u][v]);
-    }
+    eigh_mm32(JP, 1, LD, X, acc);  // J_Pᵀ X
 #pragma unroll
     for (int u = 0; u < 2; ++u)
 #pragma unroll
@@ -358,25 +366,6 @@ FRUGAL_HOST_DEVICE inline void round_robin_find(int m, int r, int x, int b, int&
   int lo, hi;
   round_robin_pair(m, r, k, lo, hi);
   base = x == lo ? 0 : b;
-}
-
-//! acc(u, v) += Σ_k L(ty + 16u, k) R(k, tx + eigh32_tx·v) over [32, 32] shared tiles, L(i, k) = l[i * li + k * lk],
-//! R(k, j) = r[k * 33 + j]; eigh_step32_threads threads (see eigh32_tx).
-template <class T>
-__device__ inline void eigh_mm32(const T* l, int li, int lk, const T* r, T (&acc)[2][eigh32_vn]) {
-  const int tx = threadIdx.x % eigh32_tx, ty = threadIdx.x / eigh32_tx;
-#pragma unroll 4
-  for (int k = 0; k < 32; ++k) {
-    T lv[2], rv[eigh32_vn];
-#pragma unroll
-    for (int u = 0; u < 2; ++u) lv[u] = l[(ty + 16 * u) * li + k * lk];
-#pragma unroll
-    for (int v = 0; v < eigh32_vn; ++v) rv[v] = r[k * 33 + tx + eigh32_tx * v];
-#pragma unroll
-    for (int u = 0; u < 2; ++u)
-#pragma unroll
-      for (int v = 0; v < eigh32_vn; ++v) acc[u][v] = fma(lv[u], rv[v], acc[u][v]);
-  }
 }
 
 //! Loads J_P of pair P (identity when the pair did not rotate: its jt entry is stale) into a [32, 33] tile.
@@ -644,7 +633,7 @@ __global__ void __launch_bounds__(eigh_step32_threads)
   T* jout = jt + static_cast<std::int64_t>(pair) * B2 * B2;
   // Jsh(i, x) = J_P(player i, player at round-0 position x), i.e. J_P with permuted columns: one Newton–Schulz step
   // J <- J − J (JᵀJ − I) / 2 in that order (E = JᵀJ − I into S[0]), then J_P(i, j) = Jsh(i, pos0(j)). Thread
-  // (ty, tx) computes the outputs (ty + 16u, tx + 8v).
+  // (ty, tx) computes the outputs (ty + 16u, tx + eigh32_tx·v).
   W* E = S[0];
   const int tx = tid % eigh32_tx, ty = tid / eigh32_tx;
   W acc[2][eigh32_vn];
@@ -652,18 +641,7 @@ __global__ void __launch_bounds__(eigh_step32_threads)
   for (int u = 0; u < 2; ++u)
 #pragma unroll
     for (int v = 0; v < eigh32_vn; ++v) acc[u][v] = ty + 16 * u == tx + eigh32_tx * v ? W(-1) : W(0);
-#pragma unroll 4
-  for (int k = 0; k < B2; ++k) {
-    W lv[2], rv[eigh32_vn];
-#pragma unroll
-    for (int u = 0; u < 2; ++u) lv[u] = Jsh[k * LD + ty + 16 * u];
-#pragma unroll
-    for (int v = 0; v < eigh32_vn; ++v) rv[v] = Jsh[k * LD + tx + eigh32_tx * v];
-#pragma unroll
-    for (int u = 0; u < 2; ++u)
-#pragma unroll
-      for (int v = 0; v < eigh32_vn; ++v) acc[u][v] += lv[u] * rv[v];
-  }
+  eigh_mm32(Jsh, 1, LD, Jsh, acc);  // JᵀJ − I
 #pragma unroll
   for (int u = 0; u < 2; ++u)
 #pragma unroll
@@ -673,18 +651,7 @@ __global__ void __launch_bounds__(eigh_step32_threads)
   for (int u = 0; u < 2; ++u)
 #pragma unroll
     for (int v = 0; v < eigh32_vn; ++v) acc[u][v] = W(0);
-#pragma unroll 4
-  for (int k = 0; k < B2; ++k) {
-    W lv[2], rv[eigh32_vn];
-#pragma unroll
-    for (int u = 0; u < 2; ++u) lv[u] = Jsh[(ty + 16 * u) * LD + k];
-#pragma unroll
-    for (int v = 0; v < eigh32_vn; ++v) rv[v] = E[k * LD + tx + eigh32_tx * v];
-#pragma unroll
-    for (int u = 0; u < 2; ++u)
-#pragma unroll
-      for (int v = 0; v < eigh32_vn; ++v) acc[u][v] += lv[u] * rv[v];
-  }
+  eigh_mm32(Jsh, LD, 1, E, acc);  // J E
 #pragma unroll
   for (int u = 0; u < 2; ++u)
 #pragma unroll
