@@ -173,20 +173,22 @@ struct f64_subproblems {
 };
 
 template <class T>
-void bm_frugal(benchmark::State& state, int n, bool f64_sub = false) {
+void bm_frugal(benchmark::State& state, int n, bool f64_sub = false, int block_size = 0) {
   const f64_subproblems env(f64_sub);
+  frugal::eigh_options o;
+  o.block_size = block_size;
   dev<T> da(static_cast<std::size_t>(n) * n), dq(static_cast<std::size_t>(n) * n), dw(static_cast<std::size_t>(n));
   const auto a = upload_matrix<T>(n, da.p);
-  const std::size_t bytes = frugal::eigh_workspace_bytes<T>(frugal::cuda, n);
+  const std::size_t bytes = frugal::eigh_workspace_bytes<T>(frugal::cuda, n, o);
   dev<std::byte> ws(bytes);
   frugal::eigh_info info =
       frugal::eigh<T>(frugal::cuda, frugal::matrix_view<const T>(da.p, n, n), dw.p, frugal::matrix_view<T>(dq.p, n, n),
-                      frugal::workspace{ws.p, bytes});  // warm-up
+                      frugal::workspace{ws.p, bytes}, o);  // warm-up
   double total = 0;
   for (auto _ : state) {
     frugal_bench::cuda_timer t;
     info = frugal::eigh<T>(frugal::cuda, frugal::matrix_view<const T>(da.p, n, n), dw.p,
-                           frugal::matrix_view<T>(dq.p, n, n), frugal::workspace{ws.p, bytes});
+                           frugal::matrix_view<T>(dq.p, n, n), frugal::workspace{ws.p, bytes}, o);
     const double s = t.seconds();
     state.SetIterationTime(s);
     total += s;
@@ -273,6 +275,12 @@ void register_n(int n, int iters, bool with_syevj) {
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond)
       ->Iterations(iters);
+  if (sizeof(T) == 4 && n > 1024)  // b = 16 (the one-kernel step) where the automatic choice is b = 32
+    benchmark::RegisterBenchmark((base + "frugal_b16").c_str(),
+                                 [n](benchmark::State& s) { bm_frugal<T>(s, n, false, 16); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond)
+        ->Iterations(iters);
   if (sizeof(T) == 4 && n <= 1024)  // b = 16: the same solver with f64 instead of f32 subproblems
     benchmark::RegisterBenchmark((base + "frugal_f64sub").c_str(),
                                  [n](benchmark::State& s) { bm_frugal<T>(s, n, true); })
