@@ -57,7 +57,7 @@ void cublas_check(cublasStatus_t s, const char* what) {
   }
 }
 
-constexpr int gpu_from = 4096;  // matrix products on the device from this n on
+constexpr int gpu_from = 2048;  // matrix products on the device from this n on
 
 //! C = opA(A) · opB(B), n x n, f64, all column-major device buffers.
 void dgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int n, int k, const double* a, int lda,
@@ -157,26 +157,34 @@ void finish(benchmark::State& state, int n, double total, bool is_syevd, const s
     bench_eigh::set_accuracy(state, std::vector<double>(a.begin(), a.end()), w, q, n, column_major);
 }
 
-//! Sets FRUGAL_EIGH_F64_SUBPROBLEMS for the lifetime of a benchmark (the f64-subproblem variant of f32 at b = 16).
-struct f64_subproblems {
-  explicit f64_subproblems(bool on) : on_(on) {
-    if (on_) setenv("FRUGAL_EIGH_F64_SUBPROBLEMS", "1", 1);
+//! Sets an environment variable of the solver (FRUGAL_EIGH_F64_SUBPROBLEMS, FRUGAL_EIGH_FULL_STEPS) to "1" for the
+//! lifetime of a benchmark.
+struct scoped_env {
+  scoped_env(const char* name, bool on) : name_(on ? name : nullptr) {
+    if (name_) setenv(name_, "1", 1);
   }
-  ~f64_subproblems() {
-    if (on_) unsetenv("FRUGAL_EIGH_F64_SUBPROBLEMS");
+  ~scoped_env() {
+    if (name_) unsetenv(name_);
   }
-  f64_subproblems(const f64_subproblems&) = delete;
-  f64_subproblems& operator=(const f64_subproblems&) = delete;
+  scoped_env(const scoped_env&) = delete;
+  scoped_env& operator=(const scoped_env&) = delete;
 
  private:
-  bool on_;
+  const char* name_;
+};
+
+//! Variants of the solver measured beside the default.
+struct variant {
+  bool f64_sub = false;     //!< f64 instead of f32 subproblems (f32, b = 16)
+  bool full_steps = false;  //!< every step solves with the full 31-round ordering (b = 16; before the ninth session)
+  int block_size = 0;       //!< eigh_options::block_size
 };
 
 template <class T>
-void bm_frugal(benchmark::State& state, int n, bool f64_sub = false, int block_size = 0) {
-  const f64_subproblems env(f64_sub);
+void bm_frugal(benchmark::State& state, int n, variant var = {}) {
+  const scoped_env env1("FRUGAL_EIGH_F64_SUBPROBLEMS", var.f64_sub), env2("FRUGAL_EIGH_FULL_STEPS", var.full_steps);
   frugal::eigh_options o;
-  o.block_size = block_size;
+  o.block_size = var.block_size;
   dev<T> da(static_cast<std::size_t>(n) * n), dq(static_cast<std::size_t>(n) * n), dw(static_cast<std::size_t>(n));
   const auto a = upload_matrix<T>(n, da.p);
   const std::size_t bytes = frugal::eigh_workspace_bytes<T>(frugal::cuda, n, o);
@@ -275,18 +283,17 @@ void register_n(int n, int iters, bool with_syevj) {
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond)
       ->Iterations(iters);
-  if (sizeof(T) == 4 && n > 1024)  // b = 16 (the one-kernel step) where the automatic choice is b = 32
-    benchmark::RegisterBenchmark((base + "frugal_b16").c_str(),
-                                 [n](benchmark::State& s) { bm_frugal<T>(s, n, false, 16); })
+  const auto add = [&](const char* name, variant var) {
+    benchmark::RegisterBenchmark((base + name).c_str(), [n, var](benchmark::State& s) { bm_frugal<T>(s, n, var); })
         ->UseManualTime()
         ->Unit(benchmark::kMillisecond)
         ->Iterations(iters);
-  if (sizeof(T) == 4 && n <= 1024)  // b = 16: the same solver with f64 instead of f32 subproblems
-    benchmark::RegisterBenchmark((base + "frugal_f64sub").c_str(),
-                                 [n](benchmark::State& s) { bm_frugal<T>(s, n, true); })
-        ->UseManualTime()
-        ->Unit(benchmark::kMillisecond)
-        ->Iterations(iters);
+  };
+  const bool b16 = frugal::detail::eigh_cuda_block_size(n, 0) == 16;  // the automatic choice
+  if (!b16) add("frugal_b16", {.block_size = 16});  // the one-kernel step where the automatic choice is b = 32
+  if (b16 && n > 1024) add("frugal_b32", {.block_size = 32});
+  if (b16) add("frugal_fullsteps", {.full_steps = true});              // the 31-round ordering in every step
+  if (b16 && sizeof(T) == 4) add("frugal_f64sub", {.f64_sub = true});  // f64 instead of f32 subproblems
 }
 
 }  // namespace
@@ -301,8 +308,8 @@ int main(int argc, char** argv) {
     cusolver_check(cusolverDnCreate(&h), "create");
     cusolverDnDestroy(h);
   }
-  for (int n : {256, 768, 1536, 4096}) {
-    const int iters = n <= 768 ? 10 : (n <= 1536 ? 5 : 2);
+  for (int n : {256, 768, 1536, 2048, 4096}) {
+    const int iters = n <= 768 ? 10 : (n <= 2048 ? 4 : 2);
     register_n<float>(n, iters, true);
     register_n<double>(n, iters, n < 4096);  // syevj f64 at 4096 takes ~1.5 s a call: left out
   }

@@ -139,10 +139,19 @@ TEST_CASE("cuda eigh: explicit block sizes and inner sweeps; a zero matrix") {
     frugal::eigh_options o;
     o.block_size = b;
     o.max_inner_sweeps = b == 16 ? 3 : 1;
-    const auto g = solve_gpu<double>(a, n, 0, o);
-    const auto acc = rotation_test::measure(a64, g.w, g.q, n);
-    CHECK(acc.orth <= 10.0 * n * frugal::dtype_traits<double>::eps);
-    CHECK(acc.residual <= 10.0 * n * frugal::dtype_traits<double>::eps);
+    // the two-kernel step (eigh_pair_kernel) with cross steps (the default) and with full steps
+    std::int64_t rotations[2] = {};
+    for (int full = 0; full < 2; ++full) {
+      if (full) setenv("FRUGAL_EIGH_FULL_STEPS", "1", 1);
+      const auto g = solve_gpu<double>(a, n, 0, o);
+      if (full) unsetenv("FRUGAL_EIGH_FULL_STEPS");
+      const auto acc = rotation_test::measure(a64, g.w, g.q, n);
+      CHECK(acc.orth <= 10.0 * n * frugal::dtype_traits<double>::eps);
+      CHECK(acc.residual <= 10.0 * n * frugal::dtype_traits<double>::eps);
+      rotations[full] = g.info.rotations;
+    }
+    const int blocks = (n + 2 * b - 1) / (2 * b) * 2;  // m: cross steps exist from m = 4 on
+    if (blocks > 2) CHECK(rotations[1] > rotations[0]);
   }
   const std::vector<float> z(static_cast<std::size_t>(n) * n, 0.f);
   const auto g = solve_gpu<float>(z, n);
@@ -151,30 +160,60 @@ TEST_CASE("cuda eigh: explicit block sizes and inner sweeps; a zero matrix") {
   for (int i = 0; i < n; ++i) CHECK(g.q[static_cast<std::size_t>(i) * n + i] == 1.0);
 }
 
-// f32 inputs of the b = 16 path solve their subproblems in f32 unless FRUGAL_EIGH_F64_SUBPROBLEMS=1 (a comparison
-// switch): both must meet the bound and give the same spectrum to f32 accuracy; the first launch of the one-kernel
-// step reads the input, later ones the previous step's A, J and solves (several sweeps at n = 97: m = 8 blocks).
-TEST_CASE("cuda eigh: f32 with f32 and with f64 subproblems (b = 16)") {
+// f32 inputs of the b = 16 path solve their subproblems in f32 unless FRUGAL_EIGH_F64_SUBPROBLEMS=1, and every step
+// but a sweep's first rotates only the pairs across its two blocks unless FRUGAL_EIGH_FULL_STEPS=1 (comparison
+// switches): every variant must meet the bound and give the same spectrum to f32 accuracy; the first launch of the
+// one-kernel step reads the input, later ones the previous step's A, J and solves (several sweeps at n = 97: m = 8
+// blocks). The full ordering rotates the pairs inside the blocks again in every step, so it applies more rotations.
+TEST_CASE("cuda eigh: f32 with f32 and f64 subproblems, cross and full steps (b = 16)") {
   FRUGAL_REQUIRE_GPU();
   const int n = frugal_test::tiny_tests() ? 40 : 97;
   const auto a64 = rotation_test::random_spd(n, 11);
   const std::vector<float> a(a64.begin(), a64.end());
   const double bound = 10.0 * n * frugal::dtype_traits<float>::eps;
-  const auto g32 = solve_gpu<float>(a, n);
-  setenv("FRUGAL_EIGH_F64_SUBPROBLEMS", "1", 1);
-  const auto g64 = solve_gpu<float>(a, n);
-  unsetenv("FRUGAL_EIGH_F64_SUBPROBLEMS");
-  for (const auto* g : {&g32, &g64}) {
+  const auto solve_with = [&](const char* env) {
+    if (env) setenv(env, "1", 1);
+    auto g = solve_gpu<float>(a, n);
+    if (env) unsetenv(env);
+    return g;
+  };
+  const auto g32 = solve_with(nullptr), g64 = solve_with("FRUGAL_EIGH_F64_SUBPROBLEMS"),
+             gfull = solve_with("FRUGAL_EIGH_FULL_STEPS");
+  for (const auto* g : {&g32, &g64, &gfull}) {
     const auto acc = rotation_test::measure(a64, g->w, g->q, n);
     CHECK(acc.orth <= bound);
     CHECK(acc.residual <= bound);
     CHECK(g->info.sweeps >= 3);
   }
+  CHECK(gfull.info.rotations > g32.info.rotations + g32.info.rotations / 4);
   double wmax = 0;
   for (int i = 0; i < n; ++i) wmax = std::max(wmax, std::abs(static_cast<double>(g64.w[static_cast<std::size_t>(i)])));
-  for (int i = 0; i < n; ++i)
-    CHECK(std::abs(static_cast<double>(g32.w[static_cast<std::size_t>(i)]) -
-                   static_cast<double>(g64.w[static_cast<std::size_t>(i)])) <= bound * wmax);
+  for (const auto* g : {&g32, &gfull})
+    for (int i = 0; i < n; ++i)
+      CHECK(std::abs(static_cast<double>(g->w[static_cast<std::size_t>(i)]) -
+                     static_cast<double>(g64.w[static_cast<std::size_t>(i)])) <= bound * wmax);
+}
+
+// A matrix whose off-diagonal entries all lie inside the blocks of 16: the steps after a sweep's first (pairs across
+// two blocks only) find nothing to rotate, so the sweep's first step must diagonalise every block.
+TEST_CASE_TEMPLATE("cuda eigh: block-diagonal input (b = 16, every entry inside one block)", T, float, double) {
+  FRUGAL_REQUIRE_GPU();
+  const int n = 96, b = 16;
+  std::vector<double> a64(static_cast<std::size_t>(n) * n, 0.0);
+  for (int blk = 0; blk < n / b; ++blk) {
+    const auto s = rotation_test::random_spd(b, 40 + static_cast<std::uint64_t>(blk));
+    for (int i = 0; i < b; ++i)
+      for (int j = 0; j < b; ++j)
+        a64[static_cast<std::size_t>(blk * b + i) * n + blk * b + j] = s[static_cast<std::size_t>(i) * b + j];
+  }
+  const std::vector<T> a(a64.begin(), a64.end());
+  const std::vector<double> at(a.begin(), a.end());
+  const auto g = solve_gpu<T>(a, n);
+  const auto acc = rotation_test::measure(at, g.w, g.q, n);
+  const double bound = 10.0 * n * frugal::dtype_traits<T>::eps;
+  CHECK(acc.orth <= bound);
+  CHECK(acc.residual <= bound);
+  CHECK(g.info.rotations > 0);
 }
 
 TEST_CASE("cuda eigh: bad input throws before writing, with the values") {

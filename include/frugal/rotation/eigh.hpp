@@ -10,16 +10,20 @@
 // (Jacobi 1846; parallel ordering of Brent & Luk, SIAM J. Sci. Stat. Comput. 6, 1985; block form as in
 // Van Loan, "The block Jacobi method for computing the singular value decomposition", 1986):
 //   * n is padded with zero rows/columns to n_pad, a multiple of 2b, and split into m = n_pad / b blocks of b
-//     indices (CPU: b = 16 for n <= 256, else 32; CUDA: b = 16 for n <= 1024, else 32; options.block_size).
+//     indices (CPU: b = 16 for n <= 256, else 32; CUDA: b = 16 for n <= 2048, else 32; options.block_size).
 //   * A sweep is m-1 steps; step r pairs the blocks by the round-robin ("circle method") schedule, so the m/2
 //     pairs of a step are disjoint. For every pair P = (I, J) the 2b x 2b subproblem A[P, P] gets
 //     options.max_inner_sweeps (default 1; more did not save outer sweeps in our measurements) sweeps of
 //     scalar cyclic Jacobi in f64 (round-robin order inside too: each round computes the b angles, then
-//     applies all b disjoint rotations at once), giving J_P, which one f64 Newton–Schulz step
+//     applies all b disjoint rotations at once). On CUDA, only a sweep's first step rotates every pair of the
+//     subproblem; the later steps rotate only the b² pairs across I and J (b rounds instead of 2b - 1), so a sweep
+//     visits each pair (p, q) of A once instead of revisiting the pairs inside each block in every step — the same
+//     number of sweeps or fewer, 26-31 % less time at n = 768 (FRUGAL_EIGH_FULL_STEPS=1 restores full steps for
+//     comparison). This gives J_P, which one f64 Newton–Schulz step
 //     J <- J (3I - JᵀJ) / 2 re-orthogonalises. Then A <- Jᵀ A J (tile by tile: A[P, Q] <- J_Pᵀ A[P, Q] J_Q,
 //     computed in T; the diagonal tiles are written from the f64 subproblem) and V <- V J. The m/2 pairs are
 //     independent: the CPU runs them with detail::parallel_for (and the tiles too), the CUDA solver with one
-//     thread block per pair and one per tile. CUDA, b = 16 with max_inner_sweeps = 1 (n <= 1024 by default): one
+//     thread block per pair and one per tile. CUDA, b = 16 with max_inner_sweeps = 1 (n <= 2048 by default): one
 //     launch per step (detail::eigh_step32_kernel) — each solve forms its subproblem from the previous step's A,
 //     J and solves, while the other blocks of the launch apply the previous step's update to A (kept twice,
 //     alternating) and V.
@@ -36,18 +40,18 @@
 //     computed in f64, and each J_P is rounded to T once per step — except on CUDA for T = f32 with b = 16, where
 //     the subproblems are solved in f32 (4x the f64 rate on the one SM each uses; FRUGAL_EIGH_F64_SUBPROBLEMS=1
 //     restores f64). This gives max|QᵀQ - I| and ||AQ - QΛ||_F / ||A||_F far below the 10·n·eps(T) the tests
-//     demand (f32: ~1e-6 at n = 768..4096, ~1e-5 with f32 subproblems at n = 768; f64: ~1e-14; docs/rotation.md). Without the Newton–Schulz step the biased rounding of accumulated f64 rotations
-//     made the f64 orthogonality error grow linearly with the number of steps (to ~n·eps/4). No refinement of
-//     the final Q is applied.
+//     demand (f32: ~1e-6 at n = 768..4096, ~1e-5 with f32 subproblems at n = 768; f64: ~1e-14; docs/rotation.md).
+//     Without the Newton–Schulz step the biased rounding of accumulated f64 rotations made the f64 orthogonality error
+//     grow linearly with the number of steps (to ~n·eps/4). No refinement of the final Q is applied.
 //
 // Bad input throws frugal::error before anything is written: a not square, q not [n, n], w null, a non-finite
 // value (reported with its position), or max|a_ij - a_ji| > symmetry_tolerance · max|a| (position and values).
 //
 // Workspace: eigh_workspace_bytes<T>(tag, n, options) bytes of caller memory (host memory for frugal::cpu,
-// device memory for frugal::cuda): two n_pad x n_pad matrices of T (three on CUDA with b = 16) plus O(n·b) more. The CPU also has an
-// overload without workspace that allocates it. The CUDA solver is stream-ordered on tag.stream but, to decide
-// convergence and to report bad input, it waits for tag.stream once per sweep (cudaStreamSynchronize): it
-// cannot be captured in a CUDA Graph. It is an offline (calibration) operation.
+// device memory for frugal::cuda): two n_pad x n_pad matrices of T (three on CUDA with b = 16) plus O(n·b) more. The
+// CPU also has an overload without workspace that allocates it. The CUDA solver is stream-ordered on tag.stream but, to
+// decide convergence and to report bad input, it waits for tag.stream once per sweep (cudaStreamSynchronize): it cannot
+// be captured in a CUDA Graph. It is an offline (calibration) operation.
 #pragma once
 
 #include <algorithm>

@@ -126,7 +126,8 @@ constexpr std::size_t eigh_pair_smem() {
 template <class T, int B2>
 __global__ void __launch_bounds__(eigh_threads)
     eigh_pair_kernel(T* __restrict aw, std::int64_t np, T* __restrict jt, int* __restrict rot,
-                     unsigned long long* __restrict count, int m, int step, double tol, double floor_, int max_inner) {
+                     unsigned long long* __restrict count, int m, int step, double tol, double floor_, int max_inner,
+                     bool cross) {
   constexpr int LD = B2 + 1, H = B2 / 2, b = B2 / 2;
   extern __shared__ double smem_pair[];
   double* S = smem_pair;    // [B2][LD] subproblem
@@ -151,11 +152,12 @@ __global__ void __launch_bounds__(eigh_threads)
   int total = 0;
   for (int sweep = 0; sweep < max_inner; ++sweep) {
     int in_sweep = 0;
-    for (int r = 0; r < B2 - 1; ++r) {
+    // cross: only the pairs across the two blocks, pair k of round r = (k, H + (k + r) mod H) (see eigh32_order)
+    for (int r = 0; r < (cross ? H : B2 - 1); ++r) {
       bool mine = false;
       if (tid < H) {
-        int p, q;
-        round_robin_pair(B2, r, tid, p, q);
+        int p = tid, q = H + (tid + r) % H;
+        if (!cross) round_robin_pair(B2, r, tid, p, q);
         pp[tid] = p;
         qq[tid] = q;
         const double app = S[p * LD + p], aqq = S[q * LD + q], apq = S[p * LD + q];
@@ -280,6 +282,50 @@ constexpr bool eigh32_layout_ok() {
 }
 static_assert(eigh32_layout_ok(), "eigh32 position layout must follow round_robin_pair(32, r, k)");
 
+// The two orderings of a step's subproblem solve (eigh_step32_kernel's template parameter Cross):
+// - full (step 0 of every sweep): one cyclic sweep over all 496 pairs of the 32 players, 31 rounds (the layout above);
+// - cross (the other steps): only the 256 pairs (i, j), i in block lo (players 0..15), j in block hi (16..31), in 16
+//   rounds: pair k of round r is (k, 16 + (k + r) mod 16), at positions 2k (fixed) and 2k + 1 (moving one pair down
+//   per round). The pairs inside a block are rotated by step 0, where every block is in a pair, so a sweep still
+//   visits every pair (p, q) of the matrix exactly once — a cyclic Jacobi sweep in a parallel order — instead of
+//   revisiting the pairs inside each block in each of its m − 1 steps; the step's chain of dependent rounds falls
+//   from 31 to 16.
+template <bool Cross>
+struct eigh32_order {
+  static constexpr int rounds = 31;
+  FRUGAL_HOST_DEVICE static constexpr int player0(int j) { return eigh32_player(0, j); }
+  FRUGAL_HOST_DEVICE static constexpr int pos0(int x) { return eigh32_pos0(x); }
+  //! Position in round r + 1 of the player at position j in round r.
+  FRUGAL_HOST_DEVICE static constexpr int next(int j) { return eigh32_sigma_inv(j); }
+};
+template <>
+struct eigh32_order<true> {
+  static constexpr int rounds = 16;
+  FRUGAL_HOST_DEVICE static constexpr int player(int r, int j) { return j % 2 == 0 ? j / 2 : 16 + (j / 2 + r) % 16; }
+  FRUGAL_HOST_DEVICE static constexpr int player0(int j) { return player(0, j); }
+  FRUGAL_HOST_DEVICE static constexpr int pos0(int x) { return x < 16 ? 2 * x : 2 * (x - 16) + 1; }
+  FRUGAL_HOST_DEVICE static constexpr int next(int j) { return j % 2 == 0 ? j : j == 1 ? 31 : j - 2; }
+};
+constexpr bool eigh32_cross_layout_ok() {
+  using O = eigh32_order<true>;
+  bool met[16][16] = {};
+  for (int r = 0; r < O::rounds; ++r)
+    for (int j = 0; j < 32; ++j) {
+      if (O::player(r + 1, O::next(j)) != O::player(r, j)) return false;
+      if (j % 2 == 0) {
+        const int a = O::player(r, j), b = O::player(r, j + 1);
+        if (a >= 16 || b < 16 || met[a][b - 16]) return false;
+        met[a][b - 16] = true;
+      }
+    }
+  for (int j = 0; j < 32; ++j) {
+    if (O::player(O::rounds, j) != O::player0(j)) return false;  // the last round's store returns every player
+    if (O::pos0(O::player0(j)) != j) return false;
+  }
+  return true;  // (met: 16 rounds x 16 distinct pairs, so all 256 cross pairs)
+}
+static_assert(eigh32_cross_layout_ok(), "eigh32 cross layout must visit every (lo, hi) pair once");
+
 //! Threads of eigh_step32_kernel: 8 warps, each solving 4 rows of every column of a subproblem.
 inline constexpr int eigh_step32_threads = 256;
 //! [32, 32] products by eigh_step32_threads threads: thread (ty, tx) = (tid / eigh32_tx, tid % eigh32_tx) owns the
@@ -403,6 +449,15 @@ __device__ inline void eigh_a_tile32(const T* __restrict in, T* __restrict out, 
     }
     return;
   }
+  if (rot == nullptr || (!rot[P] && !rot[Q])) {  // J_P = J_Q = I: the product would be a copy
+    for (int e = tid; e < B2 * B2; e += eigh_step32_threads) {
+      const std::int64_t gi = jacobi_index(lp, hp, b, e / B2), gj = jacobi_index(lq, hq, b, e % B2);
+      const T x = in[gi * np + gj];
+      out[gi * np + gj] = x;
+      out[gj * np + gi] = x;
+    }
+    return;
+  }
   T* X = smem;
   T* JP = X + B2 * LD;
   T* JQ = JP + B2 * LD;
@@ -447,7 +502,7 @@ inline std::int64_t eigh_a_blocks32(const jacobi_shape& sh) {
 // from X_{g-1}, J_{g-1} and the previous solves' results. So a step costs one launch, and the update of A and Vᵀ
 // runs beside the solves. step < 0: no solves (the flush after the last step); prev_step < 0: no previous step
 // (`out` becomes a copy of `in`; the solves read `in`).
-template <class T, class W>
+template <class T, class W, bool Cross>
 __global__ void __launch_bounds__(eigh_step32_threads)
     eigh_step32_kernel(const T* __restrict in, T* __restrict out, T* __restrict vt, std::int64_t np, T* __restrict jt,
                        int* __restrict rot, T* __restrict sp, const T* __restrict jt_prev,
@@ -456,7 +511,8 @@ __global__ void __launch_bounds__(eigh_step32_threads)
                        double floor_) {
   // W: the subproblem's precision (see eigh_f64_subproblems). LD = 33: a warp's accesses to one element of 32
   // different slots are free of bank conflicts for 32- and 64-bit words.
-  constexpr int B2 = 32, b = 16, LD = 33, R = 31;
+  using O = eigh32_order<Cross>;
+  constexpr int B2 = 32, b = 16, LD = 33, R = O::rounds;
   __shared__ W tiles[4][B2 * LD];
   W(*S)[B2 * LD] = tiles;       // S[buf][slot j * LD + k] = S(position k, position j) of the current round
   W(*Jb)[B2 * LD] = tiles + 2;  // Jb[buf][i * LD + j] = J_P(player i, player at position j) of the current round
@@ -481,8 +537,8 @@ __global__ void __launch_bounds__(eigh_step32_threads)
   if (prev_step < 0) {
     for (int e = tid; e < B2 * B2; e += eigh_step32_threads) {
       const int k = e / B2, j = e % B2;  // a warp reads one row: row of position k, columns of positions j
-      S[0][j * LD + k] = static_cast<W>(
-          in[jacobi_index(lo, hi, b, eigh32_player(0, k)) * np + jacobi_index(lo, hi, b, eigh32_player(0, j))]);
+      S[0][j * LD + k] =
+          static_cast<W>(in[jacobi_index(lo, hi, b, O::player0(k)) * np + jacobi_index(lo, hi, b, O::player0(j))]);
     }
   } else {
     // X_g[P, P] by 16 x 16 blocks (x, y) of its block rows lo / hi: from the previous solve of the pair that held
@@ -508,8 +564,8 @@ __global__ void __launch_bounds__(eigh_step32_threads)
           const int r = e / b, c = e % b;
           const T val = solved ? spp[(o1 + r) * B2 + o2 + c]
                                : in[jacobi_index(l1, h1, b, o1 + r) * np + jacobi_index(l2, h2, b, o2 + c)];
-          S[0][eigh32_pos0(b * by + c) * LD + eigh32_pos0(b * bx + r)] = static_cast<W>(val);
-          if (bx != by) S[0][eigh32_pos0(b * bx + r) * LD + eigh32_pos0(b * by + c)] = static_cast<W>(val);
+          S[0][O::pos0(b * by + c) * LD + O::pos0(b * bx + r)] = static_cast<W>(val);
+          if (bx != by) S[0][O::pos0(b * bx + r) * LD + O::pos0(b * by + c)] = static_cast<W>(val);
         }
         __syncthreads();
         continue;
@@ -543,7 +599,7 @@ __global__ void __launch_bounds__(eigh_step32_threads)
       __syncthreads();  // T1 (in S[0]) read by everyone before S[0] is written
 #pragma unroll
       for (int v = 0; v < eigh32_vh; ++v) {
-        const int pi = eigh32_pos0(b * bx + ty), pj = eigh32_pos0(b * by + tx + eigh32_tx * v);
+        const int pi = O::pos0(b * bx + ty), pj = O::pos0(b * by + tx + eigh32_tx * v);
         S[0][pj * LD + pi] = static_cast<W>(acc[v]);
         S[0][pi * LD + pj] = static_cast<W>(acc[v]);
       }
@@ -552,9 +608,29 @@ __global__ void __launch_bounds__(eigh_step32_threads)
   }
   for (int e = tid; e < B2 * B2; e += eigh_step32_threads) {
     const int k = e / B2, j = e % B2;
-    Jb[0][k * LD + j] = eigh32_player(0, j) == k ? W(1) : W(0);
+    Jb[0][k * LD + j] = O::player0(j) == k ? W(1) : W(0);
   }
   __syncthreads();
+  const W wtol = static_cast<W>(tol), wfloor = static_cast<W>(floor_);
+  {  // No pair of this ordering passes the threshold test: no round would rotate (each would find the same values,
+     // moved), so the solve is skipped with the same result (rot[pair] = 0: A[P, P] and J_P = I stay). This makes
+     // the last sweep, and most pairs of the one before it, cheap. Both S(x, y) and S(y, x) are tested: a round
+     // reads one of them.
+    bool any = false;
+    for (int e = tid; e < B2 * B2; e += eigh_step32_threads) {
+      const int x = e / B2, y = e % B2;  // players
+      if (Cross ? x < b && y >= b : x < y) {
+        const int px = O::pos0(x), py = O::pos0(y);
+        const W axx = S[0][px * LD + px], ayy = S[0][py * LD + py];
+        any = any || jacobi_needs_rotation(axx, ayy, S[0][py * LD + px], wtol, wfloor) ||
+              jacobi_needs_rotation(axx, ayy, S[0][px * LD + py], wtol, wfloor);
+      }
+    }
+    if (!__syncthreads_or(any)) {
+      if (tid == 0) rot[pair] = 0;
+      return;
+    }
+  }
 
   // Thread (warp w, lane): column `lane` (a position) of S, rows RW·w .. RW·w + RW − 1 (positions); row `lane`
   // (a player) of J_P, the same columns (positions). Per round: every warp computes the angles of all 16 pairs (lanes
@@ -562,13 +638,12 @@ __global__ void __launch_bounds__(eigh_step32_threads)
   // its RW / 2 pairs and the column rotations of J_P, and stores both permuted for round r + 1; one block barrier per
   // round.
   constexpr int RW = B2 / (eigh_step32_threads / 32);  // rows (of S) / columns (of J_P) per warp
-  const int p = lane & ~1, q = p + 1, dst = eigh32_sigma_inv(lane), dst_partner = eigh32_sigma_inv(lane ^ 1);
+  const int p = lane & ~1, q = p + 1, dst = O::next(lane), dst_partner = O::next(lane ^ 1);
   const int r0 = warp * RW;
   const bool is_p = lane == p, fixes = lane / RW == warp;  // this thread stores its column's rows lane, lane ^ 1
-  const W wtol = static_cast<W>(tol), wfloor = static_cast<W>(floor_);
-  int to[RW];  // round r + 1's position of this thread's rows / columns
+  int to[RW];                                              // round r + 1's position of this thread's rows / columns
 #pragma unroll
-  for (int k = 0; k < RW; ++k) to[k] = eigh32_sigma_inv(r0 + k);
+  for (int k = 0; k < RW; ++k) to[k] = O::next(r0 + k);
   int rotations = 0;
   for (int r = 0; r < R; ++r) {
     const W* cur = S[r & 1];
@@ -625,16 +700,16 @@ __global__ void __launch_bounds__(eigh_step32_threads)
     if (total) atomicAdd(count, static_cast<unsigned long long>(total));
   }
   if (total == 0) return;  // uniform across the block: A[P, P] and J_P = I stay as they are
-  static_assert(R % 2 == 1, "the last round writes S[1]");
-  // the solved subproblem (players in index order; after R rounds every player is back at its round-0 position)
+  // the solved subproblem (in S[R & 1], written by the last round; players in index order; after R rounds every
+  // player is back at its round-0 position)
   T* spo = sp + static_cast<std::int64_t>(pair) * B2 * B2;
   for (int e = tid; e < B2 * B2; e += eigh_step32_threads)
-    spo[e] = static_cast<T>(S[1][eigh32_pos0(e % B2) * LD + eigh32_pos0(e / B2)]);
+    spo[e] = static_cast<T>(S[R & 1][O::pos0(e % B2) * LD + O::pos0(e / B2)]);
   T* jout = jt + static_cast<std::int64_t>(pair) * B2 * B2;
   // Jsh(i, x) = J_P(player i, player at round-0 position x), i.e. J_P with permuted columns: one Newton–Schulz step
   // J <- J − J (JᵀJ − I) / 2 in that order (E = JᵀJ − I into S[0]), then J_P(i, j) = Jsh(i, pos0(j)). Thread
-  // (ty, tx) computes the outputs (ty + 16u, tx + eigh32_tx·v).
-  W* E = S[0];
+  // (ty, tx) computes the outputs (ty + 16u, tx + eigh32_tx·v). E goes to the S buffer the last round read.
+  W* E = S[(R + 1) & 1];
   const int tx = tid % eigh32_tx, ty = tid / eigh32_tx;
   W acc[2][eigh32_vn];
 #pragma unroll
@@ -657,7 +732,7 @@ __global__ void __launch_bounds__(eigh_step32_threads)
 #pragma unroll
     for (int v = 0; v < eigh32_vn; ++v) {
       const int i = ty + 16 * u, x = tx + eigh32_tx * v;
-      jout[i * B2 + eigh32_player(0, x)] = static_cast<T>(Jsh[i * LD + x] - W(0.5) * acc[u][v]);
+      jout[i * B2 + O::player0(x)] = static_cast<T>(Jsh[i * LD + x] - W(0.5) * acc[u][v]);
     }
 }
 
@@ -837,8 +912,17 @@ inline bool eigh_f64_subproblems() {
   return e != nullptr && e[0] == '1';
 }
 
+//! Whether every step solves its subproblems with the full ordering (all pairs of the 2b players: the solver before
+//! the ninth session; FRUGAL_EIGH_FULL_STEPS=1, for A/B measurements) instead of full at a sweep's step 0 and cross
+//! (the b x b pairs across the two blocks) afterwards — see eigh32_order; eigh_pair_kernel does the same for b = 32.
+inline bool eigh_full_steps() {
+  const char* e = std::getenv("FRUGAL_EIGH_FULL_STEPS");
+  return e != nullptr && e[0] == '1';
+}
+
 //! The b = 16 path (max_inner_sweeps = 1): one eigh_step32_kernel launch per step, A alternating between buf.a and
-//! buf.a2; `final_a` receives the buffer that holds the last A.
+//! buf.a2; `final_a` receives the buffer that holds the last A. Step 0 of a sweep solves with the full ordering,
+//! the others with the cross ordering (see eigh32_order).
 template <class T, class W>
 eigh_info eigh_cuda_sweeps32(cudaStream_t st, const jacobi_shape& sh, const eigh_cuda_buffers<T>& buf, double tol,
                              double floor_, const eigh_options& options, const T*& final_a) {
@@ -849,10 +933,12 @@ eigh_info eigh_cuda_sweeps32(cudaStream_t st, const jacobi_shape& sh, const eigh
                      blocks_v = eigh_v_blocks32(sh);
   std::int64_t g = 0;
   int prev_step = -1;
+  const bool full_steps = eigh_full_steps();
   const auto launch = [&](int step) {  // step < 0: the last step's updates of A and Vᵀ only
     const std::int64_t c = g & 1, pv = 1 - c;
     const std::int64_t grid = sh.pairs + blocks_a + (prev_step >= 0 ? blocks_v : 0);
-    eigh_step32_kernel<T, W><<<static_cast<unsigned>(grid), eigh_step32_threads, 0, st>>>(
+    auto* kernel = step > 0 && !full_steps ? eigh_step32_kernel<T, W, true> : eigh_step32_kernel<T, W, false>;
+    kernel<<<static_cast<unsigned>(grid), eigh_step32_threads, 0, st>>>(
         abuf[(g + 1) & 1], abuf[g & 1], buf.vt, sh.n_pad, buf.jt + c * jsz, buf.rot + c * sh.pairs, buf.sp + c * jsz,
         buf.jt + pv * jsz, buf.rot + pv * sh.pairs, buf.sp + pv * jsz, buf.count, sh.m, step, prev_step, tol, floor_);
     check_launch("eigh", "eigh_step32_kernel");
@@ -891,13 +977,15 @@ eigh_info eigh_cuda_sweeps(cudaStream_t st, const jacobi_shape& sh, const eigh_c
                                            static_cast<int>(upd_smem)),
                       "eigh");
   const std::int64_t upd_blocks = eigh_update_blocks(sh);
+  const bool full_steps = eigh_full_steps();
   eigh_info info{};
   unsigned long long last = 0;
   for (int sweep = 1; sweep <= options.max_sweeps; ++sweep) {
     FRUGAL_CUDA_CHECK(cudaMemsetAsync(buf.count, 0, sizeof(unsigned long long), st), "eigh");
     for (int step = 0; step < sh.m - 1; ++step) {
-      eigh_pair_kernel<T, B2><<<sh.pairs, eigh_threads, pair_smem, st>>>(
-          buf.a, sh.n_pad, buf.jt, buf.rot, buf.count, sh.m, step, tol, floor_, options.max_inner_sweeps);
+      eigh_pair_kernel<T, B2>
+          <<<sh.pairs, eigh_threads, pair_smem, st>>>(buf.a, sh.n_pad, buf.jt, buf.rot, buf.count, sh.m, step, tol,
+                                                      floor_, options.max_inner_sweeps, step > 0 && !full_steps);
       check_launch("eigh", "eigh_pair_kernel");
       eigh_update_kernel<T, B2><<<static_cast<unsigned>(upd_blocks), eigh_threads, upd_smem, st>>>(
           buf.a, buf.vt, sh.n_pad, buf.jt, buf.rot, sh.m, step);

@@ -175,11 +175,11 @@ FRUGAL_HOST_DEVICE inline std::int64_t jacobi_index(int lo, int hi, int b, int i
   return i < b ? static_cast<std::int64_t>(lo) * b + i : static_cast<std::int64_t>(hi) * b + (i - b);
 }
 
-//! Block size b of the CUDA solver for order n: 16 (32 x 32 subproblems, one warp-wide round) up to n = 1024,
+//! Block size b of the CUDA solver for order n: 16 (32 x 32 subproblems, one-kernel steps) up to n = 2048,
 //! 32 above (64 x 64 subproblems: fewer steps per sweep and larger, more efficient update tiles).
 inline int eigh_cuda_block_size(std::int64_t n, int requested) {
   if (requested > 0) return requested == 16 || requested == 32 ? requested : (requested < 24 ? 16 : 32);
-  return n <= 1024 ? 16 : 32;
+  return n <= 2048 ? 16 : 32;
 }
 
 //! Device result of the input scan (one per solve) — plain data so that host code can read it back.
