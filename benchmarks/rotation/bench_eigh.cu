@@ -157,8 +157,8 @@ void finish(benchmark::State& state, int n, double total, bool is_syevd, const s
     bench_eigh::set_accuracy(state, std::vector<double>(a.begin(), a.end()), w, q, n, column_major);
 }
 
-//! Sets an environment variable of the solver (FRUGAL_EIGH_F64_SUBPROBLEMS, FRUGAL_EIGH_FULL_STEPS) to "1" for the
-//! lifetime of a benchmark.
+//! Sets an environment variable of the solver (FRUGAL_EIGH_F64_SUBPROBLEMS, FRUGAL_EIGH_FULL_STEPS,
+//! FRUGAL_EIGH_NO_PDL) to "1" for the lifetime of a benchmark.
 struct scoped_env {
   scoped_env(const char* name, bool on) : name_(on ? name : nullptr) {
     if (name_) setenv(name_, "1", 1);
@@ -177,12 +177,14 @@ struct scoped_env {
 struct variant {
   bool f64_sub = false;     //!< f64 instead of f32 subproblems (f32, b = 16)
   bool full_steps = false;  //!< every step solves with the full 31-round ordering (b = 16; before the ninth session)
+  bool no_pdl = false;      //!< b = 16 steps launched without programmatic dependent launch
   int block_size = 0;       //!< eigh_options::block_size
 };
 
 template <class T>
 void bm_frugal(benchmark::State& state, int n, variant var = {}) {
-  const scoped_env env1("FRUGAL_EIGH_F64_SUBPROBLEMS", var.f64_sub), env2("FRUGAL_EIGH_FULL_STEPS", var.full_steps);
+  const scoped_env env1("FRUGAL_EIGH_F64_SUBPROBLEMS", var.f64_sub), env2("FRUGAL_EIGH_FULL_STEPS", var.full_steps),
+      env3("FRUGAL_EIGH_NO_PDL", var.no_pdl);
   frugal::eigh_options o;
   o.block_size = var.block_size;
   dev<T> da(static_cast<std::size_t>(n) * n), dq(static_cast<std::size_t>(n) * n), dw(static_cast<std::size_t>(n));
@@ -293,6 +295,7 @@ void register_n(int n, int iters, bool with_syevj) {
   if (!b16) add("frugal_b16", {.block_size = 16});  // the one-kernel step where the automatic choice is b = 32
   if (b16 && n > 1024) add("frugal_b32", {.block_size = 32});
   if (b16) add("frugal_fullsteps", {.full_steps = true});              // the 31-round ordering in every step
+  if (b16) add("frugal_nopdl", {.no_pdl = true});                      // steps launched one after the other
   if (b16 && sizeof(T) == 4) add("frugal_f64sub", {.f64_sub = true});  // f64 instead of f32 subproblems
 }
 

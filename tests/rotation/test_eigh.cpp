@@ -4,6 +4,7 @@
 #include <frugal/rotation/eigh.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <vector>
 
@@ -105,6 +106,44 @@ TEST_CASE("eigh cpu: results do not depend on the thread count; block sizes 4..3
   frugal::eigh_options o;
   o.max_inner_sweeps = 5;
   check_case<double>(a64, {}, n, "5 inner sweeps", frugal::cpu, o);
+}
+
+// A sweep's first step rotates every pair of its subproblems, the later steps only the pairs across the two blocks
+// (FRUGAL_EIGH_FULL_STEPS=1: every pair in every step). Both converge to the bound with the same eigenvalues; the
+// full ordering revisits the pairs inside each block in every step, so it applies more rotations. A matrix whose
+// entries all lie inside the blocks has nothing for the cross steps: the first step must diagonalise every block.
+TEST_CASE_TEMPLATE("eigh cpu: cross and full steps; block-diagonal input", T, float, double) {
+  const int n = 150;
+  const auto a64 = rotation_test::random_spd(n, 9);
+  const std::vector<T> a(a64.begin(), a64.end());
+  for (int b : {16, 32}) {
+    frugal::eigh_options o;
+    o.block_size = b;
+    const auto cross = solve_cpu<T>(a, n, frugal::cpu, o);
+    setenv("FRUGAL_EIGH_FULL_STEPS", "1", 1);
+    const auto full = solve_cpu<T>(a, n, frugal::cpu, o);
+    unsetenv("FRUGAL_EIGH_FULL_STEPS");
+    CHECK(full.info.rotations > cross.info.rotations + cross.info.rotations / 4);
+    check_case<T>(a64, {}, n, "cross steps", frugal::cpu, o);
+    const double bound = 10.0 * n * frugal::dtype_traits<T>::eps;
+    for (int i = 0; i < n; ++i)
+      CHECK(std::fabs(cross.w[static_cast<std::size_t>(i)] - full.w[static_cast<std::size_t>(i)]) <=
+            bound * std::fabs(full.w[0]));
+  }
+  const int nb = 96, b = 16;
+  std::vector<double> blocks(static_cast<std::size_t>(nb) * nb, 0.0), lam;
+  for (int blk = 0; blk < nb / b; ++blk) {
+    std::vector<double> l(b);
+    for (int i = 0; i < b; ++i) l[static_cast<std::size_t>(i)] = 1.0 + blk + 0.37 * i;
+    lam.insert(lam.end(), l.begin(), l.end());
+    const auto s = rotation_test::with_spectrum(l, 40 + static_cast<std::uint64_t>(blk));
+    for (int i = 0; i < b; ++i)
+      for (int j = 0; j < b; ++j)
+        blocks[static_cast<std::size_t>(blk * b + i) * nb + blk * b + j] = s[static_cast<std::size_t>(i) * b + j];
+  }
+  frugal::eigh_options o;
+  o.block_size = b;
+  check_case<T>(blocks, lam, nb, "block-diagonal", frugal::cpu, o);
 }
 
 TEST_CASE("eigh cpu: diagonal and zero matrices need no rotation") {

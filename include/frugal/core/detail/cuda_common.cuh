@@ -84,6 +84,19 @@ __device__ __forceinline__ __half store_f<__half>(float v) { return __float2half
 template <>
 __device__ __forceinline__ __nv_bfloat16 store_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
+//! Programmatic dependent launch (sm_90): wait until the preceding kernel in the stream has completed and its
+//! writes are visible / let the next kernel start its prologue. No-ops when the launch did not ask for it.
+__device__ __forceinline__ void grid_dependency_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void trigger_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 template <class I>
 constexpr FRUGAL_HOST_DEVICE I ceil_div(I a, I b) {
   return (a + b - 1) / b;

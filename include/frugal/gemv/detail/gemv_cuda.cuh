@@ -182,19 +182,6 @@ __device__ void gemv_row_stats(const gemv_args<C>& a, std::int64_t r0, int nr, f
   __syncthreads();  // before `red` is reused
 }
 
-//! Programmatic dependent launch (sm_90): wait until the preceding kernel in the stream has completed and its
-//! writes are visible / let the next kernel start its prologue. No-ops when the launch did not ask for it.
-__device__ __forceinline__ void gemv_grid_dependency_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void gemv_trigger_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-
 template <class I>
 __device__ __forceinline__ I gemv_min(I a, I b) {
   return a < b ? a : b;
@@ -347,7 +334,7 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
   // of the cluster has started before another writes into its shared memory.
   if (a.cluster) asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
 #endif
-  gemv_grid_dependency_wait();  // everything below may read what earlier kernels wrote (x, lists, bias, y, t)
+  grid_dependency_wait();  // everything below may read what earlier kernels wrote (x, lists, bias, y, t)
 
   if (list) {
     if (tid == 0) {
@@ -524,7 +511,7 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
       __syncthreads();
     }
   }
-  gemv_trigger_dependents();  // the rest only reduces and stores: a dependent kernel may start its prologue
+  trigger_dependents();  // the rest only reduces and stores: a dependent kernel may start its prologue
 
   // Reduce: the groups of a warp that share columns (shuffles), then the 8 warps in shared memory: warps 4..7
   // store, warps 0..3 add theirs and store back, and each output sums the 4 slots in order (2 barriers).

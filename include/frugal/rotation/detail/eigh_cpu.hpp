@@ -97,7 +97,7 @@ FRUGAL_FORCEINLINE void jacobi_rotate_rows(double* __restrict m, int b2, int p, 
 //! (S symmetric: (Rᵀ S)ᵀ = S R), so that every inner loop runs over contiguous rows; Jᵀ is accumulated by rows
 //! too. The arithmetic per element is that of the CUDA kernel's 2 x 2 block update (rows first, then columns).
 FRUGAL_FORCEINLINE std::int64_t jacobi_subproblem_body(double* s, double* js, int b2, double tol, double floor_,
-                                                       int max_inner) {
+                                                       int max_inner, bool cross) {
   double* jt = js;  // Jᵀ while iterating, transposed into J at the end
   for (int i = 0; i < b2 * b2; ++i) jt[i] = 0;
   for (int i = 0; i < b2; ++i) jt[i * b2 + i] = 1;
@@ -109,11 +109,14 @@ FRUGAL_FORCEINLINE std::int64_t jacobi_subproblem_body(double* s, double* js, in
   const int half = b2 / 2;
   for (int sweep = 0; sweep < max_inner; ++sweep) {
     std::int64_t count = 0;
-    for (int r = 0; r < b2 - 1; ++r) {
+    for (int r = 0; r < (cross ? half : b2 - 1); ++r) {
       int in_round = 0;
       for (int k = 0; k < half; ++k) {
         int p, q;
-        round_robin_pair(b2, r, k, p, q);
+        if (cross)
+          cross_pair(half, r, k, p, q);
+        else
+          round_robin_pair(b2, r, k, p, q);
         pp[k] = p;
         qq[k] = q;
         const double app = s[p * b2 + p], aqq = s[q * b2 + q], apq = s[p * b2 + q];
@@ -152,32 +155,31 @@ FRUGAL_FORCEINLINE std::int64_t jacobi_subproblem_body(double* s, double* js, in
 }
 
 #if defined(FRUGAL_CPU_MM_X86_DISPATCH)
-__attribute__((target("avx512f,avx512vl,avx2,fma"))) inline std::int64_t jacobi_subproblem_avx512(double* s, double* js,
-                                                                                                  int b2, double tol,
-                                                                                                  double floor_,
-                                                                                                  int max_inner) {
-  return jacobi_subproblem_body(s, js, b2, tol, floor_, max_inner);
+__attribute__((target("avx512f,avx512vl,avx2,fma"))) inline std::int64_t jacobi_subproblem_avx512(
+    double* s, double* js, int b2, double tol, double floor_, int max_inner, bool cross) {
+  return jacobi_subproblem_body(s, js, b2, tol, floor_, max_inner, cross);
 }
 __attribute__((target("avx2,fma"))) inline std::int64_t jacobi_subproblem_avx2(double* s, double* js, int b2,
-                                                                               double tol, double floor_,
-                                                                               int max_inner) {
-  return jacobi_subproblem_body(s, js, b2, tol, floor_, max_inner);
+                                                                               double tol, double floor_, int max_inner,
+                                                                               bool cross) {
+  return jacobi_subproblem_body(s, js, b2, tol, floor_, max_inner, cross);
 }
 #endif
 
 //! jacobi_subproblem_body compiled for the widest vector instructions of this CPU (run-time choice on x86-64).
-inline std::int64_t jacobi_subproblem(double* s, double* js, int b2, double tol, double floor_, int max_inner) {
+inline std::int64_t jacobi_subproblem(double* s, double* js, int b2, double tol, double floor_, int max_inner,
+                                      bool cross) {
 #if defined(FRUGAL_CPU_MM_X86_DISPATCH)
   switch (cpu_mm_level()) {
     case 2:
-      return jacobi_subproblem_avx512(s, js, b2, tol, floor_, max_inner);
+      return jacobi_subproblem_avx512(s, js, b2, tol, floor_, max_inner, cross);
     case 1:
-      return jacobi_subproblem_avx2(s, js, b2, tol, floor_, max_inner);
+      return jacobi_subproblem_avx2(s, js, b2, tol, floor_, max_inner, cross);
     default:
       break;
   }
 #endif
-  return jacobi_subproblem_body(s, js, b2, tol, floor_, max_inner);
+  return jacobi_subproblem_body(s, js, b2, tol, floor_, max_inner, cross);
 }
 
 //! One Newton–Schulz step J <- J (3I - JᵀJ) / 2 = J - J E / 2 with E = JᵀJ - I, in f64: removes the drift from
@@ -243,11 +245,13 @@ eigh_info eigh_cpu(cpu_t tag, matrix_view<const T> a, T* w, matrix_view<T> q, co
   const std::int64_t vchunks = (np + vchunk - 1) / vchunk;
 
   eigh_info info{};
+  const bool full_steps = eigh_full_steps();
   bool converged = false;
   std::int64_t last_count = 0;
   for (int sweep = 1; sweep <= max_sweeps && !converged; ++sweep) {
     std::int64_t sweep_count = 0;
     for (int step = 0; step < sh.m - 1; ++step) {
+      const bool cross = step > 0 && !full_steps;  // see cross_pair
       // 1. solve every pair's subproblem
       parallel_for(tag, pairs, 1, [&](std::int64_t k0, std::int64_t k1) {
         for (std::int64_t k = k0; k < k1; ++k) {
@@ -259,7 +263,7 @@ eigh_info eigh_cpu(cpu_t tag, matrix_view<const T> a, T* w, matrix_view<T> q, co
             const T* ar = buf.a + jacobi_index(lo, hi, b, i) * np;
             for (int j = 0; j < b2; ++j) s[i * b2 + j] = static_cast<double>(ar[jacobi_index(lo, hi, b, j)]);
           }
-          buf.rot[k] = jacobi_subproblem(s, js, b2, tol, floor_, max_inner);
+          buf.rot[k] = jacobi_subproblem(s, js, b2, tol, floor_, max_inner, cross);
           if (buf.rot[k]) {
             jacobi_reorthogonalize(js, buf.e + k * sub, buf.f + k * sub, b2);
             T* jt = buf.jt + k * sub;

@@ -152,12 +152,15 @@ __global__ void __launch_bounds__(eigh_threads)
   int total = 0;
   for (int sweep = 0; sweep < max_inner; ++sweep) {
     int in_sweep = 0;
-    // cross: only the pairs across the two blocks, pair k of round r = (k, H + (k + r) mod H) (see eigh32_order)
+    // cross: only the pairs across the two blocks (cross_pair)
     for (int r = 0; r < (cross ? H : B2 - 1); ++r) {
       bool mine = false;
       if (tid < H) {
-        int p = tid, q = H + (tid + r) % H;
-        if (!cross) round_robin_pair(B2, r, tid, p, q);
+        int p, q;
+        if (cross)
+          cross_pair(H, r, tid, p, q);
+        else
+          round_robin_pair(B2, r, tid, p, q);
         pp[tid] = p;
         qq[tid] = q;
         const double app = S[p * LD + p], aqq = S[q * LD + q], apq = S[p * LD + q];
@@ -301,7 +304,9 @@ struct eigh32_order {
 template <>
 struct eigh32_order<true> {
   static constexpr int rounds = 16;
-  FRUGAL_HOST_DEVICE static constexpr int player(int r, int j) { return j % 2 == 0 ? j / 2 : 16 + (j / 2 + r) % 16; }
+  FRUGAL_HOST_DEVICE static constexpr int player(int r, int j) {  // cross_pair(16, r, j / 2) at positions j, j + 1
+    return j % 2 == 0 ? j / 2 : 16 + (j / 2 + r) % 16;
+  }
   FRUGAL_HOST_DEVICE static constexpr int player0(int j) { return player(0, j); }
   FRUGAL_HOST_DEVICE static constexpr int pos0(int x) { return x < 16 ? 2 * x : 2 * (x - 16) + 1; }
   FRUGAL_HOST_DEVICE static constexpr int next(int j) { return j % 2 == 0 ? j : j == 1 ? 31 : j - 2; }
@@ -522,6 +527,11 @@ __global__ void __launch_bounds__(eigh_step32_threads)
   const int pairs = m / 2, tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const std::int64_t a_blocks = static_cast<std::int64_t>(pairs) * (pairs + 1) / 2;
   T* scratch = reinterpret_cast<T*>(&tiles[0][0]);
+  // Launched as a programmatic dependent of the previous step (sm_90): the next step's blocks may be scheduled as
+  // soon as every block of this one has started; every block waits here until the previous step has completed and
+  // its writes (A, J, solves, rotation counts) are visible. Nothing is read or written in global memory before.
+  trigger_dependents();
+  grid_dependency_wait();
   if (blockIdx.x >= pairs + a_blocks) {
     eigh_v_tiles32(vt, np, jt_prev, rot_prev, m, prev_step, blockIdx.x - pairs - a_blocks, scratch);
     return;
@@ -912,11 +922,9 @@ inline bool eigh_f64_subproblems() {
   return e != nullptr && e[0] == '1';
 }
 
-//! Whether every step solves its subproblems with the full ordering (all pairs of the 2b players: the solver before
-//! the ninth session; FRUGAL_EIGH_FULL_STEPS=1, for A/B measurements) instead of full at a sweep's step 0 and cross
-//! (the b x b pairs across the two blocks) afterwards — see eigh32_order; eigh_pair_kernel does the same for b = 32.
-inline bool eigh_full_steps() {
-  const char* e = std::getenv("FRUGAL_EIGH_FULL_STEPS");
+//! FRUGAL_EIGH_NO_PDL=1: launch the steps without programmatic dependent launch (A/B measurements).
+inline bool eigh_no_pdl() {
+  const char* e = std::getenv("FRUGAL_EIGH_NO_PDL");
   return e != nullptr && e[0] == '1';
 }
 
@@ -934,14 +942,27 @@ eigh_info eigh_cuda_sweeps32(cudaStream_t st, const jacobi_shape& sh, const eigh
   std::int64_t g = 0;
   int prev_step = -1;
   const bool full_steps = eigh_full_steps();
+  int dev = 0, major = 0;
+  FRUGAL_CUDA_CHECK(cudaGetDevice(&dev), "eigh");
+  FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "eigh");
+  cudaLaunchAttribute pdl{};  // consecutive steps overlap their launch (see eigh_step32_kernel)
+  pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  pdl.val.programmaticStreamSerializationAllowed = 1;
   const auto launch = [&](int step) {  // step < 0: the last step's updates of A and Vᵀ only
     const std::int64_t c = g & 1, pv = 1 - c;
-    const std::int64_t grid = sh.pairs + blocks_a + (prev_step >= 0 ? blocks_v : 0);
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(static_cast<unsigned>(sh.pairs + blocks_a + (prev_step >= 0 ? blocks_v : 0)));
+    cfg.blockDim = dim3(eigh_step32_threads);
+    cfg.stream = st;
+    cfg.attrs = &pdl;
+    cfg.numAttrs = major >= 9 && !eigh_no_pdl() ? 1 : 0;
     auto* kernel = step > 0 && !full_steps ? eigh_step32_kernel<T, W, true> : eigh_step32_kernel<T, W, false>;
-    kernel<<<static_cast<unsigned>(grid), eigh_step32_threads, 0, st>>>(
-        abuf[(g + 1) & 1], abuf[g & 1], buf.vt, sh.n_pad, buf.jt + c * jsz, buf.rot + c * sh.pairs, buf.sp + c * jsz,
-        buf.jt + pv * jsz, buf.rot + pv * sh.pairs, buf.sp + pv * jsz, buf.count, sh.m, step, prev_step, tol, floor_);
-    check_launch("eigh", "eigh_step32_kernel");
+    cuda_check(cudaLaunchKernelEx(
+                   &cfg, kernel, static_cast<const T*>(abuf[(g + 1) & 1]), abuf[g & 1], buf.vt, sh.n_pad,
+                   buf.jt + c * jsz, buf.rot + c * sh.pairs, buf.sp + c * jsz, static_cast<const T*>(buf.jt + pv * jsz),
+                   static_cast<const int*>(buf.rot + pv * sh.pairs), static_cast<const T*>(buf.sp + pv * jsz),
+                   buf.count, static_cast<int>(sh.m), step, prev_step, tol, floor_),
+               "eigh", "launching eigh_step32_kernel");
     final_a = abuf[g & 1];
     prev_step = step;
     ++g;

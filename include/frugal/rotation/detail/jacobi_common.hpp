@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 
 #include "../../core/config.hpp"
 #include "../../core/workspace.hpp"
@@ -44,6 +45,22 @@ FRUGAL_HOST_DEVICE inline void round_robin_pair(int m, int r, int k, int& lo, in
   }
   lo = a < b ? a : b;
   hi = a < b ? b : a;
+}
+
+//! Cross ordering of a 2h x 2h subproblem (players 0..h-1: block lo, h..2h-1: block hi): only the h² pairs across
+//! the two blocks, in h rounds; pair k of round r is (k, h + (k + r) mod h). The solver uses it in every step of a
+//! sweep but the first (which rotates all pairs, the pairs inside each block included), so that a sweep visits every
+//! pair of the matrix once instead of revisiting the pairs inside each block in every step.
+FRUGAL_HOST_DEVICE inline void cross_pair(int h, int r, int k, int& p, int& q) {
+  p = k;
+  q = h + (k + r) % h;
+}
+
+//! FRUGAL_EIGH_FULL_STEPS=1: every step rotates all pairs of its subproblems (the solver before the cross ordering,
+//! for A/B measurements). Host only.
+inline bool eigh_full_steps() {
+  const char* e = std::getenv("FRUGAL_EIGH_FULL_STEPS");
+  return e != nullptr && e[0] == '1';
 }
 
 //! Jacobi threshold: the pair (p, q) is rotated only when |a_pq| > max(tol * sqrt(|a_pp * a_qq|), floor), with
