@@ -15,11 +15,11 @@
 //     pairs of a step are disjoint. For every pair P = (I, J) the 2b x 2b subproblem A[P, P] gets
 //     options.max_inner_sweeps (default 1; more did not save outer sweeps in our measurements) sweeps of
 //     scalar cyclic Jacobi in f64 (round-robin order inside too: each round computes the b angles, then
-//     applies all b disjoint rotations at once). On CUDA, only a sweep's first step rotates every pair of the
+//     applies all b disjoint rotations at once). Only a sweep's first step rotates every pair of the
 //     subproblem; the later steps rotate only the b² pairs across I and J (b rounds instead of 2b - 1), so a sweep
-//     visits each pair (p, q) of A once instead of revisiting the pairs inside each block in every step — the same
-//     number of sweeps or fewer, 26-31 % less time at n = 768 (FRUGAL_EIGH_FULL_STEPS=1 restores full steps for
-//     comparison). This gives J_P, which one f64 Newton–Schulz step
+//     visits each pair (p, q) of A once instead of revisiting the pairs inside each block in every step — the
+//     same number of sweeps within one, 26-31 % less time at n = 768 on the H100, 16-19 % on the CPU in f64
+//     (FRUGAL_EIGH_FULL_STEPS=1 restores full steps for comparison). This gives J_P, which one f64 Newton–Schulz step
 //     J <- J (3I - JᵀJ) / 2 re-orthogonalises. Then A <- Jᵀ A J (tile by tile: A[P, Q] <- J_Pᵀ A[P, Q] J_Q,
 //     computed in T; the diagonal tiles are written from the f64 subproblem) and V <- V J. The m/2 pairs are
 //     independent: the CPU runs them with detail::parallel_for (and the tiles too), the CUDA solver with one

@@ -5,8 +5,9 @@
 // Kernels, per solve:
 //   eigh_scan_kernel / eigh_scan_final_kernel   input checks and ||A||_F (deterministic two-level reduction)
 //   eigh_init_kernel                            working copy (A + Aᵀ)/2, zero padded; Vᵀ = I
-//   per step of a sweep:
-//     eigh_pair_kernel<B2>    one block per pair P: one scalar Jacobi sweep (f64, shared memory) on A[P, P] —
+//   per step of a sweep (b = 32; b = 16 runs one eigh_step32_kernel per step, programmatic dependent launches):
+//     eigh_pair_kernel<B2>    one block per pair P: one scalar Jacobi sweep (f64, shared memory) on A[P, P] (all its
+//                             pairs at a sweep's step 0, the pairs across its two blocks at the other steps) —
 //                             per round: the B2/2 angles, a barrier, S <- Rᵀ S R by 2 x 2 blocks and J <- J R, a
 //                             barrier — one Newton–Schulz re-orthogonalisation of J_P, writes A[P, P] and J_P (in T)
 //     eigh_update_kernel<B2>  one block per upper tile A[P, Q] (P < Q): J_Pᵀ A[P, Q] J_Q, mirrored into A[Q, P];
@@ -717,7 +718,7 @@ __global__ void __launch_bounds__(eigh_step32_threads)
     spo[e] = static_cast<T>(S[R & 1][O::pos0(e % B2) * LD + O::pos0(e / B2)]);
   T* jout = jt + static_cast<std::int64_t>(pair) * B2 * B2;
   // Jsh(i, x) = J_P(player i, player at round-0 position x), i.e. J_P with permuted columns: one Newton–Schulz step
-  // J <- J − J (JᵀJ − I) / 2 in that order (E = JᵀJ − I into S[0]), then J_P(i, j) = Jsh(i, pos0(j)). Thread
+  // J <- J − J (JᵀJ − I) / 2 in that order (E = JᵀJ − I), then J_P(i, j) = Jsh(i, pos0(j)). Thread
   // (ty, tx) computes the outputs (ty + 16u, tx + eigh32_tx·v). E goes to the S buffer the last round read.
   W* E = S[(R + 1) & 1];
   const int tx = tid % eigh32_tx, ty = tid / eigh32_tx;
