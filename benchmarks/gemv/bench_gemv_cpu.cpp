@@ -8,8 +8,9 @@
 //   list_s<S>     frugal::sparse_gemv with ascending index lists of the (1 - S%) largest |x|
 //   thresh_s<S>   frugal::sparse_gemv_threshold at the S% quantile of |x|
 //   topk_s<S>     frugal::sparse_gemv_topk, k = (1 - S%) K
+// Shapes: the LLaMA-sized ones of issue 3 (all sparsities) and GPT-2 124M / XL's (dense, s = 0.5).
 // Threads: FRUGAL_BENCH_THREADS (default 2) for both frugal (cpu.with_threads) and OpenBLAS
-// (openblas_set_num_threads). Before every timed call a 96 MB buffer is read to evict the weights from the 32 MB
+// (openblas_set_num_threads); OpenBLAS's threads sleep between calls (OPENBLAS_THREAD_TIMEOUT=4, see main). Before every timed call a 96 MB buffer is read to evict the weights from the 32 MB
 // L3 (at high sparsity the kept rows would otherwise fit), so weights stream from DRAM. Wall-clock time of the
 // call alone (UseManualTime), 3 repetitions x 12 iterations. GB/s counts the weight rows read + x + y.
 #include <benchmark/benchmark.h>
@@ -25,6 +26,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #if defined(FRUGAL_HAVE_CBLAS)
 #include <cblas.h>
@@ -149,6 +152,15 @@ void add(variant v, std::int64_t N, std::int64_t K, int s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#if defined(FRUGAL_HAVE_CBLAS)
+  // OpenBLAS's pthreads keep spinning for ~2^28 cycles after each call (its default thread timeout), and on a
+  // 2-core machine that spinning thread takes a core from whatever runs next — the next benchmark's first
+  // iterations. OPENBLAS_THREAD_TIMEOUT is read when the library loads, so set it and start again.
+  if (!std::getenv("OPENBLAS_THREAD_TIMEOUT")) {
+    setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);  // 2^4 cycles: OpenBLAS's threads sleep between calls, as frugal's do
+    execv("/proc/self/exe", argv);  // (returns only on failure: then run with the default timeout)
+  }
+#endif
   const std::int64_t shapes[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {12288, 4096}, {14336, 4096}};
   for (auto& sh : shapes) {
 #if defined(FRUGAL_HAVE_CBLAS)
@@ -158,6 +170,18 @@ int main(int argc, char** argv) {
     add(variant::dense, sh[0], sh[1], 0);
     for (int s : {25, 50, 75, 90}) add(variant::thresh, sh[0], sh[1], s);
     add(variant::list, sh[0], sh[1], 50);
+    add(variant::topk, sh[0], sh[1], 50);
+  }
+  // The GEMVs of a GPT-2 decode step: 124M (qkv, o_proj, fc, down) and XL (1558M).
+  const std::int64_t gpt2[][2] = {{2304, 768}, {768, 768}, {3072, 768}, {768, 3072},
+                                  {4800, 1600}, {1600, 1600}, {6400, 1600}, {1600, 6400}};
+  for (auto& sh : gpt2) {
+#if defined(FRUGAL_HAVE_CBLAS)
+    add(variant::openblas, sh[0], sh[1], 0);
+    add(variant::openblas_t, sh[0], sh[1], 0);
+#endif
+    add(variant::dense, sh[0], sh[1], 0);
+    add(variant::thresh, sh[0], sh[1], 50);
     add(variant::topk, sh[0], sh[1], 50);
   }
   benchmark::Initialize(&argc, argv);

@@ -1,7 +1,12 @@
 // Core: dtype conversions (exhaustive against the compiler's _Float16), dispatch, errors, views, workspace, threads.
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <limits>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include <frugal/frugal.hpp>
 
@@ -136,4 +141,80 @@ TEST_CASE("parallel_for covers the range once and rethrows") {
                                                  if (b > 0) throw frugal::error("boom");
                                                }),
                   frugal::error);
+}
+
+// The worker pool behind parallel_for: chunks are the same whoever runs them, every chunk runs exactly once per
+// call (also over thousands of back-to-back calls, the pattern of a decode step), a call made from inside a chunk
+// or from several threads at once still completes (those run on their own threads), an exception leaves the pool
+// usable, and more threads than before grow it.
+TEST_CASE("parallel_for on the worker pool: chunking, back-to-back, nested and concurrent calls, exceptions") {
+  const auto chunks_of = [](int threads, std::int64_t n, std::int64_t grain) {
+    std::mutex m;
+    std::vector<std::pair<std::int64_t, std::int64_t>> seen;
+    frugal::detail::parallel_for(frugal::cpu.with_threads(threads), n, grain, [&](std::int64_t b, std::int64_t e) {
+      std::lock_guard<std::mutex> g(m);
+      seen.emplace_back(b, e);
+    });
+    std::sort(seen.begin(), seen.end());
+    return seen;
+  };
+  using span = std::vector<std::pair<std::int64_t, std::int64_t>>;
+  CHECK(chunks_of(3, 10, 1) == span{{0, 3}, {3, 6}, {6, 10}});
+  CHECK(chunks_of(4, 10, 4) == span{{0, 3}, {3, 6}, {6, 10}});  // min(4 threads, ceil(10 / 4) = 3) chunks
+  CHECK(chunks_of(2, 7, 1) == span{{0, 3}, {3, 7}});
+
+  // Back to back: every item exactly once in each of 3000 calls (a lost or repeated chunk shows up in the sum).
+  for (int threads : {2, 3, 5}) {
+    std::atomic<std::int64_t> sum{0};
+    const std::int64_t n = 37;
+    for (int call = 0; call < 3000; ++call)
+      frugal::detail::parallel_for(frugal::cpu.with_threads(threads), n, 1, [&](std::int64_t b, std::int64_t e) {
+        for (auto i = b; i < e; ++i) sum += i + 1;
+      });
+    CHECK(sum.load() == 3000 * n * (n + 1) / 2);
+  }
+
+  // Nested: a parallel_for inside a chunk (the pool is busy with the outer call) runs on its own threads.
+  {
+    std::vector<std::atomic<int>> hits(4 * 100);
+    frugal::detail::parallel_for(frugal::cpu.with_threads(4), 4, 1, [&](std::int64_t b, std::int64_t e) {
+      for (auto o = b; o < e; ++o)
+        frugal::detail::parallel_for(frugal::cpu.with_threads(3), 100, 1, [&](std::int64_t ib, std::int64_t ie) {
+          for (auto i = ib; i < ie; ++i) hits[static_cast<std::size_t>(o * 100 + i)]++;
+        });
+    });
+    for (auto& h : hits) REQUIRE(h.load() == 1);
+  }
+
+  // Concurrent callers: four threads, 500 calls each, every call exact.
+  {
+    std::atomic<int> bad{0};
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 4; ++t)
+      callers.emplace_back([&, t] {
+        for (int call = 0; call < 500; ++call) {
+          std::atomic<std::int64_t> sum{0};
+          frugal::detail::parallel_for(frugal::cpu.with_threads(2 + t % 2), 64, 1,
+                                       [&](std::int64_t b, std::int64_t e) {
+                                         for (auto i = b; i < e; ++i) sum += i;
+                                       });
+          if (sum.load() != 64 * 63 / 2) bad++;
+        }
+      });
+    for (auto& c : callers) c.join();
+    CHECK(bad.load() == 0);
+  }
+
+  // An exception in one chunk: rethrown once; the other chunks still ran; the next call works.
+  for (int rep = 0; rep < 50; ++rep) {
+    std::atomic<int> ran{0};
+    CHECK_THROWS_WITH_AS(frugal::detail::parallel_for(frugal::cpu.with_threads(3), 3, 1,
+                                                      [&](std::int64_t b, std::int64_t) {
+                                                        ran++;
+                                                        if (b == 1) throw frugal::error("chunk 1");
+                                                      }),
+                         "chunk 1", frugal::error);
+    CHECK(ran.load() == 3);
+  }
+  CHECK(chunks_of(6, 6, 1).size() == 6);  // more threads than before: the pool grows
 }

@@ -1,10 +1,12 @@
 // frugal/gemv/detail/gemv_cpu.hpp — CPU implementation of every gemv form (also the tests' reference).
 //
 // y[b, N] = x[b, K] · W[K, N] (+ bias), W channel-major. Threads split N into contiguous column ranges
-// (detail::parallel_for). Within a range, columns go in blocks of `cols` (512) and batch rows in tiles of `rows`
-// (16): an f32/f64 accumulator tile [rows, cols] stays in L1 while the kept channels are staged `stage` (256) at a
-// time — ids and per-row values, computed from x by the keep rule — and consumed 4 weight rows per pass:
-//   acc[r, :] += v0[r]·w[k0, :] + v1[r]·w[k1, :] + v2[r]·w[k2, :] + v3[r]·w[k3, :]
+// (detail::parallel_for; at batch 1 with short ranges they split the input channels instead, see gemv_cpu). Within
+// a range, columns go in blocks of `cols_for(rows)` (8192 / rows, at least 256) and batch rows in tiles of `rows`
+// (16): an f32/f64 accumulator tile [rows, cols] stays in L1/L2 while the kept channels are staged `stage` (256) at a
+// time — ids and per-row values, computed from x by the keep rule — and consumed 8 (f32/f64) or 4 (f16/bf16) weight
+// rows per pass:
+//   acc[r, :] += v0[r]·w[k0, :] + v1[r]·w[k1, :] + ... + v7[r]·w[k7, :]
 // a loop the compiler vectorises (16-bit rows are first converted to f32 in blocks, branch-free). Each weight
 // row segment is read once per (column block, batch tile) — once in total for b <= 16.
 #pragma once
@@ -86,7 +88,8 @@ inline gemv_acc_t<T> gemv_load(T v) {
     return to_float(v);
 }
 
-//! acc[r, 0..n) += sum_u vals[r][u] * w_u[0..n) for the staged channels [0, cnt), 4 rows of W per pass.
+//! acc[r, 0..n) += sum_u vals[r][u] * w_u[0..n) for the staged channels [0, cnt): 8 rows of W per pass for f32 / f64
+//! weights, 4 for the 16-bit ones (converted to f32 in blocks first), then the remainder.
 template <class T>
 void gemv_cpu_block(const std::int32_t* ids, const gemv_acc_t<T>* vals /*[nr, stage]*/, int cnt, int nr, const T* w,
                     std::int64_t ldw, std::int64_t n0, int n, gemv_acc_t<T>* acc /*[nr, ldacc]*/, int ldacc) {
@@ -96,6 +99,29 @@ void gemv_cpu_block(const std::int32_t* ids, const gemv_acc_t<T>* vals /*[nr, st
   constexpr int chunk = direct ? (1 << 30) : gemv_cpu_cfg::cvt_chunk;  // 16-bit rows: convert this many at once
   alignas(64) float buf[direct ? 1 : 4][direct ? 1 : gemv_cpu_cfg::cvt_chunk];
   int i = 0;
+  if constexpr (direct) {  // f32 / f64 rows are read in place: 8 per pass (half the accumulator traffic of 4)
+    for (; i + 8 <= cnt; i += 8) {
+      const A* __restrict__ w0 = w + static_cast<std::int64_t>(ids[i]) * ldw + n0;
+      const A* __restrict__ w1 = w + static_cast<std::int64_t>(ids[i + 1]) * ldw + n0;
+      const A* __restrict__ w2 = w + static_cast<std::int64_t>(ids[i + 2]) * ldw + n0;
+      const A* __restrict__ w3 = w + static_cast<std::int64_t>(ids[i + 3]) * ldw + n0;
+      const A* __restrict__ w4 = w + static_cast<std::int64_t>(ids[i + 4]) * ldw + n0;
+      const A* __restrict__ w5 = w + static_cast<std::int64_t>(ids[i + 5]) * ldw + n0;
+      const A* __restrict__ w6 = w + static_cast<std::int64_t>(ids[i + 6]) * ldw + n0;
+      const A* __restrict__ w7 = w + static_cast<std::int64_t>(ids[i + 7]) * ldw + n0;
+      for (int r = 0; r < nr; ++r) {
+        const A* v = vals + r * S + i;
+        if (v[0] == A(0) && v[1] == A(0) && v[2] == A(0) && v[3] == A(0) && v[4] == A(0) && v[5] == A(0) &&
+            v[6] == A(0) && v[7] == A(0))
+          continue;  // row dropped all eight channels
+        const A a0 = v[0], a1 = v[1], a2 = v[2], a3 = v[3], a4 = v[4], a5 = v[5], a6 = v[6], a7 = v[7];
+        A* __restrict__ out = acc + static_cast<std::ptrdiff_t>(r) * ldacc;
+        for (int j = 0; j < n; ++j)
+          out[j] += a0 * w0[j] + a1 * w1[j] + a2 * w2[j] + a3 * w3[j] + a4 * w4[j] + a5 * w5[j] + a6 * w6[j] +
+                    a7 * w7[j];
+      }
+    }
+  }
   for (; i + 4 <= cnt; i += 4) {
     const T* src[4];
     for (int u = 0; u < 4; ++u) src[u] = w + static_cast<std::int64_t>(ids[i + u]) * ldw + n0;
