@@ -25,6 +25,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <unistd.h>
@@ -161,29 +162,25 @@ int main(int argc, char** argv) {
     execv("/proc/self/exe", argv);  // (returns only on failure: then run with the default timeout)
   }
 #endif
-  const std::int64_t shapes[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {12288, 4096}, {14336, 4096}};
-  for (auto& sh : shapes) {
+  // LLaMA-sized shapes (issue 3): every sparsity, the list and top-k forms; the GEMVs of a GPT-2 decode step, 124M
+  // (qkv, o_proj, fc, down) and XL (1558M): dense, threshold and top-k at s = 0.5.
+  const auto add_shape = [](std::int64_t N, std::int64_t K, bool all) {
 #if defined(FRUGAL_HAVE_CBLAS)
-    add(variant::openblas, sh[0], sh[1], 0);
-    add(variant::openblas_t, sh[0], sh[1], 0);
+    add(variant::openblas, N, K, 0);
+    add(variant::openblas_t, N, K, 0);
 #endif
-    add(variant::dense, sh[0], sh[1], 0);
-    for (int s : {25, 50, 75, 90}) add(variant::thresh, sh[0], sh[1], s);
-    add(variant::list, sh[0], sh[1], 50);
-    add(variant::topk, sh[0], sh[1], 50);
-  }
-  // The GEMVs of a GPT-2 decode step: 124M (qkv, o_proj, fc, down) and XL (1558M).
-  const std::int64_t gpt2[][2] = {{2304, 768}, {768, 768}, {3072, 768}, {768, 3072},
-                                  {4800, 1600}, {1600, 1600}, {6400, 1600}, {1600, 6400}};
-  for (auto& sh : gpt2) {
-#if defined(FRUGAL_HAVE_CBLAS)
-    add(variant::openblas, sh[0], sh[1], 0);
-    add(variant::openblas_t, sh[0], sh[1], 0);
-#endif
-    add(variant::dense, sh[0], sh[1], 0);
-    add(variant::thresh, sh[0], sh[1], 50);
-    add(variant::topk, sh[0], sh[1], 50);
-  }
+    add(variant::dense, N, K, 0);
+    for (int s : {25, 50, 75, 90})
+      if (all || s == 50) add(variant::thresh, N, K, s);
+    if (all) add(variant::list, N, K, 50);
+    add(variant::topk, N, K, 50);
+  };
+  for (auto [N, K] : {std::pair<std::int64_t, std::int64_t>{4096, 4096}, {11008, 4096}, {4096, 11008}, {12288, 4096},
+                      {14336, 4096}})
+    add_shape(N, K, true);
+  for (auto [N, K] : {std::pair<std::int64_t, std::int64_t>{2304, 768}, {768, 768}, {3072, 768}, {768, 3072},
+                      {4800, 1600}, {1600, 1600}, {6400, 1600}, {1600, 6400}})
+    add_shape(N, K, false);
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
