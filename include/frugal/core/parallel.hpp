@@ -4,7 +4,8 @@
 // `grain` items, runs fn(begin, end) on each and returns when all have run. Exceptions thrown by fn are rethrown
 // on the calling thread (the first one wins). The chunk boundaries depend only on (n, grain, num_threads), never on
 // which thread runs a chunk, so results that depend on the chunking (e.g. per-chunk partial sums added in chunk
-// order) are the same from call to call.
+// order) are the same from call to call. A chunk must not wait for another chunk of the same call: chunks may run
+// one after another on one thread.
 //
 // Why a pool: creating and joining a std::thread per call cost ~70 us on the 2-vCPU development machine
 // (benchmarks/core/bench_parallel.cpp), and a CPU decode step of the GPT-2 example makes such a call for every GEMV,
