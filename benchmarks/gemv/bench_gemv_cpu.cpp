@@ -10,7 +10,8 @@
 //   topk_s<S>     frugal::sparse_gemv_topk, k = (1 - S%) K
 // Shapes: the LLaMA-sized ones of issue 3 (all sparsities) and GPT-2 124M / XL's (dense, s = 0.5).
 // Threads: FRUGAL_BENCH_THREADS (default 2) for both frugal (cpu.with_threads) and OpenBLAS
-// (openblas_set_num_threads); OpenBLAS's threads sleep between calls (OPENBLAS_THREAD_TIMEOUT=4, see main). Before every timed call a 96 MB buffer is read to evict the weights from the 32 MB
+// (openblas_set_num_threads); OpenBLAS's threads sleep between calls (OPENBLAS_THREAD_TIMEOUT=4, see main).
+// Before every timed call a 96 MB buffer is read to evict the weights from the 32 MB
 // L3 (at high sparsity the kept rows would otherwise fit), so weights stream from DRAM. Wall-clock time of the
 // call alone (UseManualTime), 3 repetitions x 12 iterations. GB/s counts the weight rows read + x + y.
 #include <benchmark/benchmark.h>

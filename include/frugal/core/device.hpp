@@ -2,7 +2,8 @@
 //
 // Every public algorithm takes a tag first: `frugal::cpu` or `frugal::cuda` (optionally `frugal::cuda.on(stream)`).
 // The stream rides on the tag; frugal has no global stream, and no global state but the CPU worker pool
-// (core/parallel.hpp). This header compiles without the CUDA Toolkit: `cudaStream_t` is `CUstream_st*`, forward-declared here exactly as the runtime declares it.
+// (core/parallel.hpp). This header compiles without the CUDA Toolkit: `cudaStream_t` is `CUstream_st*`,
+// forward-declared here exactly as the runtime declares it.
 #pragma once
 
 #include <cstdlib>
