@@ -65,7 +65,6 @@ class worker_pool {
     grow(chunks - 1);
     job_body_ = &body;
     job_call_ = [](void* b, int c) { (*static_cast<Body*>(b))(c); };
-    error_ = nullptr;
     done_.store(0, std::memory_order_relaxed);
     const std::uint64_t e = (epoch(state_.load(std::memory_order_relaxed)) + 1) & 0xffffffffu;
     state_.store(e << 32 | static_cast<std::uint64_t>(chunks) << 16, std::memory_order_seq_cst);
@@ -168,13 +167,19 @@ class worker_pool {
   std::vector<std::thread> workers_;
 };
 
+//! The number of chunks parallel_for and parallel_for_threads cut [0, n) into (n > 0): at most num_threads(), each of
+//! at least `grain` items; chunk c is [n·c / chunks, n·(c + 1) / chunks).
+inline std::int64_t parallel_chunks(cpu_t tag, std::int64_t n, std::int64_t grain) {
+  grain = std::max<std::int64_t>(grain, 1);
+  return std::min<std::int64_t>(tag.num_threads(), (n + grain - 1) / grain);
+}
+
 //! The same chunks on threads created for this call and joined before it returns (no pool): parallel_for's
 //! fallback, and the baseline of benchmarks/core/bench_parallel.cpp.
 template <class F>
 void parallel_for_threads(cpu_t tag, std::int64_t n, std::int64_t grain, F&& fn) {
   if (n <= 0) return;
-  grain = std::max<std::int64_t>(grain, 1);
-  const std::int64_t chunks = std::min<std::int64_t>(tag.num_threads(), (n + grain - 1) / grain);
+  const std::int64_t chunks = parallel_chunks(tag, n, grain);
   std::exception_ptr first;
   std::mutex m;
   auto run = [&](std::int64_t c) {
@@ -196,8 +201,7 @@ void parallel_for_threads(cpu_t tag, std::int64_t n, std::int64_t grain, F&& fn)
 template <class F>
 void parallel_for(cpu_t tag, std::int64_t n, std::int64_t grain, F&& fn) {
   if (n <= 0) return;
-  grain = std::max<std::int64_t>(grain, 1);
-  const std::int64_t chunks = std::min<std::int64_t>(tag.num_threads(), (n + grain - 1) / grain);
+  const std::int64_t chunks = parallel_chunks(tag, n, grain);
   if (chunks <= 1) {
     fn(std::int64_t{0}, n);
     return;
