@@ -14,6 +14,8 @@
 //   shared_s<S>   (batches) thresh with the same kept channels in every row (correlated masks)
 //   dense_sp<P>_seg<B> / thresh_s50_sp<P>_seg<B>   tuning: gemv_options::splits = P, segment_bytes = B
 //   ..._ln / _rms / _gelu  with the fused layernorm / rmsnorm prologue and / or the tanh-GELU epilogue
+//   dense..._ahead  the weights-ahead kernel (gemv_options::weights_ahead = 1; single calls have no previous kernel
+//                 to overlap, so this measures its tiling and loads alone)
 // Shapes: the issue's LLaMA-sized and GPT-2 XL ones, and GPT-2 124M's decode GEMVs (2304x768 qkv, 768x768 attn
 // proj, 3072x768 fc, 768x3072 mlp proj, 50257x768 LM head; N not a multiple of 8 is padded: ldw = ceil8(N)).
 // x ~ N(0, 1) per row (independent rows), weights ~ N(0, 1) / sqrt(K), no bias.
@@ -186,10 +188,11 @@ enum class variant { cublas, cublas_t, dense, list, thresh, topk, shared, topk2k
 struct config {
   variant v;
   std::int64_t N, K, b;
-  int s_pct;     // sparsity in percent
-  int splits;    // 0 = auto
-  int seg = 0;   // segment bytes, 0 = auto
-  int fuse = 0;  // 1: layernorm prologue, 2: rmsnorm prologue, +4: gelu epilogue
+  int s_pct;       // sparsity in percent
+  int splits;      // 0 = auto
+  int seg = 0;     // segment bytes, 0 = auto
+  int fuse = 0;    // 1: layernorm prologue, 2: rmsnorm prologue, +4: gelu epilogue
+  int ahead = -1;  // gemv_options::weights_ahead
 };
 
 template <class T>
@@ -258,6 +261,7 @@ void run(benchmark::State& state, config cfg) {
              : (cfg.fuse & 3) == 2 ? frugal::gemv_norm::rmsnorm
                                    : frugal::gemv_norm::none;
   opt.act = cfg.fuse & 4 ? frugal::gemv_act::gelu_tanh : frugal::gemv_act::none;
+  opt.weights_ahead = cfg.ahead;
   const std::int64_t ldw = ldw_of(N);
   const matrix_view<const T> xv(dx.p, b, K), wv(w, K, N, ldw);
   const matrix_view<T> yv(dy.p, b, N);
@@ -359,6 +363,7 @@ std::string vname(const config& c) {
   if ((c.fuse & 3) == 1) n += "_ln";
   if ((c.fuse & 3) == 2) n += "_rms";
   if (c.fuse & 4) n += "_gelu";
+  if (c.ahead == 1) n += "_ahead";
   if (c.b != 1) n += "_b" + std::to_string(c.b);
   return n;
 }
@@ -385,6 +390,7 @@ void register_dtype() {
     add<T>({variant::cublas, N, K, 1, 0, 0});
     add<T>({variant::cublas_t, N, K, 1, 0, 0});
     add<T>({variant::dense, N, K, 1, 0, 0});
+    add<T>({variant::dense, N, K, 1, 0, 0, 0, 0, 1});
     add<T>({variant::thresh, N, K, 1, 0, 0});
     add<T>({variant::topk, N, K, 1, 0, 0});
     for (int s : sparsities) {
@@ -403,6 +409,8 @@ void register_dtype() {
     add<T>({variant::dense, N, K, 1, 0, 0});
     add<T>({variant::dense, N, K, 1, 0, 0, 0, 1});      // ln_1 -> qkv / ln_2 -> fc
     add<T>({variant::dense, N, K, 1, 0, 0, 0, 1 | 4});  // ln_2 -> fc -> gelu
+    add<T>({variant::dense, N, K, 1, 0, 0, 0, 0, 1});
+    add<T>({variant::dense, N, K, 1, 0, 0, 0, 1 | 4, 1});
     for (int s : {50, 75}) {
       add<T>({variant::thresh, N, K, 1, s, 0});
       add<T>({variant::topk, N, K, 1, s, 0});
@@ -426,8 +434,12 @@ void register_dtype() {
   // Launch-shape tuning (bf16 only): every segment width x split count (1 = no cluster) on the GPT-2 shapes and
   // the widest LLaMA shape; the sparse form on three of them.
   if (std::is_same_v<T, frugal::bfloat16>)
-    for (auto& sh : {std::pair<std::int64_t, std::int64_t>{768, 768}, {2304, 768}, {768, 3072}, {4800, 1600},
-                     {1600, 6400}, {14336, 4096}})
+    for (auto& sh : {std::pair<std::int64_t, std::int64_t>{768, 768},
+                     {2304, 768},
+                     {768, 3072},
+                     {4800, 1600},
+                     {1600, 6400},
+                     {14336, 4096}})
       for (int seg : {128, 256, 512})
         for (int p : {1, 2, 4, 8}) {
           add<T>({variant::dense, sh.first, sh.second, 1, 0, p, seg});
@@ -442,12 +454,26 @@ void register_dtype() {
 //                                                mlp proj 768x3072] = 48 GEMVs, 170 MB of bf16 weights
 //   gemv/cuda/<dtype>/gpt2-xl-48L/<variant>    48 layers x [4800x1600, 1600x1600, 6400x1600, 1600x6400] = 192
 // Every GEMV has its own weights (HBM-bound like the real step). Variants: cublas / cublas_t (cublasGemmEx, as
-// above), dense, dense_pdl (gemv_options::pdl), fused_pdl (dense + layernorm before qkv and fc, gelu after fc),
-// thresh_s50[_pdl] (per-row device thresholds at the median |x|), topk_s50_pdl (fused top-k: the select inside the
-// GEMV), topk2k_s50_pdl (the same through topk_select + GEMV per call).
-// Time = one graph replay (L2 flushed before it); counter us_per_gemv = time / GEMVs.
+// above), dense, dense_pdl (gemv_options::pdl: with it the dense GEMVs run the weights-ahead kernel, see
+// gemv_types.hpp), fused_pdl (dense + layernorm before qkv and fc, gelu after fc), dense_pdl_noahead /
+// fused_pdl_noahead (the same with weights_ahead = 0: the other dense kernel), thresh_s50[_pdl] (per-row device
+// thresholds at the median |x|), topk_s50_pdl (fused top-k: the select inside the GEMV), topk2k_s50_pdl (the same
+// through topk_select + GEMV per call). Time = one graph replay (L2 flushed before it); counter us_per_gemv = time /
+// GEMVs.
 // ---------------------------------------------------------------------------------------------------------------
-enum class seq_variant { cublas, cublas_t, dense, dense_pdl, fused_pdl, thresh, thresh_pdl, topk_pdl, topk2k_pdl };
+enum class seq_variant {
+  cublas,
+  cublas_t,
+  dense,
+  dense_pdl,
+  fused_pdl,
+  thresh,
+  thresh_pdl,
+  topk_pdl,
+  topk2k_pdl,
+  dense_pdl_noahead,
+  fused_pdl_noahead
+};
 
 template <class T>
 void run_seq(benchmark::State& state, int layers, std::vector<std::array<std::int64_t, 3>> shapes, seq_variant v) {
@@ -511,9 +537,11 @@ void run_seq(benchmark::State& state, int layers, std::vector<std::array<std::in
         const matrix_view<const T> xv(x_[i]->p, 1, K), wv(w, K, N, ld);
         const matrix_view<T> yv(y_[i]->p, 1, N);
         frugal::gemv_options o;
-        o.pdl = v == seq_variant::dense_pdl || v == seq_variant::fused_pdl || v == seq_variant::thresh_pdl ||
-                v == seq_variant::topk_pdl || v == seq_variant::topk2k_pdl;
-        if (v == seq_variant::fused_pdl) {
+        o.pdl = v != seq_variant::cublas && v != seq_variant::cublas_t && v != seq_variant::dense &&
+                v != seq_variant::thresh;
+        const bool fused = v == seq_variant::fused_pdl || v == seq_variant::fused_pdl_noahead;
+        if (v == seq_variant::dense_pdl_noahead || v == seq_variant::fused_pdl_noahead) o.weights_ahead = 0;
+        if (fused) {
           o.norm = shapes[i][2] & 1 ? frugal::gemv_norm::layernorm : frugal::gemv_norm::none;
           o.act = shapes[i][2] & 4 ? frugal::gemv_act::gelu_tanh : frugal::gemv_act::none;
         }
@@ -535,6 +563,8 @@ void run_seq(benchmark::State& state, int layers, std::vector<std::array<std::in
           case seq_variant::dense:
           case seq_variant::dense_pdl:
           case seq_variant::fused_pdl:
+          case seq_variant::dense_pdl_noahead:
+          case seq_variant::fused_pdl_noahead:
             frugal::gemv(frugal::cuda.on(st), xv, wv, nullptr, yv, o);
             break;
           case seq_variant::thresh:
@@ -583,8 +613,9 @@ void run_seq(benchmark::State& state, int layers, std::vector<std::array<std::in
 
 template <class T>
 void register_seq() {
-  const char* vn[] = {"cublas",     "cublas_t",       "dense",        "dense_pdl",        "fused_pdl",
-                      "thresh_s50", "thresh_s50_pdl", "topk_s50_pdl", "topk2k_s50_pdl"};
+  const char* vn[] = {"cublas",           "cublas_t",       "dense",        "dense_pdl",      "fused_pdl",
+                      "thresh_s50",       "thresh_s50_pdl", "topk_s50_pdl", "topk2k_s50_pdl", "dense_pdl_noahead",
+                      "fused_pdl_noahead"};
   struct model {
     const char* name;
     int layers;
@@ -594,7 +625,7 @@ void register_seq() {
       {"gpt2-124m-12L", 12, {{2304, 768, 1}, {768, 768, 0}, {3072, 768, 1 | 4}, {768, 3072, 0}}},
       {"gpt2-xl-48L", 48, {{4800, 1600, 1}, {1600, 1600, 0}, {6400, 1600, 1 | 4}, {1600, 6400, 0}}}};
   for (const auto& m : models)
-    for (int i = 0; i < 9; ++i) {
+    for (int i = 0; i < 11; ++i) {
       const std::string name = "gemv/cuda/" + std::string(frugal::dtype_traits<T>::name) + "/" + m.name + "/" + vn[i];
       const auto v = static_cast<seq_variant>(i);
       benchmark::RegisterBenchmark(name.c_str(),

@@ -90,7 +90,10 @@ int runner<Tag, T>::bench() {
     for (attn_kind a : {attn_kind::contiguous, attn_kind::paged}) specs.push_back({attn_name(a), &*dense, a, 0.f, prompts(1, P), n});
     if (gpu && a_.mega)  // the one-kernel decode step (mega_cuda.cuh), same prompts, in the same alternation
       specs.push_back({"kv_mega", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, true});
-    log("modes kv / paged" + std::string(gpu && a_.mega ? " / kv_mega" : "") + ", new=" + std::to_string(n));
+    if (gpu)  // the dense GEMVs on the other kernel (gemv_options::weights_ahead = 0): what the weights-ahead one gives
+      specs.push_back({"kv_noahead", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, false, 0});
+    log("modes kv / paged" + std::string(gpu && a_.mega ? " / kv_mega" : "") + std::string(gpu ? " / kv_noahead" : "") +
+        ", new=" + std::to_string(n));
     for (auto& r : measure_alternating(specs, reps)) {
       auto j = r.json();
       roof(j);

@@ -224,6 +224,9 @@ struct session_options {
   //! CUDA, batch 1, contiguous KV, dense: the whole decode step as one persistent kernel (mega_cuda.cuh) on row-major
   //! copies of the weights (built by the session: the model's weight bytes once more), then select + advance.
   bool mega = false;
+  //! CUDA: gemv_options::weights_ahead of the dense decode GEMVs (-1 automatic: on, as they launch with pdl; 0: the
+  //! other dense kernel, for A/B runs).
+  int weights_ahead = -1;
 };
 
 template <class Tag, class T>
@@ -589,6 +592,7 @@ class session {
     const int b = b_, K = static_cast<int>(W.rows);
     frugal::gemv_options o;
     o.pdl = true;  // programmatic dependent launch: weights are never written while a step runs
+    o.weights_ahead = o_.weights_ahead;
     const T* in = x;
     if (o_.fused && (r.kind != select_rule::topk || m_.rms)) {
       o.norm = m_.rms ? frugal::gemv_norm::rmsnorm : frugal::gemv_norm::layernorm;
@@ -613,7 +617,7 @@ class session {
               bool acc) {
     const cmv<T> W(w.data(), x.cols, N);
     frugal::gemv_options o;
-    o.accumulate = acc, o.pdl = true;
+    o.accumulate = acc, o.pdl = true, o.weights_ahead = o_.weights_ahead;
     count(x.data, static_cast<int>(x.cols), frugal::gemv_norm::none, r);
     gemv_with(r, x, W, nz(bias), y, o);
   }

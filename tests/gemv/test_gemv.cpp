@@ -396,6 +396,8 @@ TEST_CASE("gemv cpu: fused options that do not fit the form throw frugal::error,
                            "frugal::gemv: options.act (=-1) is not a gemv_act value");
   FRUGAL_CHECK_THROWS_WITH(frugal::sparse_gemv(frugal::cpu, rows, wv, nullptr, yv, {.act = static_cast<gemv_act>(2)}),
                            "frugal::sparse_gemv: options.act (=2) is not a gemv_act value");
+  FRUGAL_CHECK_THROWS_WITH(frugal::gemv(frugal::cpu, xv, wv, nullptr, yv, {.weights_ahead = 2}),
+                           "frugal::gemv: options.weights_ahead (=2) must be -1 (automatic), 0 or 1");
   for (float v : y) CHECK(v == 42.f);  // nothing written by any failed call
   // Allowed: lists with the activation; eps is not looked at without a norm.
   frugal::sparse_gemv(frugal::cpu, rows, wv, nullptr, yv, {.act = gemv_act::gelu_tanh});

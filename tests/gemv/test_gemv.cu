@@ -100,7 +100,8 @@ TEST_CASE_TEMPLATE("gemv cuda: every split count and segment width is exact and 
       for (int splits : {1, 2, 3, 5, 8})
         for (int seg : {128, 256, 512}) {
           if (frugal_test::small_tests() && (splits == 2 || splits == 5 || seg == 256)) continue;
-          if (tiny && !(b == 1 ? (splits == 1 && seg == 512) || (splits == 8 && seg == 128) : splits == 3 && seg == 512))
+          if (tiny &&
+              !(b == 1 ? (splits == 1 && seg == 512) || (splits == 8 && seg == 128) : splits == 3 && seg == 512))
             continue;
           frugal::gemv_options o;
           o.splits = splits;
@@ -145,6 +146,94 @@ TEST_CASE_TEMPLATE("gemv cuda: batch-1 dense is bitwise equal to the staged path
           CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
         }
   }
+}
+
+// The weights-ahead kernel (gemv_options::weights_ahead; dense, batch 1, sm_90): its own tiling, a shared-memory part
+// and a register-streamed part of every tile, its own summation order. Against the f64 reference and the CPU.
+TEST_CASE_TEMPLATE("gemv cuda: weights-ahead kernel (dense, batch 1): edge shapes, fused norm / GELU, large tiles", T,
+                   float, frugal::half, bfloat16) {
+  FRUGAL_REQUIRE_GPU();
+  frugal::gemv_options on;
+  on.weights_ahead = 1;
+  int bad = 0;
+  std::size_t i = 0;
+  for (bool integer : {true, false})
+    for (spec s : shape_grid(integer)) {
+      if (s.f != form::dense || thinned(i++)) continue;
+      s.b = 1;
+      const auto c = make_case<T>(s);
+      const auto y = run_cuda(c, on);
+      bad += compare(c, y, "cuda ahead");
+      if (integer && std::memcmp(y.data(), run_cpu(c).data(), y.size() * sizeof(T)) != 0) {
+        ++bad;
+        FAIL_CHECK("cuda ahead != cpu bitwise on integer data: ", describe(s));
+      }
+    }
+  for (spec s : fused_grid()) {
+    if (s.f != form::dense || thinned(i++)) continue;
+    s.b = 1;
+    const auto c = make_case<T>(s);
+    bad += compare(c, run_cuda(c, on), "cuda ahead fused");
+  }
+  // Tiles larger than the shared memory (the rest streamed through registers), ragged N, the LM-head shape.
+  const std::int64_t large[][2] = {{4096, 4096}, {1600, 6400}, {50257, 768}, {300, 30000}};
+  for (const auto& kn : large) {
+    if (frugal_test::small_tests() && kn[0] * kn[1] > 4096 * 4096) continue;
+    for (bool fused : {false, true}) {
+      spec s{.b = 1,
+             .K = kn[1],
+             .N = kn[0],
+             .f = form::dense,
+             .bias = true,
+             .accumulate = !fused,
+             .integer = !fused,
+             .seed = 40};
+      if (fused) s.norm = frugal::gemv_norm::layernorm, s.act = frugal::gemv_act::gelu_tanh;
+      const auto c = make_case<T>(s);
+      const auto y = run_cuda(c, on);
+      bad += compare(c, y, "cuda ahead large");
+      CHECK(std::memcmp(y.data(), run_cuda(c, on).data(), y.size() * sizeof(T)) == 0);  // deterministic
+    }
+  }
+  CHECK(bad == 0);
+}
+
+TEST_CASE_TEMPLATE("gemv cuda: weights-ahead kernel: every cluster size, exact and deterministic; when it is chosen", T,
+                   float, bfloat16) {
+  FRUGAL_REQUIRE_GPU();
+  spec s{.b = 1, .K = 2500, .N = 300, .f = form::dense, .bias = true, .integer = true, .seed = 9};
+  const auto c = make_case<T>(s);
+  for (int splits = 1; splits <= 8; ++splits) {
+    frugal::gemv_options o;
+    o.weights_ahead = 1;
+    o.splits = splits;
+    const auto y = run_cuda(c, o);
+    INFO("splits=", splits);
+    CHECK(compare(c, y, "cuda ahead splits") == 0);
+    CHECK(std::memcmp(y.data(), run_cuda(c, o).data(), y.size() * sizeof(T)) == 0);
+  }
+  // Which kernel a call gets: forced on / off, automatic = on with pdl unless the other kernel's shape is pinned;
+  // never for batches or sparse forms.
+  int major = 0, dev = 0;
+  FRUGAL_CUDA_CHECK(cudaGetDevice(&dev), "test");
+  FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "test");
+  device_buffer<T> x(std::vector<T>(16 * 1024)), w(std::vector<T>(1024 * 1024)), y(std::vector<T>(16 * 1024));
+  auto chosen = [&](std::int64_t b, frugal::detail::gemv_input mode, frugal::gemv_options o) {
+    const auto p = frugal::detail::gemv_dense_problem<T>("test", mode, frugal::matrix_view<const T>(x.data(), b, 1024),
+                                                         frugal::matrix_view<const T>(w.data(), 1024, 1024), nullptr,
+                                                         frugal::matrix_view<T>(y.data(), b, 1024), o);
+    return frugal::detail::gemv_cuda_prepare("test", p, frugal::workspace{}).ahead;
+  };
+  using frugal::detail::gemv_input;
+  const bool sm90 = major >= 9;
+  CHECK(chosen(1, gemv_input::dense, {.weights_ahead = 1}) == sm90);
+  CHECK(chosen(1, gemv_input::dense, {.pdl = true}) == sm90);
+  CHECK_FALSE(chosen(1, gemv_input::dense, {}));
+  CHECK_FALSE(chosen(1, gemv_input::dense, {.pdl = true, .weights_ahead = 0}));
+  CHECK_FALSE(chosen(1, gemv_input::dense, {.splits = 2, .pdl = true}));
+  CHECK_FALSE(chosen(2, gemv_input::dense, {.weights_ahead = 1}));
+  CHECK_FALSE(chosen(1, gemv_input::threshold, {.weights_ahead = 1}));
+  CHECK_THROWS_AS(chosen(1, gemv_input::dense, {.weights_ahead = 2}), frugal::error);
 }
 
 TEST_CASE_TEMPLATE("gemv cuda: LLaMA-sized shapes, exact on integer data" * doctest::skip(frugal_test::small_tests()),
@@ -587,46 +676,52 @@ TEST_CASE("gemv cuda: programmatic dependent launch — a chain of GEMVs, each r
   cudaStream_t st;
   FRUGAL_CUDA_CHECK(cudaStreamCreate(&st), "test");
   using frugal::matrix_view;
+  int ahead = 0;  // the dense GEMVs' kernel (gemv_options::weights_ahead), the same with and without pdl
   auto chain = [&](bool pdl) {
     const auto tag = frugal::cuda.on(st);
     frugal::gemv(tag, matrix_view<const T>(x.data(), 1, d0), matrix_view<const T>(w1.data(), d0, d1), nullptr,
-                 matrix_view<T>(y1.data(), 1, d1), {.norm = frugal::gemv_norm::layernorm, .pdl = pdl});
+                 matrix_view<T>(y1.data(), 1, d1),
+                 {.norm = frugal::gemv_norm::layernorm, .pdl = pdl, .weights_ahead = ahead});
     frugal::sparse_gemv_threshold(tag, matrix_view<const T>(y1.data(), 1, d1), frugal::threshold{t.data(), 0.f},
                                   matrix_view<const T>(w2.data(), d1, d2), nullptr, matrix_view<T>(y2.data(), 1, d2),
                                   {.pdl = pdl});
-    frugal::gemv(tag, matrix_view<const T>(y2.data(), 1, d2), matrix_view<const T>(w3.data(), d2, d3), bias.data(),
-                 matrix_view<T>(y3.data(), 1, d3),
-                 {.norm = frugal::gemv_norm::rmsnorm, .act = frugal::gemv_act::gelu_tanh, .pdl = pdl});
+    frugal::gemv(
+        tag, matrix_view<const T>(y2.data(), 1, d2), matrix_view<const T>(w3.data(), d2, d3), bias.data(),
+        matrix_view<T>(y3.data(), 1, d3),
+        {.norm = frugal::gemv_norm::rmsnorm, .act = frugal::gemv_act::gelu_tanh, .pdl = pdl, .weights_ahead = ahead});
     frugal::gemv(tag, matrix_view<const T>(y3.data(), 1, d3), matrix_view<const T>(w4.data(), d3, d0), nullptr,
-                 matrix_view<T>(y4.data(), 1, d0), {.accumulate = true, .pdl = pdl});
+                 matrix_view<T>(y4.data(), 1, d0), {.accumulate = true, .pdl = pdl, .weights_ahead = ahead});
   };
-  chain(false);
-  FRUGAL_CUDA_CHECK(cudaStreamSynchronize(st), "test");
-  const auto ref2 = y2.download(), ref4 = y4.download();
-  for (int mode = 0; mode < 2; ++mode) {  // 0: pdl on the stream, 1: pdl captured into a graph and replayed twice
-    y1.zero(), y2.zero(), y3.zero();
+  for (ahead = 0; ahead <= 1; ++ahead) {
     y4.upload(y4_0);
-    if (mode == 0) {
-      chain(true);
-    } else {
-      cudaGraph_t graph;
-      cudaGraphExec_t exec;
-      FRUGAL_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal), "test");
-      chain(true);
-      FRUGAL_CUDA_CHECK(cudaStreamEndCapture(st, &graph), "test");
-      FRUGAL_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0), "test");
-      FRUGAL_CUDA_CHECK(cudaGraphLaunch(exec, st), "test");
-      FRUGAL_CUDA_CHECK(cudaStreamSynchronize(st), "test");
-      CHECK(std::memcmp(y2.download().data(), ref2.data(), ref2.size() * 2) == 0);
-      y4.upload(y4_0);
-      FRUGAL_CUDA_CHECK(cudaGraphLaunch(exec, st), "test");
-      cudaGraphExecDestroy(exec);
-      cudaGraphDestroy(graph);
-    }
+    chain(false);
     FRUGAL_CUDA_CHECK(cudaStreamSynchronize(st), "test");
-    INFO("mode=", mode);
-    CHECK(std::memcmp(y2.download().data(), ref2.data(), ref2.size() * 2) == 0);
-    CHECK(std::memcmp(y4.download().data(), ref4.data(), ref4.size() * 2) == 0);
+    const auto ref2 = y2.download(), ref4 = y4.download();
+    for (int mode = 0; mode < 2; ++mode) {  // 0: pdl on the stream, 1: pdl captured into a graph and replayed twice
+      y1.zero(), y2.zero(), y3.zero();
+      y4.upload(y4_0);
+      if (mode == 0) {
+        chain(true);
+      } else {
+        cudaGraph_t graph;
+        cudaGraphExec_t exec;
+        FRUGAL_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal), "test");
+        chain(true);
+        FRUGAL_CUDA_CHECK(cudaStreamEndCapture(st, &graph), "test");
+        FRUGAL_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0), "test");
+        FRUGAL_CUDA_CHECK(cudaGraphLaunch(exec, st), "test");
+        FRUGAL_CUDA_CHECK(cudaStreamSynchronize(st), "test");
+        CHECK(std::memcmp(y2.download().data(), ref2.data(), ref2.size() * 2) == 0);
+        y4.upload(y4_0);
+        FRUGAL_CUDA_CHECK(cudaGraphLaunch(exec, st), "test");
+        cudaGraphExecDestroy(exec);
+        cudaGraphDestroy(graph);
+      }
+      FRUGAL_CUDA_CHECK(cudaStreamSynchronize(st), "test");
+      INFO("mode=", mode, " weights_ahead=", ahead);
+      CHECK(std::memcmp(y2.download().data(), ref2.data(), ref2.size() * 2) == 0);
+      CHECK(std::memcmp(y4.download().data(), ref4.data(), ref4.size() * 2) == 0);
+    }
   }
   cudaStreamDestroy(st);
 }

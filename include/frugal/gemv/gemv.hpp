@@ -140,6 +140,8 @@ inline void gemv_check_fused(const char* op, const gemv_options& opt, gemv_fuse 
   const int nv = static_cast<int>(opt.norm), av = static_cast<int>(opt.act);
   FRUGAL_CHECK(nv >= 0 && nv <= 2, op, "options.norm (=", nv, ") is not a gemv_norm value");
   FRUGAL_CHECK(av >= 0 && av <= 1, op, "options.act (=", av, ") is not a gemv_act value");
+  FRUGAL_CHECK(opt.weights_ahead >= -1 && opt.weights_ahead <= 1, op, "options.weights_ahead (=", opt.weights_ahead,
+               ") must be -1 (automatic), 0 or 1");
   if (opt.norm == gemv_norm::none) return;
   FRUGAL_CHECK(allowed != gemv_fuse::none, op, "options.norm = ", gemv_norm_name(opt.norm), " is not supported for ",
                form, " (normalise x before building the lists)");

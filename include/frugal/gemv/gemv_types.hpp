@@ -33,6 +33,14 @@ struct gemv_options {
   //! y and w, and every write, waits for it: griddepcontrol.wait). Reserved requirement, so that weight reads may
   //! move ahead of the wait later: nothing still running before this call may write `w`.
   bool pdl = false;
+  //! CUDA (sm_90), dense input, batch 1: the "weights ahead" kernel. Each block copies its weight tile into shared
+  //! memory (cp.async, up to ~96 KB) and issues its first 16 register loads per thread BEFORE griddepcontrol.wait,
+  //! and lets the next kernel launch at once: in a PDL chain a GEMV's weights stream while the kernels before it
+  //! finish, and the work after the wait is x, the products out of shared memory, the rest of the tile and the
+  //! cluster reduction. -1: automatic (on with pdl, unless splits / segment_bytes pin the other kernel's shape);
+  //! 0: off; 1: on whenever the call qualifies (splits, if set, is its cluster size). Deterministic, but not
+  //! bitwise equal to the other kernel (another summation order).
+  int weights_ahead = -1;
 };
 
 //! Per row r: entries indices[r * ld + j], values[r * ld + j] for j < nnz[r] (nnz in device memory for CUDA).

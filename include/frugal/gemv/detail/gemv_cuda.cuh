@@ -81,6 +81,9 @@ struct gemv_args {
   int topk_k = 0;           // threshold mode, > 0: t_r = the k-th largest raw |x[r, :]|, selected in the kernel
   bool accumulate = false;
   bool cluster = false;
+  int ahead_tn = 0;         // weights-ahead kernel: columns per tile (a multiple of 16 / sizeof(C))
+  int ahead_rows = 0;       // weights-ahead kernel: rows (channels) of shared memory for each block's tile
+  bool ahead_ring = false;  // ... used as a ring of gemv_ahead_cfg::stages stages (else one stage)
 };
 
 //! The fused activation, in f32 (tanhf: the accurate libdevice tanh, not tanh.approx).
@@ -603,6 +606,310 @@ __global__ void gemv_reduce_kernel(const gemv_args<C> a) {
   *yp = store_f<C>(s);
 }
 
+namespace gemv_ahead_cfg {
+inline constexpr int threads = 256;
+inline constexpr int unroll = 16;                      // register loads per thread issued before the wait
+inline constexpr int stages = 4;                       // the shared-memory rows: a ring of 4 stages
+inline constexpr int stat_regs = 8;                    // norm statistics from registers for K <= threads * 8
+inline constexpr int max_cluster_cols = 1024;          // s_part: a cluster's column tile
+inline constexpr std::size_t smem_bytes = 100 * 1024;  // dynamic shared memory per block: two blocks fit one SM
+static_assert(threads == gemv_cuda_cfg::threads, "launched and reduced like gemv_kernel's blocks");
+}  // namespace gemv_ahead_cfg
+
+__device__ __forceinline__ void gemv_cp_async16(void* dst, const void* src, int bytes) {
+  const auto d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(bytes) : "memory");
+}
+
+//! Sum of v over the block (256 threads), the same in every thread and every block: the warps' sums (shuffles)
+//! through red[0..8), added in warp order. One barrier; `red` must not be reused before the next barrier.
+__device__ __forceinline__ float gemv_block_sum(float v, float* red) {
+  for (int off = 16; off >= 1; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+  __syncthreads();
+  float s = 0.f;
+#pragma unroll
+  for (int w = 0; w < gemv_ahead_cfg::threads / 32; ++w) s += red[w];
+  return s;
+}
+
+//! The weights-ahead kernel (gemv_options::weights_ahead): batch 1, dense input, sm_90. Grid (1, splits, column
+//! tiles of tn columns), clusters of `splits` blocks along y, 256 threads, one block per tile and K split; thread
+//! (g, c) owns 16 bytes of columns (c) and the channels g, g + groups, ... of every part of the tile. A block's
+//! channels (relative to its split) go in three parts: [0, kp) through shared memory (rows of tn contiguous weights,
+//! 16-byte cp.async, zero-filled past N), [kp, kp + groups * 16) through registers (one 16-byte load per thread and
+//! channel), and — only when the tile is larger than both (ahead_ring) — the rest through the shared memory again,
+//! used as a ring of 4 stages, each refilled as soon as it is consumed. Before griddepcontrol.wait — while the
+//! previous kernel of a PDL chain still runs — the block issues the shared-memory part and the register batch and
+//! lets the next kernel launch (griddepcontrol.launch_dependents: its blocks may take the SM's other half). After the
+//! wait: the norm statistics over all of K (from registers, two passes, for K <= 2048; else as gemv_kernel), x̂ of
+//! the split into shared memory, the register batch, then the shared-memory rows. Reduction in a fixed order: the
+//! groups through shared memory, the splits through DSMEM as gemv_kernel does. Deterministic; the summation order
+//! (and the norm statistics' rounding) differ from gemv_kernel's.
+template <class C>
+__global__ void __launch_bounds__(gemv_ahead_cfg::threads, 2) gemv_ahead_kernel(const gemv_args<C> a) {
+  namespace cfg = gemv_ahead_cfg;
+  constexpr int T = cfg::threads, U = cfg::unroll, NS = cfg::stages, XU = cfg::stat_regs, vec = 16 / sizeof(C);
+  extern __shared__ uint4 gemv_ahead_smem[];
+  __shared__ float s_part[cfg::max_cluster_cols + 8];  // cluster: the splits' partials of this rank's columns
+  __shared__ float s_red[3 * (T / 32)];                // norm statistics scratch
+
+  const int tid = threadIdx.x;
+  const int tn = a.ahead_tn, tr = tn / vec, groups = T / tr;
+  const int g = tid / tr, tc = tid % tr;
+  const int split = blockIdx.y;
+  const std::int64_t n0 = static_cast<std::int64_t>(blockIdx.z) * tn;
+  const std::int64_t chunk = (a.K + a.splits - 1) / a.splits;
+  const std::int64_t k0 = gemv_min<std::int64_t>(a.K, chunk * split);
+  const int kc = static_cast<int>(gemv_min<std::int64_t>(a.K, k0 + chunk) - k0);  // this split's channels
+  const bool ring = a.ahead_ring;
+  const int rs = ring ? a.ahead_rows / NS : a.ahead_rows;  // rows per stage
+  const int kp = gemv_min(kc, ring ? NS * rs : rs);        // first pass through shared memory
+  C* s_w = reinterpret_cast<C*>(gemv_ahead_smem);          // [a.ahead_rows, tn]
+  const std::size_t wbytes =
+      gemv_max<std::size_t>(static_cast<std::size_t>(a.ahead_rows) * tn * sizeof(C), sizeof(float) * T * vec);
+  float* s_x = reinterpret_cast<float*>(reinterpret_cast<unsigned char*>(gemv_ahead_smem) + (wbytes + 15) / 16 * 16);
+
+  // Channels [r0, r1) of the split into ring stage st (16-byte copies, zero-filled past N), as one commit group.
+  auto fill = [&](int st, int r0, int r1) {
+    C* dst = s_w + static_cast<std::int64_t>(st) * rs * tn;
+    for (int i = tid; i < (r1 - r0) * tr; i += T) {
+      const int r = i / tr, c = i % tr;
+      const std::int64_t col = n0 + static_cast<std::int64_t>(c) * vec;
+      const int bytes = static_cast<int>(gemv_max<std::int64_t>(0, gemv_min<std::int64_t>(vec, a.N - col))) * sizeof(C);
+      gemv_cp_async16(dst + r * tn + c * vec, bytes ? a.w + (k0 + r0 + r) * a.ldw + col : a.w, bytes);
+    }
+    asm volatile("cp.async.commit_group;" ::: "memory");
+  };
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (a.cluster) asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");  // phase 0, as gemv_kernel
+#endif
+  // 1. The shared-memory part: one stage, or the whole ring stage by stage (NS commit groups, empty ones included).
+  if (!ring) {
+    fill(0, 0, kp);
+  } else {
+#pragma unroll
+    for (int st = 0; st < NS; ++st) fill(st, gemv_min(kp, st * rs), gemv_min(kp, (st + 1) * rs));
+  }
+
+  // 2. The register batch: channels kp + g + m * groups, m < mine.
+  const std::int64_t col = n0 + static_cast<std::int64_t>(tc) * vec;
+  const int nvalid =
+      g < groups ? static_cast<int>(gemv_max<std::int64_t>(0, gemv_min<std::int64_t>(vec, a.N - col))) : 0;
+  const int nreg = gemv_min(kc - kp, groups * U);  // channels of the register part
+  const int mine = nvalid > 0 && g < nreg ? (nreg - g + groups - 1) / groups : 0;
+  uint4 wv[U];
+  {
+    const C* wg = a.w + (k0 + kp + g) * a.ldw + col;
+    const std::int64_t step = static_cast<std::int64_t>(groups) * a.ldw;
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (u < mine) wv[u] = gemv_load_w(wg + u * step, nvalid);
+  }
+
+  // 3. Let the next kernel launch, then wait for the previous one (x, bias and y may be its outputs).
+  trigger_dependents();
+  grid_dependency_wait();
+
+  if (a.norm != 0 && a.K <= static_cast<std::int64_t>(T) * XU) {
+    // Statistics from registers: one read of x, two block sums (mean, then squared deviations from it).
+    float xv[XU], sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < XU; ++j) {
+      const std::int64_t i = tid + static_cast<std::int64_t>(j) * T;
+      xv[j] = i < a.K ? load_f(a.x[i]) : 0.f;
+      sum += xv[j];
+    }
+    const float K = static_cast<float>(a.K);
+    const float mu = a.norm == 1 ? gemv_block_sum(sum, s_red) / K : 0.f;
+    float q = 0.f;
+#pragma unroll
+    for (int j = 0; j < XU; ++j) {
+      const float d = tid + static_cast<std::int64_t>(j) * T < a.K ? xv[j] - mu : 0.f;
+      q = fmaf(d, d, q);
+    }
+    const float rstd = 1.f / sqrtf(fmaxf(gemv_block_sum(q, s_red + T / 32) / K, 0.f) + a.eps);
+#pragma unroll
+    for (int j = 0; j < XU; ++j) {
+      const std::int64_t i = tid + static_cast<std::int64_t>(j) * T;
+      if (i >= k0 && i < k0 + kc) s_x[i - k0] = (xv[j] - mu) * rstd;
+    }
+  } else {
+    float mu = 0.f, rstd = 1.f;
+    if (a.norm != 0) {
+      float m1[1], r1[1];
+      gemv_row_stats<C, 1>(a, 0, 1, m1, r1, s_red);
+      mu = m1[0], rstd = r1[0];
+    }
+    for (int i = tid; i < kc; i += T) {
+      const float v = load_f(a.x[k0 + i]);
+      s_x[i] = a.norm != 0 ? (v - mu) * rstd : v;
+    }
+  }
+
+  float acc[vec];
+#pragma unroll
+  for (int q = 0; q < vec; ++q) acc[q] = 0.f;
+  if (!ring) asm volatile("cp.async.wait_all;" ::: "memory");
+  __syncthreads();  // x̂ (and without the ring this thread block's shared-memory rows) is visible
+  // 4. The register batch (in flight since before the wait).
+#pragma unroll
+  for (int u = 0; u < U; ++u)
+    if (u < mine) {
+      float wf[vec];
+      gemv_unpack(wv[u], wf, static_cast<const C*>(nullptr));
+      const float xv = s_x[kp + g + u * groups];
+#pragma unroll
+      for (int q = 0; q < vec; ++q) acc[q] = fmaf(xv, wf[q], acc[q]);
+    }
+  // 5. The shared-memory part: one stage (the whole tile fits), or the ring: at step it, stage it % NS holds channels
+  //    [lo, hi): the first pass for it < NS, then the part after the registers. Waiting for group `it` leaves the
+  //    NS - 1 groups committed after it in flight.
+  auto rows_from_smem = [&](const C* stage, int lo, int hi) {
+    if (nvalid == 0) return;
+    const C* sw = stage + tc * vec;
+#pragma unroll 4
+    for (int r = g; r < hi - lo; r += groups) {
+      const uint4 v = *reinterpret_cast<const uint4*>(sw + r * tn);
+      float wf[vec];
+      gemv_unpack(v, wf, static_cast<const C*>(nullptr));
+      const float xv = s_x[lo + r];
+#pragma unroll
+      for (int q = 0; q < vec; ++q) acc[q] = fmaf(xv, wf[q], acc[q]);
+    }
+  };
+  if (!ring) rows_from_smem(s_w, 0, kp);
+  const int tail = kp + nreg;  // first channel of the ring's second pass
+  for (int it = 0; ring; ++it) {
+    const int lo = it < NS ? gemv_min(kp, it * rs) : tail + (it - NS) * rs;
+    const int hi = it < NS ? gemv_min(kp, (it + 1) * rs) : gemv_min(kc, lo + rs);
+    if (lo >= hi) break;
+    asm volatile("cp.async.wait_group %0;" ::"n"(NS - 1) : "memory");
+    __syncthreads();  // every thread's copies of stage it % NS are visible
+    rows_from_smem(s_w + static_cast<std::int64_t>(it % NS) * rs * tn, lo, hi);
+    const int nlo = tail + it * rs;  // refill this stage with the second pass's chunk it (consumed at it + NS)
+    if (nlo < kc) __syncthreads();   // every thread is done with the stage
+    fill(it % NS, gemv_min(kc, nlo), gemv_min(kc, nlo + rs));
+  }
+
+  // Reduction over the groups (channels side by side): [groups, tn] f32 over the weight buffer, summed in order.
+  asm volatile("cp.async.wait_all;" ::: "memory");  // (only empty groups can be left)
+  __syncthreads();                                  // every thread is done with s_w
+  float* red = reinterpret_cast<float*>(gemv_ahead_smem);
+  if (g < groups) {
+#pragma unroll
+    for (int q = 0; q < vec; ++q) red[g * tn + tc * vec + q] = acc[q];
+  }
+  __syncthreads();
+  auto block_sum = [&](int o) {
+    float s = 0.f;
+#pragma unroll 8
+    for (int gg = 0; gg < groups; ++gg) s += red[gg * tn + o];
+    return s;
+  };
+  auto finish = [&](int o, float s) {
+    const std::int64_t n = n0 + o;
+    if (n >= a.N) return;
+    if (a.bias) s += load_f(a.bias[n]);
+    s = gemv_act_f(a.act, s);
+    if (a.accumulate) s += load_f(a.y[n]);
+    a.y[n] = store_f<C>(s);
+  };
+  if (!a.cluster) {
+    for (int o = tid; o < tn; o += T) finish(o, block_sum(o));
+  } else {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    const int rank = static_cast<int>(cluster.block_rank());
+    const int per = (tn + a.splits - 1) / a.splits;
+    asm volatile("barrier.cluster.wait.aligned;" ::: "memory");  // phase 0: every block of the cluster has started
+    for (int o = tid; o < tn; o += T) {
+      const int c = o / per;
+      cluster.map_shared_rank(s_part, c)[split * per + (o - c * per)] = block_sum(o);
+    }
+    cluster.sync();
+    const int o0 = rank * per, o1 = min(tn, o0 + per);
+    for (int o = o0 + tid; o < o1; o += T) {
+      float s = 0.f;
+      for (int c = 0; c < a.splits; ++c) s += s_part[c * per + (o - o0)];
+      finish(o, s);
+    }
+#else
+    __trap();  // the host never picks this kernel for code compiled for < sm_90
+#endif
+  }
+}
+
+//! Launch shape of gemv_ahead_kernel: column tiles of tn (a multiple of vec, <= 256 vectors) and K splits (cluster
+//! size; power of two unless pinned, >= 64 channels each) so that tiles x splits fill one wave of one (or, if the
+//! tiles only fit then, two) blocks per SM with as many busy threads as possible (ties: more splits); then how many
+//! channels of a tile fit the shared memory next to x̂ of the split (rows = 4 stages of the ring). ok = false when x̂
+//! of one split and 4 rows would not fit (K beyond ~24k per split).
+struct gemv_ahead_shape {
+  bool ok = false;
+  bool all_ahead = false;  // the whole tile is requested before the wait (shared memory + the first register batch)
+  int tn = 0, splits = 1, rows = 0;
+  std::int64_t tiles = 0;
+  std::size_t smem = 0;
+};
+inline gemv_ahead_shape gemv_ahead_pick(std::int64_t N, std::int64_t K, int vec, int elem, int sms, int want_splits) {
+  namespace cfg = gemv_ahead_cfg;
+  gemv_ahead_shape best;
+  double best_score = -1;
+  int best_key = -1;
+  for (int per_sm : {1, 2})
+    for (int sp : {8, 7, 6, 5, 4, 3, 2, 1}) {  // ties: more splits (wider column tiles, longer contiguous rows)
+      if (want_splits ? sp != want_splits : (sp & (sp - 1)) != 0 || (sp > 1 && K / sp < 64)) continue;
+      const std::int64_t slots = static_cast<std::int64_t>(per_sm) * sms;
+      const std::int64_t target = std::max<std::int64_t>(1, slots / sp);
+      std::int64_t tn = ((N + target - 1) / target + vec - 1) / vec * vec;
+      tn = std::clamp<std::int64_t>(tn, vec, static_cast<std::int64_t>(cfg::threads) * vec);
+      if (sp > 1) tn = std::min<std::int64_t>(tn, cfg::max_cluster_cols / vec * vec);
+      const std::int64_t tiles = (N + tn - 1) / tn, blocks = tiles * sp;
+      const int tr = static_cast<int>(tn / vec), active = cfg::threads / tr * tr;
+      const std::int64_t waves = (blocks + slots - 1) / slots;
+      const double score = static_cast<double>(blocks) / static_cast<double>(waves * slots) * active / cfg::threads;
+      const std::int64_t chunk = (K + sp - 1) / sp;
+      const std::size_t xbytes = static_cast<std::size_t>(chunk) * 4;
+      const std::size_t red = sizeof(float) * cfg::threads * vec;
+      if (xbytes + red + 16 > cfg::smem_bytes) continue;
+      const std::size_t avail = cfg::smem_bytes - 16 - xbytes;
+      const auto fit = static_cast<std::int64_t>(avail / (static_cast<std::size_t>(tn) * elem));  // rows that fit
+      const std::int64_t nreg = static_cast<std::int64_t>(cfg::threads / tr) * cfg::unroll;
+      const bool all = chunk <= fit + nreg;  // one stage of shared memory + the register batch hold the tile
+      const std::int64_t rows = all ? std::min(chunk, fit) : fit / cfg::stages * cfg::stages;
+      if (rows < (all ? 1 : cfg::stages)) continue;
+      const std::size_t wbytes = std::max<std::size_t>(static_cast<std::size_t>(rows * tn * elem), red);
+      // Order: the whole tile ahead with one block per SM (room for the next kernel's blocks), then with two,
+      // then the best partial fit; inside a class the fuller wave.
+      const int key = (all ? 2 : 0) + (per_sm == 1 ? 1 : 0);
+      if (key < best_key || (key == best_key && score <= best_score)) continue;
+      best = {true, all, static_cast<int>(tn), sp, static_cast<int>(rows), tiles, (wbytes + 15) / 16 * 16 + xbytes};
+      best_key = key;
+      best_score = score;
+    }
+  return best;
+}
+
+//! Whether gemv_ahead_kernel<C> was compiled for sm_90+ (griddepcontrol, clusters); sets its shared-memory limit.
+template <class C>
+bool gemv_ahead_available() {
+  static const bool ok = [] {
+    cudaFuncAttributes fa{};
+    bool good = cudaFuncGetAttributes(&fa, gemv_ahead_kernel<C>) == cudaSuccess && fa.ptxVersion >= 90 &&
+                cudaFuncSetAttribute(gemv_ahead_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     static_cast<int>(gemv_ahead_cfg::smem_bytes)) == cudaSuccess;
+    if (good)  // as much of the unified L1 as shared memory as possible: two blocks (of two kernels) per SM
+      good = cudaFuncSetAttribute(gemv_ahead_kernel<C>, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                  cudaSharedmemCarveoutMaxShared) == cudaSuccess;
+    (void)cudaGetLastError();
+    return good;
+  }();
+  return ok;
+}
+
 //! Checked mode for explicit lists: one block per row; the first error found is recorded in status[0..3] as
 //! (code, row, entry, value): 1 = nnz outside [0, min(cap, K)], 2 = index outside [0, K), 3 = duplicate index.
 template <class I>
@@ -642,8 +949,10 @@ struct gemv_cuda_plan {
   dim3 grid;
   int bt = 1;
   bool empty = false;
-  bool pdl = false;                      // launch with programmatic stream serialization
-  bool sm90 = false;                     // the device could (griddepcontrol, clusters)
+  bool pdl = false;    // launch with programmatic stream serialization
+  bool sm90 = false;   // the device could (griddepcontrol, clusters)
+  bool ahead = false;  // gemv_ahead_kernel (dense, b = 1) with `smem` bytes of shared memory
+  std::size_t smem = 0;
   unsigned long long* status = nullptr;  // checked mode
 };
 
@@ -793,15 +1102,40 @@ gemv_cuda_plan<T> gemv_cuda_prepare(const char* op, const gemv_problem<T>& p, wo
   plan.grid = dim3(static_cast<unsigned>(btiles), static_cast<unsigned>(splits), static_cast<unsigned>(col_tiles));
   plan.sm90 = major >= 9;
   plan.pdl = p.opt.pdl && plan.sm90;
+
+  // Batch-1 dense on sm_90: the weights-ahead kernel when asked for (or automatically in PDL chains).
+  const bool want_ahead = p.opt.weights_ahead == 1 ||
+                          (p.opt.weights_ahead < 0 && p.opt.pdl && p.opt.splits == 0 && p.opt.segment_bytes == 0);
+  if (dx && want_ahead && plan.sm90 && p.K > 0 && gemv_ahead_available<C>()) {
+    const gemv_ahead_shape sh = gemv_ahead_pick(p.N, p.K, vec, sizeof(T), sms, p.opt.splits);
+    // Automatic: when the whole tile goes out before the wait, or for wide, short matrices (LM heads: N >= 16 K),
+    // where the ring streams better than gemv_kernel's one-split tiles (H100, f16, 50257x768: 45 vs 71 us). For
+    // LLaMA-like shapes the ring (~75 KB in flight per SM) is slower than gemv_kernel's two blocks per SM
+    // (4096x11008 f16: 53.5 vs 41.7 us), docs/gemv.md.
+    const bool wide = p.N >= 16 * p.K;
+    if (sh.ok && (sh.all_ahead || wide || p.opt.weights_ahead == 1)) {
+      a.splits = sh.splits;
+      a.cluster = sh.splits > 1;
+      a.partials = nullptr;
+      a.ahead_tn = sh.tn;
+      a.ahead_rows = sh.rows;
+      a.ahead_ring = !sh.all_ahead;
+      plan.grid = dim3(1, static_cast<unsigned>(sh.splits), static_cast<unsigned>(sh.tiles));
+      plan.ahead = true;
+      plan.smem = sh.smem;
+    }
+  }
   return plan;
 }
 
+//! Launches gemv_kernel<C, BT, DX>, or gemv_ahead_kernel<C> with `smem` bytes of dynamic shared memory.
 template <class C, int BT, bool DX = false>
-void gemv_cuda_launch_bt(cudaStream_t stream, const char* op, const gemv_args<C>& a, dim3 grid, bool pdl) {
+void gemv_cuda_launch_bt(cudaStream_t stream, const char* op, const gemv_args<C>& a, dim3 grid, bool pdl,
+                         bool ahead = false, std::size_t smem = 0) {
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
   cfg.blockDim = dim3(gemv_cuda_cfg::threads);
-  cfg.dynamicSmemBytes = 0;
+  cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
   cudaLaunchAttribute attr[2];
   unsigned n = 0;
@@ -819,7 +1153,10 @@ void gemv_cuda_launch_bt(cudaStream_t stream, const char* op, const gemv_args<C>
   }
   cfg.attrs = n ? attr : nullptr;
   cfg.numAttrs = n;
-  cuda_check(cudaLaunchKernelEx(&cfg, gemv_kernel<C, BT, DX>, a), op, "launching gemv_kernel");
+  if (ahead)
+    cuda_check(cudaLaunchKernelEx(&cfg, gemv_ahead_kernel<C>, a), op, "launching gemv_ahead_kernel");
+  else
+    cuda_check(cudaLaunchKernelEx(&cfg, gemv_kernel<C, BT, DX>, a), op, "launching gemv_kernel");
 }
 
 template <class T>
@@ -851,7 +1188,7 @@ void gemv_cuda_launch(cuda_t tag, const char* op, const gemv_problem<T>& p, cons
   switch (plan.bt) {
     case 1:
       if (a.mode == static_cast<int>(gemv_input::dense))
-        gemv_cuda_launch_bt<C, 1, true>(s, op, a, plan.grid, plan.pdl);
+        gemv_cuda_launch_bt<C, 1, true>(s, op, a, plan.grid, plan.pdl, plan.ahead, plan.smem);
       else
         gemv_cuda_launch_bt<C, 1>(s, op, a, plan.grid, plan.pdl);
       break;
