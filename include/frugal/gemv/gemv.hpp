@@ -53,7 +53,10 @@
 // fixed order (deterministic, no atomics), and bias / activation / accumulate are applied in f32 before one
 // rounding to T. The launch shape (segment width, power-of-two splits of >= 64 channels) aims at 1..1.75 blocks
 // per SM in one wave (H100 tuning, docs/gemv.md). gemv_options::pdl launches with programmatic dependent launch
-// (see gemv_types.hpp for what it requires of the caller).
+// (see gemv_types.hpp for what it requires of the caller). Batch-1 dense calls with pdl run a second kernel,
+// gemv_ahead_kernel (gemv_options::weights_ahead): each block's weight tile goes into shared memory (cp.async) and
+// registers before griddepcontrol.wait, so in a decode step a GEMV's weights stream while the kernels before it
+// finish; tiles larger than that stream through a 4-stage shared-memory ring (used automatically for N >= 16 K).
 // Without clusters (pre-sm_90) the partials go through the workspace and a second small kernel sums them.
 // CPU: threads over column ranges of N; per column block (up to 8192 columns / batch rows: long row streams),
 // kept channels are staged 256 at a time and accumulated 4 weight rows per pass (axpy; auto-vectorised f32/f64

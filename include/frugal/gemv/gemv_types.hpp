@@ -30,8 +30,8 @@ struct gemv_options {
   gemv_act act = gemv_act::none;     //!< fused activation of the output (see gemv_act)
   //! CUDA (sm_90): launch with programmatic dependent launch, so that in a stream / CUDA Graph of back-to-back
   //! kernels this GEMV's blocks start while the previous kernel drains (every read of x, lists, thresholds, bias,
-  //! y and w, and every write, waits for it: griddepcontrol.wait). Reserved requirement, so that weight reads may
-  //! move ahead of the wait later: nothing still running before this call may write `w`.
+  //! y, and every write, waits for it: griddepcontrol.wait). Requirement: nothing still running before this call may
+  //! write `w` — the weights-ahead kernel (below) reads w before the wait.
   bool pdl = false;
   //! CUDA (sm_90), dense input, batch 1: the "weights ahead" kernel. Each block copies its weight tile into shared
   //! memory (cp.async, up to ~96 KB) and issues its first 16 register loads per thread BEFORE griddepcontrol.wait,

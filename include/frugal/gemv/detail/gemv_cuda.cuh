@@ -1,7 +1,7 @@
 // frugal/gemv/detail/gemv_cuda.cuh — CUDA implementation of every gemv form (nvcc only).
 //
 // One kernel, gemv_kernel<C, BT, DX>, for all input forms (dense, masked, threshold/top-k, explicit lists), batch
-// tiles of BT in {1, 2, 4} rows. Grid (batch tiles, K splits, column tiles); 256 threads per block. DX = true is the
+// tiles of BT in {1, 2, 4} rows (and, for batch-1 dense calls in PDL chains, gemv_ahead_kernel further below). Grid (batch tiles, K splits, column tiles); 256 threads per block. DX = true is the
 // batch-1 dense instantiation: no staging (step 1) — each weight batch loads its x values (L2) next to it, in the
 // staged loop's channel order, so its sums are bitwise those of the staged path (H100, bf16: 4-15% faster).
 //  0. With gemv_options::pdl, griddepcontrol.wait before anything reads x / lists / thresholds / bias / y.
