@@ -1,9 +1,10 @@
 // frugal/gemv/detail/gemv_cuda.cuh — CUDA implementation of every gemv form (nvcc only).
 //
 // One kernel, gemv_kernel<C, BT, DX>, for all input forms (dense, masked, threshold/top-k, explicit lists), batch
-// tiles of BT in {1, 2, 4} rows (and, for batch-1 dense calls in PDL chains, gemv_ahead_kernel further below). Grid (batch tiles, K splits, column tiles); 256 threads per block. DX = true is the
-// batch-1 dense instantiation: no staging (step 1) — each weight batch loads its x values (L2) next to it, in the
-// staged loop's channel order, so its sums are bitwise those of the staged path (H100, bf16: 4-15% faster).
+// tiles of BT in {1, 2, 4} rows (and, for batch-1 dense calls in PDL chains, gemv_ahead_kernel further below). Grid
+// (batch tiles, K splits, column tiles); 256 threads per block. DX = true is the batch-1 dense instantiation: no
+// staging (step 1) — each weight batch loads its x values (L2) next to it, in the staged loop's channel order, so its
+// sums are bitwise those of the staged path (H100, bf16: 4-15% faster).
 //  0. With gemv_options::pdl, griddepcontrol.wait before anything reads x / lists / thresholds / bias / y.
 //     Fused top-k at batch 1 (gemv_args::topk_k > 0): the block first finds t = the row's k-th largest raw |x| over
 //     all of K (topk_block_kth_key, sparsify/detail/topk_cuda.cuh; histogram in the staging tables' shared memory),
@@ -105,16 +106,66 @@ __device__ __forceinline__ void gemv_welford_merge(float& n, float& m, float& q,
   n = t;
 }
 
+//! Sum of v over the block (256 threads), the same in every thread and every block: the warps' sums (shuffles)
+//! through red[0..8), added in warp order. One barrier; `red` must not be reused before the next barrier.
+__device__ __forceinline__ float gemv_block_sum(float v, float* red) {
+  for (int off = 16; off >= 1; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+  __syncthreads();
+  float s = 0.f;
+#pragma unroll
+  for (int w = 0; w < gemv_cuda_cfg::threads / 32; ++w) s += red[w];
+  return s;
+}
+
+//! Batch-1 norm statistics for K <= gemv_stats_regs_max from registers: thread t holds x[t + j * 256] (j < 8, 0
+//! past K) in xv, then two block sums — the mean (layernorm; 0 for rmsnorm), then the squared deviations from it
+//! (exact two-pass variance, no cancellation from a large mean). Identical in every block. red: >= 16 floats, not
+//! touched by other threads during the call (two barriers inside).
+inline constexpr int gemv_stats_regs_max = gemv_cuda_cfg::threads * 8;
+template <class C>
+__device__ __forceinline__ void gemv_stats_regs(const C* x, std::int64_t K, bool ln, float eps, float (&xv)[8],
+                                                float& mu, float& rs, float* red) {
+  constexpr int T = gemv_cuda_cfg::threads;
+  float sum = 0.f;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const std::int64_t i = threadIdx.x + static_cast<std::int64_t>(j) * T;
+    xv[j] = i < K ? load_f(x[i]) : 0.f;
+    sum += xv[j];
+  }
+  const float n = static_cast<float>(K);
+  mu = ln ? gemv_block_sum(sum, red) / n : 0.f;
+  float q = 0.f;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const float d = threadIdx.x + static_cast<std::int64_t>(j) * T < K ? xv[j] - mu : 0.f;
+    q = fmaf(d, d, q);
+  }
+  rs = 1.f / sqrtf(fmaxf(gemv_block_sum(q, red + T / 32) / n, 0.f) + eps);
+}
+
 //! Norm prologue statistics of rows [r0, r0 + nr) over all K channels of x (x is small and L2-resident: every
 //! block of the grid recomputes them for its rows, identically). layernorm: per-thread Welford over a strided
 //! subset, then Chan merges (warp shuffles, then the 8 warps in order) — one pass, no cancellation from a large
 //! mean; rmsnorm: sum of squares. f32 throughout. mu = mean (0 for rmsnorm), rs = 1 / sqrt(var + eps).
+//! One row with K <= gemv_stats_regs_max (decode: GPT-2's 768 / 1600): gemv_stats_regs instead (one read of x, no
+//! division per element; in a PDL chain the Welford pass cost ~1.5 us per fused GEMV, docs/gemv.md).
 template <class C, int BT>
 __device__ void gemv_row_stats(const gemv_args<C>& a, std::int64_t r0, int nr, float (&mu)[BT], float (&rs)[BT],
                                float* red /* >= 3 * BT * warps floats of shared memory */) {
   constexpr int T = gemv_cuda_cfg::threads, W = T / 32, U = 8;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const bool ln = a.norm == 1;
+  if constexpr (BT == 1) {
+    if (nr == 1 && a.K <= gemv_stats_regs_max) {
+      float xv[8];
+      __syncthreads();  // `red` may still be in use by the caller
+      gemv_stats_regs(a.x + r0 * a.ldx, a.K, ln, a.eps, xv, mu[0], rs[0], red);
+      __syncthreads();  // before `red` is reused
+      return;
+    }
+  }
   float cn = 0.f, m[BT], q[BT];
 #pragma unroll
   for (int r = 0; r < BT; ++r) m[r] = 0.f, q[r] = 0.f;
@@ -610,7 +661,6 @@ namespace gemv_ahead_cfg {
 inline constexpr int threads = 256;
 inline constexpr int unroll = 16;                      // register loads per thread issued before the wait
 inline constexpr int stages = 4;                       // the shared-memory rows: a ring of 4 stages
-inline constexpr int stat_regs = 8;                    // norm statistics from registers for K <= threads * 8
 inline constexpr int max_cluster_cols = 1024;          // s_part: a cluster's column tile
 inline constexpr std::size_t smem_bytes = 100 * 1024;  // dynamic shared memory per block: two blocks fit one SM
 static_assert(threads == gemv_cuda_cfg::threads, "launched and reduced like gemv_kernel's blocks");
@@ -619,18 +669,6 @@ static_assert(threads == gemv_cuda_cfg::threads, "launched and reduced like gemv
 __device__ __forceinline__ void gemv_cp_async16(void* dst, const void* src, int bytes) {
   const auto d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(bytes) : "memory");
-}
-
-//! Sum of v over the block (256 threads), the same in every thread and every block: the warps' sums (shuffles)
-//! through red[0..8), added in warp order. One barrier; `red` must not be reused before the next barrier.
-__device__ __forceinline__ float gemv_block_sum(float v, float* red) {
-  for (int off = 16; off >= 1; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
-  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
-  __syncthreads();
-  float s = 0.f;
-#pragma unroll
-  for (int w = 0; w < gemv_ahead_cfg::threads / 32; ++w) s += red[w];
-  return s;
 }
 
 //! The weights-ahead kernel (gemv_options::weights_ahead): batch 1, dense input, sm_90. Grid (1, splits, column
@@ -649,7 +687,7 @@ __device__ __forceinline__ float gemv_block_sum(float v, float* red) {
 template <class C>
 __global__ void __launch_bounds__(gemv_ahead_cfg::threads, 2) gemv_ahead_kernel(const gemv_args<C> a) {
   namespace cfg = gemv_ahead_cfg;
-  constexpr int T = cfg::threads, U = cfg::unroll, NS = cfg::stages, XU = cfg::stat_regs, vec = 16 / sizeof(C);
+  constexpr int T = cfg::threads, U = cfg::unroll, NS = cfg::stages, vec = 16 / sizeof(C);
   extern __shared__ uint4 gemv_ahead_smem[];
   __shared__ float s_part[cfg::max_cluster_cols + 8];  // cluster: the splits' partials of this rank's columns
   __shared__ float s_red[3 * (T / 32)];                // norm statistics scratch
@@ -712,26 +750,12 @@ __global__ void __launch_bounds__(gemv_ahead_cfg::threads, 2) gemv_ahead_kernel(
   trigger_dependents();
   grid_dependency_wait();
 
-  if (a.norm != 0 && a.K <= static_cast<std::int64_t>(T) * XU) {
-    // Statistics from registers: one read of x, two block sums (mean, then squared deviations from it).
-    float xv[XU], sum = 0.f;
+  if (a.norm != 0 && a.K <= gemv_stats_regs_max) {
+    // Statistics from registers (x read once), x̂ of the split straight from them.
+    float xv[8], mu, rstd;
+    gemv_stats_regs(a.x, a.K, a.norm == 1, a.eps, xv, mu, rstd, s_red);
 #pragma unroll
-    for (int j = 0; j < XU; ++j) {
-      const std::int64_t i = tid + static_cast<std::int64_t>(j) * T;
-      xv[j] = i < a.K ? load_f(a.x[i]) : 0.f;
-      sum += xv[j];
-    }
-    const float K = static_cast<float>(a.K);
-    const float mu = a.norm == 1 ? gemv_block_sum(sum, s_red) / K : 0.f;
-    float q = 0.f;
-#pragma unroll
-    for (int j = 0; j < XU; ++j) {
-      const float d = tid + static_cast<std::int64_t>(j) * T < a.K ? xv[j] - mu : 0.f;
-      q = fmaf(d, d, q);
-    }
-    const float rstd = 1.f / sqrtf(fmaxf(gemv_block_sum(q, s_red + T / 32) / K, 0.f) + a.eps);
-#pragma unroll
-    for (int j = 0; j < XU; ++j) {
+    for (int j = 0; j < 8; ++j) {
       const std::int64_t i = tid + static_cast<std::int64_t>(j) * T;
       if (i >= k0 && i < k0 + kc) s_x[i - k0] = (xv[j] - mu) * rstd;
     }
