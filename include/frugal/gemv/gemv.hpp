@@ -33,9 +33,11 @@
 //   any norm with explicit lists, layernorm with masked or top-k, eps not finite or <= 0 (checked only with a
 //   norm), norm/act values outside their enums.
 //   Statistics: CPU in f64 (two passes), rounded to the accumulation type. CUDA: every block recomputes its rows'
-//   statistics from x over all of K (x is KBs, L2-resident; a block streams only its K split of W): one pass,
-//   per-thread Welford (f32) then Chan merges in a fixed order (warp shuffles, then the 8 warps) — no cancellation
-//   from a large mean or an outlier channel, identical in every block of the grid; rmsnorm: f32 sum of squares.
+//   statistics from x over all of K (x is KBs, L2-resident; a block streams only its K split of W). Batch 1 with
+//   K <= 2048: x held in registers (8 values per thread), two f32 block sums — the mean, then the squared
+//   deviations from it; otherwise one pass of per-thread Welford (f32) then Chan merges in a fixed order (warp
+//   shuffles, then the 8 warps). Either way no cancellation from a large mean or an outlier channel, identical in
+//   every block of the grid; rmsnorm: f32 sum of squares.
 //   The prologue costs one extra read of x's rows per block plus a block reduction (measured in docs/gemv.md).
 // Batches (b > 1): the result is always per row (row r uses only its own kept channels). What is read differs:
 //   the dense-x forms load the UNION of the rows' kept channels once per tile of up to 4 rows (values of rows
