@@ -291,6 +291,39 @@ __device__ __forceinline__ uint4 gemv_load_w(const C* p, int nvalid) {
   return r;
 }
 
+//! Reduction of a column tile's K splits, which form one thread-block cluster (sm_90): every block stores its
+//! partial (block_sum(o)) of rank c's slice of the `cols` outputs into rank c's s_part[split * per + j] (DSMEM), one
+//! cluster barrier, then every rank sums its slice from its own shared memory in split order and calls finish(o, s).
+//! Nothing reads another block's shared memory after the barrier, so no second barrier before exiting. The caller
+//! arrived on cluster barrier phase 0 at kernel start; waiting for it here means every block of the cluster has
+//! started before another writes into its shared memory.
+template <class Sum, class Finish>
+__device__ __forceinline__ void gemv_cluster_reduce(int cols, int splits, int split, float* s_part, Sum&& block_sum,
+                                                    Finish&& finish) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  namespace cg = cooperative_groups;
+  constexpr int T = gemv_cuda_cfg::threads;
+  cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank()), tid = static_cast<int>(threadIdx.x);
+  const int per = (cols + splits - 1) / splits;
+  asm volatile("barrier.cluster.wait.aligned;" ::: "memory");  // phase 0
+  for (int o = tid; o < cols; o += T) {
+    const int c = o / per;
+    cluster.map_shared_rank(s_part, c)[split * per + (o - c * per)] = block_sum(o);
+  }
+  cluster.sync();
+  const int o0 = rank * per, o1 = min(cols, o0 + per);
+  for (int o = o0 + tid; o < o1; o += T) {
+    float s = 0.f;
+    for (int c = 0; c < splits; ++c) s += s_part[c * per + (o - o0)];
+    finish(o, s);
+  }
+#else
+  (void)cols, (void)splits, (void)split, (void)s_part, (void)block_sum, (void)finish;
+  __trap();  // the host never asks for clusters from code compiled for < sm_90
+#endif
+}
+
 //! DX (batch 1, dense input only): no staging, see the dense loop below.
 template <class C, int BT, bool DX = false>
 __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const gemv_args<C> a) {
@@ -610,29 +643,7 @@ __global__ void __launch_bounds__(gemv_cuda_cfg::threads, 2) gemv_kernel(const g
   if (a.splits == 1) {
     for (int o = tid; o < BT * tn; o += cfg::threads) finish(o, block_sum(o));
   } else if (a.cluster) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    namespace cg = cooperative_groups;
-    cg::cluster_group cluster = cg::this_cluster();
-    const int rank = static_cast<int>(cluster.block_rank());
-    const int per = (BT * tn + a.splits - 1) / a.splits;
-    // Push: this block stores its partial of rank c's slice into rank c's s_part[rank * per + j] (DSMEM), one
-    // cluster barrier, then every rank sums its slice from its own shared memory in split order. Nothing reads
-    // another block's shared memory after the barrier, so no second barrier before exiting.
-    asm volatile("barrier.cluster.wait.aligned;" ::: "memory");  // phase 0: every block of the cluster has started
-    for (int o = tid; o < BT * tn; o += cfg::threads) {
-      const int c = o / per;
-      cluster.map_shared_rank(s_part, c)[split * per + (o - c * per)] = block_sum(o);
-    }
-    cluster.sync();
-    const int o0 = rank * per, o1 = min(BT * tn, o0 + per);
-    for (int o = o0 + tid; o < o1; o += cfg::threads) {
-      float s = 0.f;
-      for (int c = 0; c < a.splits; ++c) s += s_part[c * per + (o - o0)];
-      finish(o, s);
-    }
-#else
-    __trap();  // the host never asks for clusters from code compiled for < sm_90
-#endif
+    gemv_cluster_reduce(BT * tn, a.splits, split, s_part, block_sum, finish);
   } else {
     for (int o = tid; o < BT * tn; o += cfg::threads) {
       const int r = o / tn;
@@ -843,26 +854,7 @@ __global__ void __launch_bounds__(gemv_ahead_cfg::threads, 2) gemv_ahead_kernel(
   if (!a.cluster) {
     for (int o = tid; o < tn; o += T) finish(o, block_sum(o));
   } else {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    namespace cg = cooperative_groups;
-    cg::cluster_group cluster = cg::this_cluster();
-    const int rank = static_cast<int>(cluster.block_rank());
-    const int per = (tn + a.splits - 1) / a.splits;
-    asm volatile("barrier.cluster.wait.aligned;" ::: "memory");  // phase 0: every block of the cluster has started
-    for (int o = tid; o < tn; o += T) {
-      const int c = o / per;
-      cluster.map_shared_rank(s_part, c)[split * per + (o - c * per)] = block_sum(o);
-    }
-    cluster.sync();
-    const int o0 = rank * per, o1 = min(tn, o0 + per);
-    for (int o = o0 + tid; o < o1; o += T) {
-      float s = 0.f;
-      for (int c = 0; c < a.splits; ++c) s += s_part[c * per + (o - o0)];
-      finish(o, s);
-    }
-#else
-    __trap();  // the host never picks this kernel for code compiled for < sm_90
-#endif
+    gemv_cluster_reduce(tn, a.splits, split, s_part, block_sum, finish);
   }
 }
 
