@@ -12,7 +12,9 @@
 // attention and KV append of every layer (docs/results.md measures the step before and after). The pool's workers
 // are started on first use (as many as the largest num_threads() - 1 asked for, at most 255), take chunks by an
 // atomic claim on one 64-bit state word (epoch | chunks | claimed), spin for a short while after each job
-// (FRUGAL_POOL_SPIN_US, default 200 us; 0 = block at once) and then block in std::atomic::wait. The calling thread
+// (FRUGAL_POOL_SPIN_US, default 200 us; 0 = block at once) and then block on a condition variable (not
+// std::atomic<uint64_t>::wait: libstdc++ 12 emulates it for 64-bit words with a proxy counter, and a worker once
+// slept through the shutdown notify in a clean-clone CI run, hanging the process at exit). The calling thread
 // claims chunks too, so a call finishes even while every worker is asleep or busy elsewhere. A call made while the
 // pool is running another call (from another thread, or nested inside a chunk) runs on threads created for it, as
 // before the pool — same chunks, same results.
@@ -21,6 +23,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <exception>
@@ -68,7 +71,7 @@ class worker_pool {
     done_.store(0, std::memory_order_relaxed);
     const std::uint64_t e = (epoch(state_.load(std::memory_order_relaxed)) + 1) & 0xffffffffu;
     state_.store(e << 32 | static_cast<std::uint64_t>(chunks) << 16, std::memory_order_seq_cst);
-    if (sleepers_.load(std::memory_order_seq_cst) > 0) state_.notify_all();
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) wake_all();
     while (claim_and_run(e)) {
     }
     // Wait for the chunks the workers claimed: they read this call's body until they count themselves done.
@@ -89,7 +92,7 @@ class worker_pool {
   ~worker_pool() {
     stop_.store(true, std::memory_order_seq_cst);
     state_.fetch_add(std::uint64_t{1} << 32, std::memory_order_seq_cst);  // a new epoch with no chunks: wakes all
-    state_.notify_all();
+    wake_all();
     for (auto& t : workers_) t.join();
   }
 
@@ -99,6 +102,14 @@ class worker_pool {
   }
 
   static std::uint32_t epoch(std::uint64_t s) { return static_cast<std::uint32_t>(s >> 32); }
+
+  // After a (seq_cst) change of state_'s epoch. A sleeper counts itself in sleepers_ and then checks the epoch under
+  // sleep_mutex_ before it waits, so either it sees the new epoch or it is waiting when this notifies (taking the
+  // mutex orders the two); a poster that reads sleepers_ == 0 comes before the count, so the check sees the epoch.
+  void wake_all() {
+    std::lock_guard<std::mutex> g(sleep_mutex_);
+    sleep_cv_.notify_all();
+  }
 
   // Takes the next unclaimed chunk of epoch e, if any, and runs it. A worker reads the job's fields only after a
   // successful claim: the caller cannot return (and post another job) before that chunk is counted done.
@@ -139,8 +150,10 @@ class worker_pool {
       for (int i = 0; epoch(s) == seen; ++i) {
         if ((i & 255) == 255 && std::chrono::steady_clock::now() >= until) {
           sleepers_.fetch_add(1, std::memory_order_seq_cst);
-          s = state_.load(std::memory_order_seq_cst);
-          if (epoch(s) == seen) state_.wait(s, std::memory_order_acquire);
+          {
+            std::unique_lock<std::mutex> lock(sleep_mutex_);
+            sleep_cv_.wait(lock, [&] { return epoch(state_.load(std::memory_order_seq_cst)) != seen; });
+          }
           sleepers_.fetch_sub(1, std::memory_order_seq_cst);
         } else {
           cpu_relax();
@@ -158,6 +171,8 @@ class worker_pool {
   std::atomic<std::uint64_t> state_{0};  // epoch (32 bits) | chunks (16) | chunks claimed (16)
   std::atomic<int> done_{0};
   std::atomic<int> sleepers_{0};
+  std::mutex sleep_mutex_;  // with sleep_cv_: where idle workers block (see wake_all)
+  std::condition_variable sleep_cv_;
   std::atomic<bool> stop_{false};
   void* job_body_ = nullptr;
   void (*job_call_)(void*, int) = nullptr;
