@@ -175,7 +175,7 @@ TEST_CASE_TEMPLATE("gemv cuda: weights-ahead kernel (dense, batch 1): edge shape
     const auto c = make_case<T>(s);
     bad += compare(c, run_cuda(c, on), "cuda ahead fused");
   }
-  // Tiles larger than the shared memory (the rest streamed through registers), ragged N, the LM-head shape.
+  // Tiles larger than the shared memory (the register batch, then the 4-stage ring), ragged N, the LM-head shape.
   const std::int64_t large[][2] = {{4096, 4096}, {1600, 6400}, {50257, 768}, {300, 30000}};
   for (const auto& kn : large) {
     if (frugal_test::small_tests() && kn[0] * kn[1] > 4096 * 4096) continue;

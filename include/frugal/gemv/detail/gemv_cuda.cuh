@@ -691,10 +691,10 @@ __device__ __forceinline__ void gemv_cp_async16(void* dst, const void* src, int 
 //! used as a ring of 4 stages, each refilled as soon as it is consumed. Before griddepcontrol.wait — while the
 //! previous kernel of a PDL chain still runs — the block issues the shared-memory part and the register batch and
 //! lets the next kernel launch (griddepcontrol.launch_dependents: its blocks may take the SM's other half). After the
-//! wait: the norm statistics over all of K (from registers, two passes, for K <= 2048; else as gemv_kernel), x̂ of
-//! the split into shared memory, the register batch, then the shared-memory rows. Reduction in a fixed order: the
-//! groups through shared memory, the splits through DSMEM as gemv_kernel does. Deterministic; the summation order
-//! (and the norm statistics' rounding) differ from gemv_kernel's.
+//! wait: the norm statistics over all of K (as gemv_kernel's: gemv_stats_regs for K <= 2048, x̂ of the split then
+//! written from the same registers), x̂ into shared memory, the register batch, then the shared-memory rows.
+//! Reduction in a fixed order: the groups through shared memory, the splits through DSMEM (gemv_cluster_reduce, as
+//! gemv_kernel). Deterministic; the summation order differs from gemv_kernel's.
 template <class C>
 __global__ void __launch_bounds__(gemv_ahead_cfg::threads, 2) gemv_ahead_kernel(const gemv_args<C> a) {
   namespace cfg = gemv_ahead_cfg;
