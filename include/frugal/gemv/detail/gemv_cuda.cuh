@@ -36,6 +36,7 @@
 #include <cub/block/block_scan.cuh>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <limits>
 #include <type_traits>
@@ -909,20 +910,27 @@ inline gemv_ahead_shape gemv_ahead_pick(std::int64_t N, std::int64_t K, int vec,
   return best;
 }
 
-//! Whether gemv_ahead_kernel<C> was compiled for sm_90+ (griddepcontrol, clusters); sets its shared-memory limit.
+//! Whether gemv_ahead_kernel<C> can run on device `dev`: compiled for sm_90+ (griddepcontrol, clusters; checked once),
+//! and its shared-memory limit and carve-out set on that device (function attributes are per device: once each).
 template <class C>
-bool gemv_ahead_available() {
-  static const bool ok = [] {
+bool gemv_ahead_available(int dev) {
+  static const bool compiled = [] {
     cudaFuncAttributes fa{};
-    bool good = cudaFuncGetAttributes(&fa, gemv_ahead_kernel<C>) == cudaSuccess && fa.ptxVersion >= 90 &&
-                cudaFuncSetAttribute(gemv_ahead_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     static_cast<int>(gemv_ahead_cfg::smem_bytes)) == cudaSuccess;
-    if (good)  // as much of the unified L1 as shared memory as possible: two blocks (of two kernels) per SM
-      good = cudaFuncSetAttribute(gemv_ahead_kernel<C>, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                  cudaSharedmemCarveoutMaxShared) == cudaSuccess;
+    const bool ok = cudaFuncGetAttributes(&fa, gemv_ahead_kernel<C>) == cudaSuccess && fa.ptxVersion >= 90;
     (void)cudaGetLastError();
-    return good;
+    return ok;
   }();
+  static std::atomic<std::uint64_t> ready{0};  // bit d: attributes set on device d (devices 0..63)
+  if (!compiled || dev < 0 || dev >= 64) return false;
+  const std::uint64_t bit = std::uint64_t{1} << dev;
+  if (ready.load(std::memory_order_acquire) & bit) return true;
+  // As much of the unified L1 as shared memory as possible: two blocks (of two kernels) per SM.
+  const bool ok = cudaFuncSetAttribute(gemv_ahead_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(gemv_ahead_cfg::smem_bytes)) == cudaSuccess &&
+                  cudaFuncSetAttribute(gemv_ahead_kernel<C>, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                       cudaSharedmemCarveoutMaxShared) == cudaSuccess;
+  (void)cudaGetLastError();
+  if (ok) ready.fetch_or(bit, std::memory_order_acq_rel);
   return ok;
 }
 
@@ -1122,7 +1130,7 @@ gemv_cuda_plan<T> gemv_cuda_prepare(const char* op, const gemv_problem<T>& p, wo
   // Batch-1 dense on sm_90: the weights-ahead kernel when asked for (or automatically in PDL chains).
   const bool want_ahead = p.opt.weights_ahead == 1 ||
                           (p.opt.weights_ahead < 0 && p.opt.pdl && p.opt.splits == 0 && p.opt.segment_bytes == 0);
-  if (dx && want_ahead && plan.sm90 && p.K > 0 && gemv_ahead_available<C>()) {
+  if (dx && want_ahead && plan.sm90 && p.K > 0 && gemv_ahead_available<C>(dev)) {
     const gemv_ahead_shape sh = gemv_ahead_pick(p.N, p.K, vec, sizeof(T), sms, p.opt.splits);
     // Automatic: when the whole tile goes out before the wait, or for wide, short matrices (LM heads: N >= 16 K),
     // where the ring streams better than gemv_kernel's one-split tiles (H100, f16, 50257x768: 45 vs 71 us). For
