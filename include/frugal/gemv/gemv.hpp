@@ -61,8 +61,8 @@
 // finish; tiles larger than that stream through a 4-stage shared-memory ring (used automatically for N >= 16 K).
 // Without clusters (pre-sm_90) the partials go through the workspace and a second small kernel sums them.
 // CPU: threads over column ranges of N; per column block (up to 8192 columns / batch rows: long row streams),
-// kept channels are staged 256 at a time and accumulated 4 weight rows per pass (axpy; auto-vectorised f32/f64
-// loops; f16/bf16 rows converted to f32 512 at a time, branch-free).
+// kept channels are staged 256 at a time and accumulated 8 (f32, f64) or 4 (16-bit) weight rows per pass (axpy;
+// auto-vectorised f32/f64 loops; f16/bf16 rows converted to f32 512 at a time, branch-free).
 //
 // Precision: products and sums in f32 (f64 for double), output rounded once to T. Summation order differs between
 // CPU and CUDA, so results agree to a few units of T's rounding (plus f32 summation error over K).
