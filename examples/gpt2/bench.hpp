@@ -92,7 +92,10 @@ int runner<Tag, T>::bench() {
       specs.push_back({"kv_mega", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, true});
     if (gpu)  // the dense GEMVs on the other kernel (gemv_options::weights_ahead = 0): what the weights-ahead one gives
       specs.push_back({"kv_noahead", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, false, 0});
-    log("modes kv / paged" + std::string(gpu && a_.mega ? " / kv_mega" : "") + std::string(gpu ? " / kv_noahead" : "") +
+    if (gpu)  // the attention waiting for the qkv GEMV before its cache copies (attention_params::kv_ahead = false)
+      specs.push_back({"kv_nokvahead", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, false, -1, false});
+    log("modes kv / paged" + std::string(gpu && a_.mega ? " / kv_mega" : "") +
+        std::string(gpu ? " / kv_noahead / kv_nokvahead" : "") +
         ", new=" + std::to_string(n));
     for (auto& r : measure_alternating(specs, reps)) {
       auto j = r.json();

@@ -227,6 +227,9 @@ struct session_options {
   //! CUDA: gemv_options::weights_ahead of the dense decode GEMVs (-1 automatic: on, as they launch with pdl; 0: the
   //! other dense kernel, for A/B runs).
   int weights_ahead = -1;
+  //! CUDA: attention_params::kv_ahead for the fused append + attention: its cache copies go out before the qkv GEMV
+  //! has finished (lengths, tables and earlier tokens' K/V are written before a step begins). false: for A/B runs.
+  bool kv_ahead = true;
 };
 
 template <class Tag, class T>
@@ -475,7 +478,7 @@ class session {
       norm_linear(x, rule(l, site::qkv, C), cmv<T>(L.qkv_w.data(), C, 3 * C), nz(L.qkv_b), mv<T>(qkv_.data(), b, 3 * C),
                   frugal::gemv_act::none, "gemv qkv");
       kv_.decode(c_, l, b, lens_, cmv<T>(qkv_.data(), b, C, 3 * C), cmv<T>(qkv_.data() + C, b, C, 3 * C),
-                 cmv<T>(qkv_.data() + 2 * C, b, C, 3 * C), mv<T>(att_.data(), b, C), o_.fused);
+                 cmv<T>(qkv_.data() + 2 * C, b, C, 3 * C), mv<T>(att_.data(), b, C), o_.fused, o_.kv_ahead);
       mark("kv append + attention");
       linear(cmv<T>(att_.data(), b, C), rule(l, site::o_proj, C), L.proj_w, C, L.proj_b, mv<T>(x, b, C), true);
       mark("gemv o_proj");

@@ -134,18 +134,21 @@ class kv_store {
 
   //! Decode for rows 0..b-1: append each row's K/V at its position (lens[r] - 1), attend over lens[r] keys. fused:
   //! one launch ((paged_)append_decode_attention, no slots needed); else kv_append at slots_ (computed by the
-  //! embedding op from slot_args()), then (paged_)decode_attention.
+  //! embedding op from slot_args()), then (paged_)decode_attention. ahead (fused only): attention_params::kv_ahead —
+  //! lens, the table and the cache were written before the step began; only q/k/v come from the previous kernel.
   void decode(ctx_t& c, int layer, int b, const std::int32_t* lens, frugal::matrix_view<const T> q,
-              frugal::matrix_view<const T> k, frugal::matrix_view<const T> v, frugal::matrix_view<T> out, bool fused) {
+              frugal::matrix_view<const T> k, frugal::matrix_view<const T> v, frugal::matrix_view<T> out, bool fused,
+              bool ahead = false) {
     auto tag = c.tag;
     const frugal::workspace ws{ws_.data(), ws_.bytes()};
     if (fused) {
+      frugal::attention_params p = params_;
+      p.kv_ahead = ahead;
       if (kind_ == attn_kind::paged)
         frugal::paged_append_decode_attention(tag, q, k, v, paged().layer(layer),
-                                              frugal::paged_kv_table{table_.data(), lens, b, max_blocks_}, out, params_,
-                                              ws);
+                                              frugal::paged_kv_table{table_.data(), lens, b, max_blocks_}, out, p, ws);
       else
-        frugal::append_decode_attention(tag, q, k, v, contiguous(layer, 0, b), lens, out, params_, ws);
+        frugal::append_decode_attention(tag, q, k, v, contiguous(layer, 0, b), lens, out, p, ws);
       return;
     }
     if (kind_ == attn_kind::paged) {

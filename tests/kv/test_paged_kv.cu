@@ -2,7 +2,8 @@
 // appended cache (bitwise, caches written), decode attention paged == contiguous
 // (bitwise: one kernel template) and within one rounding of the naive double reference for f32/f16/bf16, head dims
 // 64/80/96/128, group sizes 1..8 and 12, split-K auto/1/3/7 (and a max_seq_len below the real lengths), lengths 0, 1,
-// page boundaries, long; prefill (causal and not); CUDA Graph capture with lengths changed between replays; errors.
+// page boundaries, long; prefill (causal and not); CUDA Graph capture with lengths changed between replays; errors;
+// attention_params::kv_ahead behind a slow PDL predecessor that writes q and the new rows (bitwise the plain call).
 #include <frugal/kv/block_allocator.hpp>
 #include <frugal/kv/decode_attention.hpp>
 #include <frugal/kv/paged_kv.hpp>
@@ -387,19 +388,89 @@ TEST_CASE("cuda decode step inside a CUDA Graph: lengths and tables change in de
 
 namespace {
 
+//! The previous kernel of a PDL chain that is slow to write its output: it lets its dependents launch at once
+//! (griddepcontrol.launch_dependents), sleeps ~`ns` nanoseconds, then copies n[i] bytes src[i] -> dst[i] (i < 3).
+struct slow_copies {
+  const unsigned char* src[3];
+  unsigned char* dst[3];
+  std::size_t n[3];
+};
+__global__ void slow_copy_kernel(slow_copies c, unsigned long long ns) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+  unsigned long long t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do {
+    __nanosleep(1000);
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (t - t0 < ns);
+  for (int i = 0; i < 3; ++i)
+    for (std::size_t j = blockIdx.x * blockDim.x + threadIdx.x; j < c.n[i]; j += gridDim.x * blockDim.x)
+      c.dst[i][j] = c.src[i][j];
+}
+
+//! attention_params::kv_ahead: the fused append + decode (paged and contiguous) as the dependent of a kernel that
+//! writes q and the new k/v rows only after sleeping 20 us, into buffers that held garbage (0x7b bytes): the outputs
+//! must be bitwise those of the plain call (`ref`), and the caches written as without kv_ahead. Reading q or the new
+//! rows before griddepcontrol.wait would take the garbage.
+template <class T>
+void check_kv_ahead_chain(kv_test::kv_case<T>& c, const frugal::attention_params& p0, const frugal::workspace& w,
+                          const device_case<T>& d, const std::vector<T>& kn_h, const std::vector<T>& vn_h,
+                          std::int64_t ld, const std::vector<T>& ref) {
+  frugal::attention_params p = p0;
+  p.kv_ahead = true;
+  const std::int64_t cols = static_cast<std::int64_t>(c.q_heads) * c.head_dim;
+  device_buffer<T> q_src(c.q), kn_src(kn_h), vn_src(vn_h);
+  for (const bool paged : {true, false}) {
+    INFO("kv_ahead chain, paged=", paged);
+    auto pc = c.paged, k = c.k_src, v = c.v_src;
+    kv_test::clobber_last(c, pc, k, v, 37.f);
+    device_buffer<T> dp(pc), dk(k), dv(v), q(c.q.size()), kn(kn_h.size()), vn(vn_h.size()), out(c.q.size());
+    for (auto* b : {&q, &kn, &vn}) FRUGAL_CUDA_CHECK(cudaMemset(b->data(), 0x7b, b->size() * sizeof(T)), "test");
+    device_sync();
+    slow_copies sc{};
+    const device_buffer<T>* from[3] = {&q_src, &kn_src, &vn_src};
+    device_buffer<T>* to[3] = {&q, &kn, &vn};
+    for (int i = 0; i < 3; ++i) {
+      sc.src[i] = reinterpret_cast<const unsigned char*>(from[i]->data());
+      sc.dst[i] = reinterpret_cast<unsigned char*>(to[i]->data());
+      sc.n[i] = from[i]->size() * sizeof(T);
+    }
+    slow_copy_kernel<<<4, 128>>>(sc, 20000);
+    const auto qv = matrix_view<const T>(q.data(), c.batch, cols);
+    const auto knv = matrix_view<const T>(kn.data(), c.batch, c.row(), ld);
+    const auto vnv = matrix_view<const T>(vn.data(), c.batch, c.row(), ld);
+    if (paged)
+      frugal::paged_append_decode_attention(frugal::cuda, qv, knv, vnv, c.paged_view(dp.data()), d.tab(c),
+                                            matrix_view<T>(out.data(), c.batch, cols), p, w);
+    else
+      frugal::append_decode_attention(frugal::cuda, qv, knv, vnv, c.contig_view(dk.data(), dv.data()), d.lens.data(),
+                                      matrix_view<T>(out.data(), c.batch, cols), p, w);
+    device_sync();
+    CHECK(same_bits(out.download(), ref));
+    if (paged) CHECK(same_bits(dp.download(), c.paged));
+    else {
+      CHECK(same_bits(dk.download(), c.k_src));
+      CHECK(same_bits(dv.download(), c.v_src));
+    }
+  }
+}
+
 //! Fused append + decode on CUDA: the new tokens' cache rows are clobbered; the fused op must restore them (caches
 //! bit-equal to the original) and equal decode over the original cache bit for bit (same plan). `graph`: the paged
 //! call is captured in a CUDA Graph and replayed.
 template <class T>
 void check_append_decode_cuda(std::uint64_t seed, std::int32_t kv_heads, std::int32_t group, std::int32_t D,
                               std::int32_t page, const std::vector<std::int32_t>& lens, std::int32_t splits,
-                              bool graph = false) {
+                              bool graph = false, bool ahead = false) {
   auto c = kv_test::make_case<T>(seed, kv_heads, group, D, page, lens);
   INFO("T=", frugal::dtype_traits<T>::name, " kv_heads=", kv_heads, " group=", group, " D=", D, " page=", page,
        " splits=", splits, " graph=", graph);
   const std::int64_t cols = static_cast<std::int64_t>(c.q_heads) * D, ld = 3 * c.row() + 8;
   device_case<T> d(c);
-  device_buffer<T> kn(kv_test::new_rows(c, c.k_src, ld)), vn(kv_test::new_rows(c, c.v_src, ld));
+  const auto kn_h = kv_test::new_rows(c, c.k_src, ld), vn_h = kv_test::new_rows(c, c.v_src, ld);
+  device_buffer<T> kn(kn_h), vn(vn_h);
   frugal::attention_params p;
   p.q_heads = c.q_heads;
   p.num_splits = splits;
@@ -454,11 +525,12 @@ void check_append_decode_cuda(std::uint64_t seed, std::int32_t kv_heads, std::in
   CHECK(same_bits(dp.download(), c.paged));
   CHECK(same_bits(dk.download(), c.k_src));
   CHECK(same_bits(dv.download(), c.v_src));
+  if (ahead) check_kv_ahead_chain(c, p, w, d, kn_h, vn_h, ld, r);
 }
 
 }  // namespace
 
-TEST_CASE_TEMPLATE("cuda fused append + decode == decode over the appended cache; caches written", T, float,
+TEST_CASE_TEMPLATE("cuda fused append + decode == decode over the appended cache; caches written; kv_ahead", T, float,
                    frugal::half, frugal::bfloat16) {
   FRUGAL_REQUIRE_GPU();
   std::uint64_t seed = 5000;
@@ -466,9 +538,10 @@ TEST_CASE_TEMPLATE("cuda fused append + decode == decode over the appended cache
   for (const std::int32_t D : {64, 80, 96, 128})
     for (const std::int32_t g : {1, 4, 7, 12})
       for (const std::int32_t splits : quick ? std::vector<std::int32_t>{0} : std::vector<std::int32_t>{0, 1, 3})
-        check_append_decode_cuda<T>(++seed, g % 2 ? 2 : 1, g, D, 16, {1, 16, 17, 0, 47, 130, 64, 300}, splits);
+        check_append_decode_cuda<T>(++seed, g % 2 ? 2 : 1, g, D, 16, {1, 16, 17, 0, 47, 130, 64, 300}, splits,
+                                    false, /*ahead=*/D != 80);
   check_append_decode_cuda<T>(++seed, 2, 4, 128, 16, {3000, 1, 2049}, 0);
-  check_append_decode_cuda<T>(++seed, 1, 6, 64, 1, {700, 333}, 7);
+  check_append_decode_cuda<T>(++seed, 1, 6, 64, 1, {700, 333}, 7, false, true);
   check_append_decode_cuda<T>(++seed, 3, 1, 64, 256, {257, 1000, 256}, 0, true);
   check_append_decode_cuda<T>(++seed, 2, 3, 128, 16, {900, 5, 17}, 0, true);
 }

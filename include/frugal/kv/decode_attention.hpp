@@ -70,6 +70,14 @@ struct attention_params {
                                  //!< sequences stay correct (the last split takes the rest), only slower.
   std::int32_t num_splits = 0;   //!< split-K partitions (CUDA decode): 0 chooses from the SM count, 1 disables
   bool causal = true;            //!< prefill only: row i of a sequence's new tokens sees keys up to its position
+  //! CUDA decode on sm_90, in a programmatic-dependent-launch chain (the previous kernel in the stream calls
+  //! griddepcontrol.launch_dependents): start streaming the cache before that kernel has finished. seq_lens, the block
+  //! table and the cached K/V are then read while it (and any kernel still running before it) runs, so none of them
+  //! may be written by those kernels; q, and with the fused append the new token's k/v, are read after the wait. The
+  //! decode step of a model fits: the lengths, tables and earlier tokens' K/V were written before the step began, the
+  //! previous kernel (the qkv projection) writes q/k/v. Results are bitwise those without it. Ignored on the CPU, by
+  //! prefill, and without PDL (then nothing runs early).
+  bool kv_ahead = false;
 };
 
 namespace detail {

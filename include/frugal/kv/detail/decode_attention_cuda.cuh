@@ -162,6 +162,9 @@ struct attn_args {
   std::int32_t num_splits;
   std::int32_t chunk;  // keys per split
   bool causal;
+  // attention_params::kv_ahead (decode only): the prologue's cache copies (and seq_lens, block ids) go out before
+  // griddepcontrol.wait; q and the fused append's new rows are read after it
+  bool ahead;
   float* part_o;    // [num_splits, rows, q_heads, D] (num_splits > 1)
   float* part_lse;  // [num_splits, rows, q_heads] log2-sum-exp2 of the scaled scores
   // [rows, kv_heads * hchunks] arrival counters of the in-kernel merge (zero between calls); null: merge kernel
@@ -437,8 +440,9 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
   // e.g. a PDL-launched GEMV, whose blocks then wait in its own griddepcontrol.wait) get scheduled now; then wait
   // until the kernel before this one has completed — nothing above reads memory, so from here on this launch
   // behaves as a plain one.
+  // With kv_ahead the wait comes after the prologue's cache copies are issued (below).
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-  asm volatile("griddepcontrol.wait;" ::: "memory");
+  if (!a.ahead) asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
   FRUGAL_KV_TL(TL_WAITED, attn_gtime());
 #if FRUGAL_KV_ATTN_TIMELINE
@@ -471,43 +475,48 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
   const bool act = li < ACTIVE;
   const std::int64_t head_off = static_cast<std::int64_t>(h) * D;
 
-  // q (scaled by scale * log2 e) -> registers
-  float q[GMAX][VEC];
-  if constexpr (!C::MMA) {
-#pragma unroll
-    for (int g = 0; g < GMAX; ++g)
-#pragma unroll
-      for (int j = 0; j < CPL; ++j)
-#pragma unroll
-        for (int e = 0; e < EPC; ++e) {
-          float v = 0.f;
-          if (act && g < ng)
-            v = load_f(a.q[static_cast<std::int64_t>(row) * a.q_ld + static_cast<std::int64_t>(qh0 + g) * D +
-                           (li + j * ACTIVE) * EPC + e]) *
-                a.scale_log2;
-          q[g][j * EPC + e] = v;
-        }
-  }
-  // MMA: S^T (8 keys x 8 heads) = K Q^T with m16n8k16 (the A rows 8..15 repeat the 8 keys), O^T (D x 8 heads) +=
-  // V^T P^T with m16n8k8. Lane: group gi = lane / 4 (key row of S^T, head of the Q and P fragments), qd = lane % 4
-  // (heads 2 qd, 2 qd + 1 of S^T and O^T). Q unscaled in CT (exact), the scale applied to the f32 scores.
+  // q (scaled by scale * log2 e) -> registers. MMA: S^T (8 keys x 8 heads) = K Q^T with m16n8k16 (the A rows 8..15
+  // repeat the 8 keys), O^T (D x 8 heads) += V^T P^T with m16n8k8. Lane: group gi = lane / 4 (key row of S^T, head of
+  // the Q and P fragments), qd = lane % 4 (heads 2 qd, 2 qd + 1 of S^T and O^T). Q unscaled in CT (exact), the scale
+  // applied to the f32 scores. q is written by the previous kernel: loaded after griddepcontrol.wait (kv_ahead: after
+  // the prologue).
   constexpr int KS = D / 16, MT = D / 16;  // k-steps of Q.K, m-tiles of O^T
   const int gi = lane >> 2, qd = lane & 3;
+  float q[GMAX][VEC];
   unsigned qb[C::MMA ? KS : 1][2];
+  auto load_q = [&]() {
+    if constexpr (!C::MMA) {
+#pragma unroll
+      for (int g = 0; g < GMAX; ++g)
+#pragma unroll
+        for (int j = 0; j < CPL; ++j)
+#pragma unroll
+          for (int e = 0; e < EPC; ++e) {
+            float v = 0.f;
+            if (act && g < ng)
+              v = load_f(a.q[static_cast<std::int64_t>(row) * a.q_ld + static_cast<std::int64_t>(qh0 + g) * D +
+                             (li + j * ACTIVE) * EPC + e]) *
+                  a.scale_log2;
+            q[g][j * EPC + e] = v;
+          }
+    } else {
+#pragma unroll
+      for (int ks = 0; ks < KS; ++ks)
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+          unsigned w = 0;
+          if (gi < ng) {
+            const CT* qp = a.q + static_cast<std::int64_t>(row) * a.q_ld + static_cast<std::int64_t>(qh0 + gi) * D +
+                           ks * 16 + hf * 8 + 2 * qd;
+            w = attn_bits16(qp[0]) | (attn_bits16(qp[1]) << 16);
+          }
+          qb[ks][hf] = w;
+        }
+    }
+  };
+  if (!a.ahead) load_q();
   float mm[2], ll[2], oacc[C::MMA ? MT : 1][4];
   if constexpr (C::MMA) {
-#pragma unroll
-    for (int ks = 0; ks < KS; ++ks)
-#pragma unroll
-      for (int hf = 0; hf < 2; ++hf) {
-        unsigned w = 0;
-        if (gi < ng) {
-          const CT* qp = a.q + static_cast<std::int64_t>(row) * a.q_ld + static_cast<std::int64_t>(qh0 + gi) * D +
-                         ks * 16 + hf * 8 + 2 * qd;
-          w = attn_bits16(qp[0]) | (attn_bits16(qp[1]) << 16);
-        }
-        qb[ks][hf] = w;
-      }
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       mm[h] = NEG_INF;
@@ -544,7 +553,9 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
       if (idx < TILE * C::NCHUNK && t0 + r < bound) chunk[i] = a.src.chunk_of(seq, t0 + r);
     }
   };
-  auto issue = [&](std::int32_t tile, int st, const std::int32_t(&chunk)[C::LOADS]) {
+  // with_new: the fused append's new token is copied from new_k/new_v (after the wait only; kv_ahead's prologue
+  // leaves its row for the stores after the wait).
+  auto issue = [&](std::int32_t tile, int st, const std::int32_t(&chunk)[C::LOADS], bool with_new) {
     const std::int32_t t0 = start + tile * TILE;
     CT* sk = smem + st * C::STAGE_ELEMS;
     CT* sv = sk + TILE * DP;
@@ -562,8 +573,8 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
       }
     }
     // fused append: the new token's K/V rows come from the input, not the cache (in the same cp.async group)
-    if (APPEND && static_cast<std::uint32_t>(tnew - t0) < static_cast<std::uint32_t>(TILE) && tnew < end &&
-        tid < C::NCHUNK) {
+    if (APPEND && with_new && static_cast<std::uint32_t>(tnew - t0) < static_cast<std::uint32_t>(TILE) &&
+        tnew < end && tid < C::NCHUNK) {
       const int r = tnew - t0;
       attn_cp_async16(sk + r * DP + tid * EPC,
                       a.new_k + static_cast<std::int64_t>(row) * a.new_k_ld + head_off + tid * EPC, 16);
@@ -582,8 +593,27 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
     lookup(STAGES - 1, chunk);
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
-      if (s < ntiles) issue(s, s, pre[s]);
+      if (s < ntiles) issue(s, s, pre[s], !a.ahead);
       attn_cp_async_commit();
+    }
+  }
+  if (a.ahead) {  // kv_ahead: the cache copies are out; now wait for the previous kernel, then what it wrote
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+    FRUGAL_KV_TL(TL_WAITED, attn_gtime());
+    load_q();
+    // the new token's K/V rows of a prologue tile (later tiles: issue() in the loop), stored before the loop's
+    // first barrier; no copy targets that row (issue() skips position tnew)
+    if (APPEND && tnew >= start && tnew < end && (tnew - start) / TILE < STAGES - 1 && tid < 2 * C::NCHUNK) {
+      const bool isv = tid >= C::NCHUNK;
+      const int ch = isv ? tid - C::NCHUNK : tid;
+      const int it = (tnew - start) / TILE, r = tnew - start - it * TILE;
+      CT* dst = smem + it * C::STAGE_ELEMS + (isv ? TILE * DP : 0) + r * DP + ch * EPC;
+      const CT* from = (isv ? a.new_v + static_cast<std::int64_t>(row) * a.new_v_ld
+                            : a.new_k + static_cast<std::int64_t>(row) * a.new_k_ld) +
+                       head_off + ch * EPC;
+      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(from);
     }
   }
   // Fused append: the CTA that owns the new token's position (first head chunk of kv head h) writes its K/V row
@@ -612,7 +642,7 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
 #if FRUGAL_KV_ATTN_TIMELINE
     if (it < 4) FRUGAL_KV_TL(TL_TILE0 + it, attn_gtime());
 #endif
-    if (it + STAGES - 1 < ntiles) issue(it + STAGES - 1, (it + STAGES - 1) % STAGES, chunk);
+    if (it + STAGES - 1 < ntiles) issue(it + STAGES - 1, (it + STAGES - 1) % STAGES, chunk, true);
     attn_cp_async_commit();
     lookup(it + STAGES, chunk);  // block ids of the next copies: in flight during this tile's math
 
@@ -1153,6 +1183,7 @@ void attention_cuda(cuda_t tag, const char* op, matrix_view<const T> q, matrix_v
   a.num_splits = plan.splits;
   a.chunk = plan.chunk;
   a.causal = p.causal;
+  a.ahead = p.kv_ahead && q_indptr == nullptr;  // decode only (prefill's K/V are appended by the kernel before)
   a.part_o = nullptr;
   a.part_lse = nullptr;
   a.counters = nullptr;
