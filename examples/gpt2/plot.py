@@ -149,7 +149,9 @@ def plot_kv_vs_nocache(ax, d):
     ax.set_xticks(range(len(lens)))
     ax.set_xticklabels([f"50 + {n} new" for n in lens])
     ax.set_ylabel("decode tokens/s")
-    ax.set_yscale("log")
+    shown = [r["tok_s"] for r in rows if r["mode"] in ("nocache", "kv", "paged") and r["tok_s"] > 0]
+    if shown and max(shown) > 20 * min(shown):  # (bars from zero otherwise: a log axis would exaggerate)
+        ax.set_yscale("log")
     ax.legend(fontsize=7)
     ax.set_title("KV cache vs recomputing the prefix", fontsize=9)
 
@@ -276,6 +278,11 @@ def main():
     singles = [("tokens", plot_tokens, "tokens per text"), ("kv_memory", plot_kv, "KV memory"),
                ("decode", plot_toks, "decode tokens/s"), ("speedup", plot_speedup, "speedup"),
                ("quality", plot_quality, "sparse-decode quality"), ("kv_vs_nocache", plot_kv_vs_nocache, "KV cache")]
+    # Panels whose data the run has (the XL set measures no patch vocabulary, KV memory or no-cache mode).
+    present = {"tokens": bool(d.get("patch")),
+               "kv_memory": bool(d.get("kv_memory")) or any(b["batch"] >= 8 for b in d.get("batch", [])),
+               "kv_vs_nocache": any(r["mode"] == "nocache" for r in d.get("modes", []))}
+    singles = [t for t in singles if present.get(t[0], True)]
     for name, fn, what in singles:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         fn(ax, d)
@@ -283,17 +290,22 @@ def main():
         fig.tight_layout()
         fig.savefig(f"{prefix}_{name}.png", dpi=110)
         plt.close(fig)
-    fig, axes = plt.subplots(2, 3, figsize=(18, 10))
+    cols = 3 if len(singles) > 4 else 2
+    rows = (len(singles) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 5 * rows), squeeze=False)
     for ax, (name, fn, what) in zip(axes.flat, singles):
         fn(ax, d)
-    fig.suptitle(title(d, "dashboard") + f"  ({m.get('weights', '')}; {m.get('texts', '')})", fontsize=11)
+    for ax in list(axes.flat)[len(singles):]:
+        ax.axis("off")
+    fig.suptitle(title(d, "dashboard") + f"\n{m.get('weights', '')}; {m.get('texts', '')}", fontsize=11)
     fig.tight_layout()
     fig.savefig(f"{prefix}_dashboard.png", dpi=100)
     plt.close(fig)
     md = os.path.splitext(src)[0] + ".md"
     with open(md, "w") as f:
         f.write(markdown(d))
-    print(f"plot.py: wrote {prefix}_{{tokens,kv_memory,decode,speedup,quality,kv_vs_nocache,dashboard}}.png and {md}")
+    names = ",".join([t[0] for t in singles] + ["dashboard"])
+    print(f"plot.py: wrote {prefix}_{{{names}}}.png and {md}")
 
 
 if __name__ == "__main__":
