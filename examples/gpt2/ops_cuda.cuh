@@ -25,6 +25,11 @@ template <class T>
 __global__ void embed_kernel(const T* __restrict__ wte, const T* __restrict__ wpe,
                              const std::int32_t* __restrict__ tokens, const std::int32_t* __restrict__ pos, int C,
                              T* __restrict__ out, gpt2::ops::slot_args sa) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // The decode step's first GEMV is launched with PDL: its blocks may start now and put their weights on the way
+  // (they read `out` only after their griddepcontrol.wait, i.e. after this grid has completed).
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
   const int r = blockIdx.x;
   if (sa.slots && threadIdx.x == 0) sa.slots[r] = gpt2::ops::slot_of(sa, r, pos[r]);
   const T* a = wte + std::int64_t(tokens[r]) * C;
@@ -219,6 +224,9 @@ __global__ void select_advance_kernel(const T* __restrict__ logits, int V, gpt2:
                                       std::int32_t* step, std::int32_t* tokens, std::int32_t* history, int hist_ld,
                                       std::int32_t* pos, std::int32_t* lens, const std::int32_t* forced, int forced_ld,
                                       unsigned* counter) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");  // launched with PDL after the LM head: its logits complete
+#endif
   const int r = blockIdx.x;
   const std::int32_t s0 = *step;
   const std::int64_t at = std::int64_t(s0) + 1;
@@ -322,8 +330,24 @@ void select_advance(cuda_t tag, const T* logits, int rows, int V, const sampling
                     std::int32_t* tokens, std::int32_t* history, int hist_ld, std::int32_t* pos, std::int32_t* lens,
                     const std::int32_t* forced, int forced_ld, std::uint32_t* counter) {
   if (rows < 1) gpt2::fail("select_advance", "rows (=", rows, ") must be >= 1");
-  kernels::select_advance_kernel<<<rows, select ? 1024 : 32, 0, tag.stream>>>(
-      as_cuda(logits), V, s, select, step, tokens, history, hist_ld, pos, lens, forced, forced_ld, counter);
+  // Programmatic dependent launch (sm_90): the blocks get scheduled while the LM head GEMV still runs and wait for it
+  // in the kernel (griddepcontrol.wait), so the launch latency is off the step's critical path.
+  int dev = 0, major = 0;
+  FRUGAL_CUDA_CHECK(cudaGetDevice(&dev), "gpt2::select_advance");
+  FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "gpt2::select_advance");
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(rows));
+  cfg.blockDim = dim3(select ? 1024 : 32);
+  cfg.stream = tag.stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = major >= 9 ? 1 : 0;
+  FRUGAL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernels::select_advance_kernel<frugal::detail::cuda_type_t<T>>,
+                                       as_cuda(logits), V, s, select, step, tokens, history, hist_ld, pos, lens,
+                                       forced, forced_ld, counter),
+                    "gpt2::select_advance");
   frugal::detail::check_launch("gpt2::select_advance", "select_advance_kernel");
 }
 

@@ -86,6 +86,7 @@ struct gemv_args {
   int ahead_tn = 0;         // weights-ahead kernel: columns per tile (a multiple of 16 / sizeof(C))
   int ahead_rows = 0;       // weights-ahead kernel: rows (channels) of shared memory for each block's tile
   bool ahead_ring = false;  // ... used as a ring of gemv_ahead_cfg::stages stages (else one stage)
+  int ahead_x_off = 0;      // weights-ahead kernel: byte offset of x̂ in the dynamic shared memory (after the rows)
 };
 
 //! The fused activation, in f32 (tanhf: the accurate libdevice tanh, not tanh.approx).
@@ -715,10 +716,8 @@ __global__ void __launch_bounds__(gemv_ahead_cfg::threads, 2) gemv_ahead_kernel(
   const bool ring = a.ahead_ring;
   const int rs = ring ? a.ahead_rows / NS : a.ahead_rows;  // rows per stage
   const int kp = gemv_min(kc, ring ? NS * rs : rs);        // first pass through shared memory
-  C* s_w = reinterpret_cast<C*>(gemv_ahead_smem);          // [a.ahead_rows, tn]
-  const std::size_t wbytes =
-      gemv_max<std::size_t>(static_cast<std::size_t>(a.ahead_rows) * tn * sizeof(C), sizeof(float) * T * vec);
-  float* s_x = reinterpret_cast<float*>(reinterpret_cast<unsigned char*>(gemv_ahead_smem) + (wbytes + 15) / 16 * 16);
+  C* s_w = reinterpret_cast<C*>(gemv_ahead_smem);          // [a.ahead_rows, tn]; later the groups' partial sums
+  float* s_x = reinterpret_cast<float*>(reinterpret_cast<unsigned char*>(gemv_ahead_smem) + a.ahead_x_off);
 
   // Channels [r0, r1) of the split into ring stage st (16-byte copies, zero-filled past N), as one commit group.
   auto fill = [&](int st, int r0, int r1) {
@@ -869,6 +868,7 @@ struct gemv_ahead_shape {
   bool all_ahead = false;  // the whole tile is requested before the wait (shared memory + the first register batch)
   int tn = 0, splits = 1, rows = 0;
   std::int64_t tiles = 0;
+  std::size_t x_off = 0;  // x̂ after the weight rows (or the groups' partial sums, whichever is larger), 16-aligned
   std::size_t smem = 0;
 };
 inline gemv_ahead_shape gemv_ahead_pick(std::int64_t N, std::int64_t K, int vec, int elem, int sms, int want_splits) {
@@ -903,7 +903,8 @@ inline gemv_ahead_shape gemv_ahead_pick(std::int64_t N, std::int64_t K, int vec,
       // then the best partial fit; inside a class the fuller wave.
       const int key = (all ? 2 : 0) + (per_sm == 1 ? 1 : 0);
       if (key < best_key || (key == best_key && score <= best_score)) continue;
-      best = {true, all, static_cast<int>(tn), sp, static_cast<int>(rows), tiles, (wbytes + 15) / 16 * 16 + xbytes};
+      const std::size_t x_off = (wbytes + 15) / 16 * 16;
+      best = {true, all, static_cast<int>(tn), sp, static_cast<int>(rows), tiles, x_off, x_off + xbytes};
       best_key = key;
       best_score = score;
     }
@@ -1144,6 +1145,7 @@ gemv_cuda_plan<T> gemv_cuda_prepare(const char* op, const gemv_problem<T>& p, wo
       a.ahead_tn = sh.tn;
       a.ahead_rows = sh.rows;
       a.ahead_ring = !sh.all_ahead;
+      a.ahead_x_off = static_cast<int>(sh.x_off);
       plan.grid = dim3(1, static_cast<unsigned>(sh.splits), static_cast<unsigned>(sh.tiles));
       plan.ahead = true;
       plan.smem = sh.smem;
