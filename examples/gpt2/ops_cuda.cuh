@@ -332,22 +332,9 @@ void select_advance(cuda_t tag, const T* logits, int rows, int V, const sampling
   if (rows < 1) gpt2::fail("select_advance", "rows (=", rows, ") must be >= 1");
   // Programmatic dependent launch (sm_90): the blocks get scheduled while the LM head GEMV still runs and wait for it
   // in the kernel (griddepcontrol.wait), so the launch latency is off the step's critical path.
-  int dev = 0, major = 0;
-  FRUGAL_CUDA_CHECK(cudaGetDevice(&dev), "gpt2::select_advance");
-  FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "gpt2::select_advance");
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>(rows));
-  cfg.blockDim = dim3(select ? 1024 : 32);
-  cfg.stream = tag.stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = major >= 9 ? 1 : 0;
-  FRUGAL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernels::select_advance_kernel<frugal::detail::cuda_type_t<T>>,
-                                       as_cuda(logits), V, s, select, step, tokens, history, hist_ld, pos, lens,
-                                       forced, forced_ld, counter),
-                    "gpt2::select_advance");
+  frugal::detail::launch_pdl("gpt2::select_advance", kernels::select_advance_kernel<frugal::detail::cuda_type_t<T>>,
+                             dim3(static_cast<unsigned>(rows)), dim3(select ? 1024 : 32), 0, tag.stream, as_cuda(logits),
+                             V, s, select, step, tokens, history, hist_ld, pos, lens, forced, forced_ld, counter);
   frugal::detail::check_launch("gpt2::select_advance", "select_advance_kernel");
 }
 

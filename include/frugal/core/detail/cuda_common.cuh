@@ -14,8 +14,10 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "../device.hpp"
 #include "../dtype.hpp"
@@ -100,6 +102,29 @@ __device__ __forceinline__ void trigger_dependents() {
 template <class I>
 constexpr FRUGAL_HOST_DEVICE I ceil_div(I a, I b) {
   return (a + b - 1) / b;
+}
+
+//! Launches kernel<<<grid, block, smem, stream>>>(args...) with programmatic dependent launch allowed on sm_90+
+//! devices (cudaLaunchKernelEx with cudaLaunchAttributeProgrammaticStreamSerialization): the kernel may be scheduled
+//! while the previous kernel in the stream still runs, so it must call grid_dependency_wait() before reading what
+//! that kernel writes. Plain launch on older devices. Errors: frugal::error naming `op`.
+template <class... P, class... A>
+void launch_pdl(const char* op, void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream,
+                A&&... args) {
+  int dev = 0, major = 0;
+  cuda_check(cudaGetDevice(&dev), op, "cudaGetDevice");
+  cuda_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), op, "cudaDeviceGetAttribute");
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = major >= 9 ? 1 : 0;
+  cuda_check(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...), op, "cudaLaunchKernelEx");
 }
 
 //! Streams launched into must not be capturing an illegal operation; this checks the launch only (no sync), so it

@@ -1095,22 +1095,9 @@ bool attn_launch_k(const char* op, attn_args<CT, Source> a, std::int32_t kv_head
   const dim3 grid(static_cast<unsigned>(a.rows), static_cast<unsigned>(kv_heads * a.hchunks),
                   static_cast<unsigned>(a.num_splits));
   attn_smem_optin(attention_kernel<CT, D, GMAX, Source, APPEND>, C::SMEM);
-  // sm_90: programmatic stream serialization, so the blocks are resident when the previous kernel finishes (the
-  // kernel waits for it first thing: griddepcontrol.wait).
-  int dev = 0, major = 0;
-  FRUGAL_CUDA_CHECK(cudaGetDevice(&dev), op);
-  FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), op);
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = grid;
-  cfg.blockDim = dim3(C::NT);
-  cfg.dynamicSmemBytes = C::SMEM;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = major >= 9 ? 1 : 0;
-  FRUGAL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, attention_kernel<CT, D, GMAX, Source, APPEND>, a), op);
+  // sm_90: programmatic dependent launch, so the blocks are resident when the previous kernel finishes (the kernel
+  // waits for it first thing: griddepcontrol.wait; with kv_ahead after its first cache copies).
+  launch_pdl(op, attention_kernel<CT, D, GMAX, Source, APPEND>, grid, dim3(C::NT), C::SMEM, stream, a);
   check_launch(op, "attention_kernel");
   return a.counters != nullptr;
 }
@@ -1227,25 +1214,10 @@ void attention_cuda(cuda_t tag, const char* op, matrix_view<const T> q, matrix_v
       fail(op, "head_dim (=", head_dim, ") is not supported on CUDA; supported: 64, 80, 96, 128");
   }
 
-  if (plan.splits > 1 && !merged) {
-    int dev = 0, major = 0;
-    FRUGAL_CUDA_CHECK(cudaGetDevice(&dev), op);
-    FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), op);
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(static_cast<unsigned>(static_cast<std::int64_t>(rows) * p.q_heads));
-    cfg.blockDim = dim3(128);
-    cfg.dynamicSmemBytes = 0;
-    cfg.stream = tag.stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = major >= 9 ? 1 : 0;
-    FRUGAL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, attention_merge_kernel<CT>, static_cast<const float*>(a.part_o),
-                                         static_cast<const float*>(a.part_lse), a.out, a.out_ld, rows, p.q_heads,
-                                         head_dim, plan.splits),
-                      op);
-  }
+  if (plan.splits > 1 && !merged)
+    launch_pdl(op, attention_merge_kernel<CT>, dim3(static_cast<unsigned>(static_cast<std::int64_t>(rows) * p.q_heads)),
+               dim3(128), 0, tag.stream, static_cast<const float*>(a.part_o), static_cast<const float*>(a.part_lse),
+               a.out, a.out_ld, rows, p.q_heads, head_dim, plan.splits);
 }
 
 }  // namespace detail
