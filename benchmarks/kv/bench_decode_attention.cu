@@ -9,11 +9,16 @@
 //                  behind the automatic plan)
 //   paged_append   kv_append of one token per sequence, then paged_decode_attention (a model's decode step, 2 calls)
 //   paged_fused    paged_append_decode_attention: the same step in one call (T = 8192 and GPT-2 shapes)
+//   paged_fused_gemv[_ahead]  B = 1: a dense q projection GEMV (x[1, H*D] x W[H*D, H*D], launched with pdl: the
+//                  weights-ahead kernel) writes q, then paged_append_decode_attention as its programmatic
+//                  dependent — a decode step's qkv GEMV + attention; _ahead sets attention_params::kv_ahead (the
+//                  attention's first cache copies go out while the GEMV runs). Time of both; GB/s on K/V + W.
 // Plus attn/cuda/floor/empty_kernel: an empty kernel timed the same way (the launch + event floor of any kernel).
 // Counter GB/s = K and V bytes read (B * T * KV * D * 2 * sizeof) / kernel time (attention + split-K merge), CUDA
 // events. Cold L2 before every iteration: a read-only kernel streams a 2 x L2-size buffer, so L2 ends up holding clean
 // unrelated lines (a memset flush leaves ~50 MB of dirty lines whose write-back would be charged to the kernel: ~20 us
 // on H100, which dominated the small shapes in the first run). `splits` = split-K partitions used.
+#include <frugal/gemv/gemv.hpp>
 #include <frugal/kv/decode_attention.hpp>
 #include <frugal/kv/paged_kv.hpp>
 #include <frugal/kv/vmm_kv.hpp>
@@ -245,7 +250,8 @@ void bench(benchmark::State& state, shape s, std::string variant) {
   const auto qv = frugal::matrix_view<const T>(d.q->as<T>(), s.B, cols);
   const auto ov = frugal::matrix_view<T>(d.out->as<T>(), s.B, cols);
   std::function<void()> run;
-  std::unique_ptr<dev_mem> page_table, slots;
+  std::unique_ptr<dev_mem> page_table, slots, gemv_w, gemv_x;
+  double bytes = s.kv_bytes();
   if (variant == "contiguous") {
     const frugal::contiguous_kv_view<const T> kv(d.k->as<T>(), d.v->as<T>(), s.B, s.T, s.KV, s.D);
     run = [=, &d] { frugal::decode_attention(frugal::cuda, qv, kv, d.lens->as<std::int32_t>(), ov, p, w); };
@@ -267,7 +273,7 @@ void bench(benchmark::State& state, shape s, std::string variant) {
     const frugal::paged_kv_view<const T> cache(d.paged->as<T>(), nb, P, s.KV, s.D);
     const frugal::paged_kv_table tab{page_table->as<std::int32_t>(), d.lens->as<std::int32_t>(), s.B, s.T / P};
     run = [=] { frugal::paged_decode_attention(frugal::cuda, qv, cache, tab, ov, p, w); };
-  } else if (variant == "paged_append" || variant == "paged_fused") {  // the new token at position T - 1
+  } else if (variant == "paged_append" || variant.rfind("paged_fused", 0) == 0) {  // the new token at position T - 1
     const frugal::paged_kv_view<T> cache(d.paged->as<T>(), s.B * s.T / shape_data::page, shape_data::page, s.KV, s.D);
     const std::int32_t mb = s.T / shape_data::page;
     std::vector<std::int32_t> h_table(static_cast<std::size_t>(s.B) * mb), h_slots(static_cast<std::size_t>(s.B));
@@ -283,7 +289,23 @@ void bench(benchmark::State& state, shape s, std::string variant) {
     const auto kn = frugal::matrix_view<const T>(d.k->as<T>(), s.B, row);  // any rows: the new tokens' K and V
     const auto vn = frugal::matrix_view<const T>(d.v->as<T>(), s.B, row);
     const std::int32_t* sl = slots->as<std::int32_t>();
-    if (variant == "paged_append")
+    if (variant.rfind("paged_fused_gemv", 0) == 0) {  // B = 1: the q projection first, the attention its dependent
+      p.kv_ahead = variant == "paged_fused_gemv_ahead";
+      gemv_w = std::make_unique<dev_mem>(static_cast<std::size_t>(cols) * cols * sizeof(T));
+      gemv_x = std::make_unique<dev_mem>(static_cast<std::size_t>(cols) * sizeof(T));
+      fill(gemv_w->as<T>(), static_cast<std::size_t>(cols) * cols, 3);
+      fill(gemv_x->as<T>(), static_cast<std::size_t>(cols), 4);
+      bytes += static_cast<double>(cols) * cols * sizeof(T);
+      const auto xv = frugal::matrix_view<const T>(gemv_x->as<T>(), 1, cols);
+      const auto wv = frugal::matrix_view<const T>(gemv_w->as<T>(), cols, cols);
+      const auto qw = frugal::matrix_view<T>(d.q->as<T>(), 1, cols);
+      frugal::gemv_options go;
+      go.pdl = true;
+      run = [=] {
+        frugal::gemv(frugal::cuda, xv, wv, nullptr, qw, go);
+        frugal::paged_append_decode_attention(frugal::cuda, qv, kn, vn, cache, tab, ov, p, w);
+      };
+    } else if (variant == "paged_append")
       run = [=] {
         frugal::kv_append(frugal::cuda, cache, kn, vn, sl);
         frugal::paged_decode_attention(frugal::cuda, qv, frugal::paged_kv_view<const T>(cache), tab, ov, p, w);
@@ -305,7 +327,7 @@ void bench(benchmark::State& state, shape s, std::string variant) {
     run();
     state.SetIterationTime(t.seconds());
   }
-  frugal_bench::set_bytes(state, s.kv_bytes());
+  frugal_bench::set_bytes(state, bytes);
 #if FRUGAL_KV_ATTN_TIMELINE
   if (variant == "paged" || variant == "contiguous") timeline(state, run, s.name() + "_" + variant);
 #endif
@@ -356,6 +378,8 @@ int main(int argc, char** argv) {
           variants.push_back("paged_append");
           variants.push_back("paged_fused");
         }
+        if (B == 1 && Tn <= 8192)
+          for (const char* fv : {"paged_fused_gemv", "paged_fused_gemv_ahead"}) variants.push_back(fv);
         if (B == 32 && Tn == 8192)
           for (const char* pv : {"paged_p1", "paged_p64", "paged_p256"}) variants.push_back(pv);
         variants.push_back("vmm");
