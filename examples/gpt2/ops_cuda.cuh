@@ -25,11 +25,9 @@ template <class T>
 __global__ void embed_kernel(const T* __restrict__ wte, const T* __restrict__ wpe,
                              const std::int32_t* __restrict__ tokens, const std::int32_t* __restrict__ pos, int C,
                              T* __restrict__ out, gpt2::ops::slot_args sa) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // The decode step's first GEMV is launched with PDL: its blocks may start now and put their weights on the way
   // (they read `out` only after their griddepcontrol.wait, i.e. after this grid has completed).
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
+  frugal::detail::trigger_dependents();
   const int r = blockIdx.x;
   if (sa.slots && threadIdx.x == 0) sa.slots[r] = gpt2::ops::slot_of(sa, r, pos[r]);
   const T* a = wte + std::int64_t(tokens[r]) * C;
@@ -224,9 +222,7 @@ __global__ void select_advance_kernel(const T* __restrict__ logits, int V, gpt2:
                                       std::int32_t* step, std::int32_t* tokens, std::int32_t* history, int hist_ld,
                                       std::int32_t* pos, std::int32_t* lens, const std::int32_t* forced, int forced_ld,
                                       unsigned* counter) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");  // launched with PDL after the LM head: its logits complete
-#endif
+  frugal::detail::grid_dependency_wait();  // launched with PDL after the LM head: its logits complete
   const int r = blockIdx.x;
   const std::int32_t s0 = *step;
   const std::int64_t at = std::int64_t(s0) + 1;

@@ -396,9 +396,7 @@ struct slow_copies {
   std::size_t n[3];
 };
 __global__ void slow_copy_kernel(slow_copies c, unsigned long long ns) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
+  frugal::detail::trigger_dependents();
   unsigned long long t0, t;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
   do {

@@ -598,9 +598,7 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
     }
   }
   if (a.ahead) {  // kv_ahead: the cache copies are out; now wait for the previous kernel, then what it wrote
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
+    grid_dependency_wait();
     FRUGAL_KV_TL(TL_WAITED, attn_gtime());
     load_q();
     // the new token's K/V rows of a prologue tile (later tiles: issue() in the loop), stored before the loop's
