@@ -185,11 +185,12 @@ class runner {
   //! thr: the threshold rule's table (session_options::thresholds; empty: top-k at p).
   measurement measure(const model_t& m, const std::string& name, attn_kind attn, float p, const prompts_t& prompts,
                       int n_new, const sampling& s = {}, int repeats = 1, const std::vector<float>& thr = {},
-                      bool mega = false, int weights_ahead = -1, bool kv_ahead = true) {
+                      bool mega = false, int weights_ahead = -1, bool kv_ahead = true, int decode_splits = -1) {
     session_options o;
     o.mega = mega;
     o.weights_ahead = weights_ahead;
     o.kv_ahead = kv_ahead;
+    o.decode_splits = decode_splits;
     o.attn = attn;
     o.max_batch = static_cast<int>(prompts.size());
     int longest = 0;
@@ -247,6 +248,7 @@ class runner {
     bool mega = false;            // session_options::mega (the one-kernel decode step)
     int weights_ahead = -1;       // session_options::weights_ahead
     bool kv_ahead = true;         // session_options::kv_ahead
+    int decode_splits = -1;       // session_options::decode_splits
   };
   std::vector<measurement> measure_alternating(const std::vector<run_spec>& specs, int reps) {
     std::vector<measurement> best(specs.size());
@@ -254,7 +256,7 @@ class runner {
       for (std::size_t i = 0; i < specs.size(); ++i) {
         const auto& s = specs[i];
         auto r = measure(*s.m, s.name, s.attn, s.p, s.prompts, s.n_new, {}, 1, s.thr, s.mega, s.weights_ahead,
-                         s.kv_ahead);
+                         s.kv_ahead, s.decode_splits);
         if (rep == 0 || r.tok_s > best[i].tok_s) best[i] = std::move(r);
         best[i].repeats = rep + 1;
       }
@@ -473,19 +475,22 @@ class runner {
       std::vector<float> thr = {};
       int ahead = -1;
       bool kv_ahead = true;
+      int splits = -1;
     };
     std::vector<pcfg> cfgs = {{"kv", 0.f, true}, {"kv unfused", 0.f, false}};
     if (be::is_cuda) cfgs.push_back({"kv noahead", 0.f, true, {}, 0});  // the other dense GEMV kernel
     if (be::is_cuda) cfgs.push_back({"kv nokvahead", 0.f, true, {}, -1, false});  // attention waits before its copies
+    if (be::is_cuda) cfgs.push_back({"kv libsplits", 0.f, true, {}, -1, true, 0});  // the library's K splits
     if (a_.p > 0) cfgs.push_back({"teal", a_.p, true});
     if (a_.p > 0 && a_.select == "threshold")  // TEAL's rule: no LayerNorm op, no top-k selection
       cfgs.push_back({"teal_thr", a_.p, true, calibrate_thresholds<Tag, T>(ctx_, dense, threshold_tokens(nullptr), a_.p)});
-    for (const auto& [name, p, fused, thr, ahead, kv_ahead] : cfgs) {
+    for (const auto& [name, p, fused, thr, ahead, kv_ahead, splits] : cfgs) {
       session_options o;
       o.attn = attn_kind::contiguous, o.max_batch = a_.batch, o.max_seq = P + 2 * n + 8, o.p = p, o.fused = fused;
       o.thresholds = thr;
       o.weights_ahead = ahead;
       o.kv_ahead = kv_ahead;
+      o.decode_splits = splits;
       double graph_s = 0;
       {
         session<Tag, T> s(ctx_, dense, o);

@@ -94,8 +94,10 @@ int runner<Tag, T>::bench() {
       specs.push_back({"kv_noahead", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, false, 0});
     if (gpu)  // the attention waiting for the qkv GEMV before its cache copies (attention_params::kv_ahead = false)
       specs.push_back({"kv_nokvahead", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, false, -1, false});
+    if (gpu)  // the layer GEMVs with the library's K splits (session_options::decode_splits = 0)
+      specs.push_back({"kv_libsplits", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, false, -1, true, 0});
     log("modes kv / paged" + std::string(gpu && a_.mega ? " / kv_mega" : "") +
-        std::string(gpu ? " / kv_noahead / kv_nokvahead" : "") +
+        std::string(gpu ? " / kv_noahead / kv_nokvahead / kv_libsplits" : "") +
         ", new=" + std::to_string(n));
     for (auto& r : measure_alternating(specs, reps)) {
       auto j = r.json();

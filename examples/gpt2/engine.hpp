@@ -230,6 +230,11 @@ struct session_options {
   //! CUDA: attention_params::kv_ahead for the fused append + attention: its cache copies go out before the qkv GEMV
   //! has finished (lengths, tables and earlier tokens' K/V are written before a step begins). false: for A/B runs.
   bool kv_ahead = true;
+  //! CUDA, batch 1: gemv_options::splits of the dense layer GEMVs (qkv, o_proj, fc, down; not the LM head). -1
+  //! (automatic): 1 when all four run unsplit in one wave with each block's whole tile in shared memory ahead of
+  //! the PDL wait (frugal::gemv_tile_ahead: GPT-2 124M yes, XL no), so no GEMV of the step reduces across blocks;
+  //! else the library's choice. 0: the library's choice; > 0: pinned (the weights-ahead kernel stays on).
+  int decode_splits = -1;
 };
 
 template <class Tag, class T>
@@ -285,6 +290,17 @@ class session {
       ws = std::max({ws, frugal::gemv_workspace_bytes<T>(c.tag, o.max_batch, K, N, k),
                      frugal::gemv_workspace_bytes<T>(c.tag, o.max_batch, K, N, 0)});  // top-k; dense / threshold
     ws_ = buffer<Tag, std::byte>(c, ws);
+    splits_ = o.decode_splits;
+#if defined(__CUDACC__)
+    if constexpr (be::is_cuda)
+      if (splits_ < 0) {  // automatic: one split when every layer GEMV holds its whole unsplit tile ahead
+        bool all = true;
+        for (auto [K, N] : {std::pair{C_, 3 * C_}, std::pair{C_, C_}, std::pair{C_, 4 * C_}, std::pair{4 * C_, C_}})
+          all = all && frugal::gemv_tile_ahead<T>(c.tag, K, N, 1);
+        splits_ = all ? 1 : 0;
+      }
+#endif
+    if (splits_ < 0) splits_ = 0;
     kept_.assign(static_cast<std::size_t>(cfg.n_layer) * n_sites, 0.0);
     seen_.assign(kept_.size(), 0.0);
 #if defined(__CUDACC__)
@@ -596,6 +612,7 @@ class session {
     frugal::gemv_options o;
     o.pdl = true;  // programmatic dependent launch: weights are never written while a step runs
     o.weights_ahead = o_.weights_ahead;
+    pin_splits(o, r);
     const T* in = x;
     if (o_.fused && (r.kind != select_rule::topk || m_.rms)) {
       o.norm = m_.rms ? frugal::gemv_norm::rmsnorm : frugal::gemv_norm::layernorm;
@@ -615,12 +632,21 @@ class session {
     }
   }
 
+  //! session_options::decode_splits for a dense layer GEMV at batch 1: pin the K splits, keeping the weights-ahead
+  //! kernel on (pinned splits would otherwise switch its automatic choice off).
+  void pin_splits(frugal::gemv_options& o, const select_rule& r) const {
+    if (splits_ <= 0 || b_ != 1 || r.kind != select_rule::dense || r.site < 0 || o.weights_ahead == 0) return;
+    o.splits = splits_;
+    if (o.weights_ahead < 0) o.weights_ahead = 1;
+  }
+
   //! Decode GEMV of a block input (no norm): dense, fused top-k or threshold.
   void linear(cmv<T> x, const select_rule& r, const buffer<Tag, T>& w, int N, const buffer<Tag, T>& bias, mv<T> y,
               bool acc) {
     const cmv<T> W(w.data(), x.cols, N);
     frugal::gemv_options o;
     o.accumulate = acc, o.pdl = true, o.weights_ahead = o_.weights_ahead;
+    pin_splits(o, r);
     count(x.data, static_cast<int>(x.cols), frugal::gemv_norm::none, r);
     gemv_with(r, x, W, nz(bias), y, o);
   }
@@ -725,6 +751,7 @@ class session {
                *ppos_ = nullptr, *history_ = nullptr;
   std::uint32_t* counter_ = nullptr;  // select_advance's completion counter (CUDA)
   buffer<Tag, std::byte> ws_;
+  int splits_ = 0;  // session_options::decode_splits resolved (0: the library's choice)
   typename be::graph_t graph_{};
   typename be::profiler* prof_ = nullptr;
   std::shared_ptr<void> mega_;  // mega::weights_rm<T> (CUDA translation units only; void keeps the layout common)

@@ -397,6 +397,34 @@ TEST_CASE("gemv cuda: works inside CUDA Graph capture (fused top-k, then replay)
   cudaStreamDestroy(st);
 }
 
+TEST_CASE_TEMPLATE("gemv cuda: gemv_tile_ahead answers for the kernel it describes", T, frugal::half, bfloat16) {
+  FRUGAL_REQUIRE_GPU();
+  int dev = 0, major = 0, sms = 0;
+  FRUGAL_CUDA_CHECK(cudaGetDevice(&dev), "test");
+  FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "test");
+  FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "test");
+  if (major < 9) {
+    CHECK(!frugal::gemv_tile_ahead<T>(frugal::cuda, 768, 768, 1));
+    return;
+  }
+  // The reply is the weights-ahead kernel's own shape choice: one wave, each block's whole tile in shared memory.
+  for (auto [K, N] : {std::pair<std::int64_t, std::int64_t>{768, 2304}, {768, 768}, {768, 3072}, {3072, 768},
+                      {1600, 4800}, {1600, 1600}, {1600, 6400}, {6400, 1600}, {768, 50257}})
+    for (int sp : {1, 2, 8}) {
+      const auto sh = frugal::detail::gemv_ahead_pick(N, K, 8, 2, sms, sp);
+      const bool whole = sh.ok && sh.all_ahead && sh.rows >= (K + sp - 1) / sp && sh.tiles * sh.splits <= sms;
+      CHECK(frugal::gemv_tile_ahead<T>(frugal::cuda, K, N, sp) == whole);
+    }
+  if (sms >= 128) {  // H100 / H200: GPT-2 124M's layer GEMVs hold their unsplit tiles, XL's qkv and LM heads not
+    for (auto [K, N] : {std::pair<std::int64_t, std::int64_t>{768, 2304}, {768, 768}, {768, 3072}, {3072, 768}})
+      CHECK(frugal::gemv_tile_ahead<T>(frugal::cuda, K, N, 1));
+    CHECK(!frugal::gemv_tile_ahead<T>(frugal::cuda, 1600, 4800, 1));
+    CHECK(!frugal::gemv_tile_ahead<T>(frugal::cuda, 768, 50257, 1));
+  }
+  FRUGAL_CHECK_THROWS_WITH(frugal::gemv_tile_ahead<T>(frugal::cuda, 768, 768, 9), "splits in [1, 8] (9)");
+  FRUGAL_CHECK_THROWS_WITH(frugal::gemv_tile_ahead<T>(frugal::cuda, 0, 768, 1), "needs K > 0 (0)");
+}
+
 TEST_CASE("gemv cuda: bad input throws frugal::error before anything is written") {
   FRUGAL_REQUIRE_GPU();
   const std::int64_t b = 2, K = 8, N = 16;

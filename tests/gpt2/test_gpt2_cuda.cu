@@ -53,12 +53,13 @@ std::vector<std::vector<std::int32_t>> run(typename backend<Tag>::context& c, co
 template <class Tag, class T>
 std::vector<float> forced_logits(typename backend<Tag>::context& c, const device_model<Tag, T>& m, attn_kind a,
                                  const std::vector<std::int32_t>& text, int prompt_len, float p = 0.f,
-                                 bool fused = true) {
+                                 bool fused = true, int decode_splits = -1) {
   session_options o;
   o.attn = a;
   o.max_seq = static_cast<int>(text.size()) + 2;
   o.p = p;
   o.fused = fused;
+  o.decode_splits = decode_splits;
   session<Tag, T> s(c, m, o);
   const std::vector<std::vector<std::int32_t>> pr = {std::vector<std::int32_t>(text.begin(), text.begin() + prompt_len)};
   const std::vector<std::vector<std::int32_t>> f = {std::vector<std::int32_t>(text.begin() + prompt_len, text.end())};
@@ -184,6 +185,20 @@ TEST_CASE_TEMPLATE("gpt2 cuda: the fused decode step (norm / GELU inside the GEM
   const int n = frugal_test::tiny_tests() ? 6 : 30;
   CHECK(run<frugal::cuda_t, T>(c, dense, attn_kind::contiguous, {pr}, n)[0] ==
         run<frugal::cuda_t, T>(c, dense, attn_kind::nocache, {pr}, n)[0]);
+}
+
+TEST_CASE_TEMPLATE("gpt2 cuda: the layer GEMVs' K splits (decode_splits auto / library / 2) give the same step", T,
+                   float, frugal::half) {
+  FRUGAL_REQUIRE_GPU();
+  backend<frugal::cuda_t>::context c;
+  auto dense = upload_model<frugal::cuda_t, T>(c, random_weights(cuda_config(), 14));
+  const auto text = prompt(frugal_test::tiny_tests() ? 22 : 40, 8, dense.cfg.vocab_size);
+  const auto a = forced_logits<frugal::cuda_t, T>(c, dense, attn_kind::contiguous, text, 17, 0.f, true, -1);
+  for (int sp : {0, 2}) {
+    CAPTURE(sp);
+    const auto b = forced_logits<frugal::cuda_t, T>(c, dense, attn_kind::contiguous, text, 17, 0.f, true, sp);
+    CHECK(rel_err(a, b) < (std::is_same_v<T, float> ? 1e-5 : 2e-2));  // other summation orders only
+  }
 }
 
 namespace {

@@ -272,6 +272,35 @@ FRUGAL_NAMESPACE_END
 
 FRUGAL_NAMESPACE_BEGIN
 
+//! CUDA: whether a batch-1 dense GEMV of K inputs and N outputs, with gemv_options::splits = `splits` (1..8) and the
+//! weights-ahead kernel, runs one block per SM in one wave with each block's whole weight tile in its shared memory,
+//! requested before its PDL wait, on the current device. Engines can use it to pin splits = 1 for a model whose
+//! decode GEMVs all qualify: one split needs no reduction across blocks, whose DSMEM exchange costs ~1.1 us per GEMV
+//! in a PDL chain on the H100 (bench_pdl_chain), and GPT-2 124M's step gained 2-3% (docs/gemv.md). XL's GEMVs do
+//! not all qualify, and unsplit they were slower (its whole step 16%, its 1600 x 1600 projections alone 4%).
+//! False without a usable sm_90 device.
+template <class T>
+bool gemv_tile_ahead(cuda_t tag, std::int64_t K, std::int64_t N, int splits) {
+  FRUGAL_REQUIRE_NVCC(T, "gemv_tile_ahead");
+  FRUGAL_CHECK(K > 0 && N > 0 && splits >= 1 && splits <= 8, "gemv_tile_ahead", "needs K > 0 (", K, "), N > 0 (",
+               N, ") and splits in [1, 8] (", splits, ")");
+#if defined(__CUDACC__)
+  (void)tag;
+  using C = detail::cuda_type_t<T>;
+  int dev = 0, major = 0, sms = 0;
+  FRUGAL_CUDA_CHECK(cudaGetDevice(&dev), "gemv_tile_ahead");
+  FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "gemv_tile_ahead");
+  FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "gemv_tile_ahead");
+  if (major < 9 || !detail::gemv_ahead_available<C>(dev)) return false;
+  const auto sh = detail::gemv_ahead_pick(N, K, 16 / static_cast<int>(sizeof(C)), sizeof(C), sms, splits);
+  const std::int64_t chunk = (K + splits - 1) / splits;
+  return sh.ok && sh.all_ahead && sh.rows >= chunk && sh.tiles * sh.splits <= sms;
+#else
+  (void)tag;
+  return false;
+#endif
+}
+
 // ----------------------------------------------------------------------------------------------------------------
 // Workspace
 // ----------------------------------------------------------------------------------------------------------------
