@@ -73,6 +73,16 @@ class cuda_timer {
   cudaEvent_t a_, b_;
 };
 
+//! Spins one thread for `ns` nanoseconds (%globaltimer). Launched right before the start event, it keeps the GPU
+//! busy while the host enqueues the timed work, so the measurement is GPU time without the host's launch latency.
+static __global__ void delay_kernel(unsigned long long ns) {
+  unsigned long long t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do {
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (t - t0 < ns);
+}
+
 //! Reports bytes/s over the bytes actually touched per iteration (Google Benchmark shows it as GB/s).
 inline void set_bytes(benchmark::State& state, double bytes_per_iter) {
   state.counters["GB/s"] =

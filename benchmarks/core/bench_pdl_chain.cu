@@ -29,15 +29,20 @@ using frugal_bench::check;
 constexpr int threads = 256;
 constexpr int width = 768;  // GPT-2 124M's residual stream
 
-__global__ void delay_kernel(unsigned long long ns) {
-  unsigned long long t0, t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
-  do {
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  } while (t - t0 < ns);
-}
 
 __global__ void empty_kernel(const float*, float*) {}
+
+//! The sum of x[0..width) over the block (every thread gets it): strided loads, shuffles, the warps via `red`.
+__device__ float block_sum_of(const float* x, float* red) {
+  float s = 0.f;
+  for (int i = threadIdx.x; i < width; i += threads) s += x[i];
+  for (int off = 16; off >= 1; off /= 2) s += __shfl_xor_sync(0xffffffffu, s, off);
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = s;
+  __syncthreads();
+  float t = 0.f;
+  for (int w = 0; w < threads / 32; ++w) t += red[w];
+  return t;
+}
 
 __global__ void empty_pdl_kernel(const float*, float*) {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
@@ -51,13 +56,7 @@ __global__ void rw_pdl_kernel(const float* x, float* y) {
   asm volatile("griddepcontrol.wait;" ::: "memory");
   __shared__ float red[threads / 32];
   __shared__ float inbox[8];
-  float s = 0.f;
-  for (int i = threadIdx.x; i < width; i += threads) s += x[i];
-  for (int off = 16; off >= 1; off /= 2) s += __shfl_xor_sync(0xffffffffu, s, off);
-  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = s;
-  __syncthreads();
-  float t = 0.f;
-  for (int w = 0; w < threads / 32; ++w) t += red[w];
+  float t = block_sum_of(x, red);
   if constexpr (Cluster) {  // gemv_cluster_reduce's pattern: wait for phase 0, all-to-all DSMEM stores, cluster.sync
     namespace cg = cooperative_groups;
     cg::cluster_group cl = cg::this_cluster();
@@ -93,13 +92,7 @@ __global__ void rw_mbar_pdl_kernel(const float* x, float* y) {
   asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   asm volatile("griddepcontrol.wait;" ::: "memory");
-  float s = 0.f;
-  for (int i = threadIdx.x; i < width; i += threads) s += x[i];
-  for (int off = 16; off >= 1; off /= 2) s += __shfl_xor_sync(0xffffffffu, s, off);
-  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = s;
-  __syncthreads();
-  float t = 0.f;
-  for (int w = 0; w < threads / 32; ++w) t += red[w];
+  float t = block_sum_of(x, red);
   asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");  // every block started, barriers initialised
   if (threadIdx.x < n) {
     const unsigned to = threadIdx.x;
@@ -169,7 +162,7 @@ void run(benchmark::State& state, variant v, int kernels, int blocks) {
   check(cudaGraphLaunch(exec, st), "warm-up");
   check(cudaStreamSynchronize(st), "warm-up");
   for (auto _ : state) {
-    delay_kernel<<<1, 1, 0, st>>>(40000);
+    frugal_bench::delay_kernel<<<1, 1, 0, st>>>(40000);
     frugal_bench::cuda_timer t(st);
     check(cudaGraphLaunch(exec, st), "graph");
     state.SetIterationTime(t.seconds());

@@ -97,13 +97,6 @@ __global__ void touch_kernel(const unsigned char* p, std::int64_t n, unsigned* s
 
 //! Keeps the GPU busy for `ns` so that the host enqueues the timed call before the GPU reaches it: the events then
 //! measure GPU execution only (host launch overhead hidden, as under CUDA Graphs), for frugal and cuBLAS alike.
-__global__ void delay_kernel(unsigned long long ns) {
-  unsigned long long t0, t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
-  do {
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  } while (t - t0 < ns);
-}
 
 class flusher {
  public:
@@ -314,7 +307,7 @@ void run(benchmark::State& state, config cfg) {
       fl.touch(dnnz.p, nnz.size() * 4);
     }
     if (cfg.v == variant::thresh || cfg.v == variant::shared) fl.touch(dthr.p, thr.size() * 4);
-    delay_kernel<<<1, 1>>>(40000);
+    frugal_bench::delay_kernel<<<1, 1>>>(40000);
     frugal_bench::cuda_timer t;
     call();
     state.SetIterationTime(t.seconds());
@@ -597,7 +590,7 @@ void run_seq(benchmark::State& state, int layers, std::vector<std::array<std::in
   for (auto _ : state) {
     fl.flush();
     check(cudaDeviceSynchronize(), "flush");
-    delay_kernel<<<1, 1, 0, st>>>(40000);
+    frugal_bench::delay_kernel<<<1, 1, 0, st>>>(40000);
     frugal_bench::cuda_timer t(st);
     check(cudaGraphLaunch(exec, st), "graph");
     state.SetIterationTime(t.seconds());
