@@ -276,9 +276,9 @@ FRUGAL_NAMESPACE_BEGIN
 //! weights-ahead kernel, runs one block per SM in one wave with each block's whole weight tile in its shared memory,
 //! requested before its PDL wait, on the current device. Engines can use it to pin splits = 1 for a model whose
 //! decode GEMVs all qualify: one split needs no reduction across blocks, whose DSMEM exchange costs ~1.1 us per GEMV
-//! in a PDL chain on the H100 (bench_pdl_chain); GPT-2 124M's step gained 2.5% at short contexts, less at longer
-//! ones, where its attention dominates the difference (docs/gemv.md). XL's GEMVs do
-//! not all qualify, and unsplit they were slower (its whole step 16%, its 1600 x 1600 projections alone 4%).
+//! in a PDL chain on the H100 (bench_pdl_chain); GPT-2 124M's step gained 2.5% / 0.6% / 0 at 32 / 100 / 300 decode
+//! steps (docs/gemv.md). XL's GEMVs do not all qualify, and unsplit they were slower (its whole step 16%, its
+//! 1600 x 1600 projections alone 4%).
 //! False without a usable sm_90 device.
 template <class T>
 bool gemv_tile_ahead(cuda_t tag, std::int64_t K, std::int64_t N, int splits) {
