@@ -20,15 +20,18 @@
 
 #include <string>
 
+#include <frugal/core/detail/cuda_common.cuh>
+
 #include "common/bench_cuda.cuh"
 
 namespace {
 
+using frugal::detail::grid_dependency_wait;
+using frugal::detail::trigger_dependents;
 using frugal_bench::check;
 
 constexpr int threads = 256;
 constexpr int width = 768;  // GPT-2 124M's residual stream
-
 
 __global__ void empty_kernel(const float*, float*) {}
 
@@ -45,15 +48,15 @@ __device__ float block_sum_of(const float* x, float* red) {
 }
 
 __global__ void empty_pdl_kernel(const float*, float*) {
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-  asm volatile("griddepcontrol.wait;" ::: "memory");
+  trigger_dependents();
+  grid_dependency_wait();
 }
 
 template <bool Cluster>
 __global__ void rw_pdl_kernel(const float* x, float* y) {
   if constexpr (Cluster) asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");  // as gemv's blocks
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-  asm volatile("griddepcontrol.wait;" ::: "memory");
+  trigger_dependents();
+  grid_dependency_wait();
   __shared__ float red[threads / 32];
   __shared__ float inbox[8];
   float t = block_sum_of(x, red);
@@ -71,9 +74,8 @@ __global__ void rw_pdl_kernel(const float* x, float* y) {
   for (int i = blockIdx.x + threadIdx.x * gridDim.x; i < width; i += threads * gridDim.x) y[i] = x[i] + t * 1e-9f;
 }
 
-//! rw_mbar_pdl: as rw_cluster_pdl, but the exchange is all-to-all (every block sends its value to every other rank,
-//! like a K-split reduction where each rank owns a slice of the outputs) and signalled one way: remote stores, then
-//! a remote mbarrier arrive (release, cluster scope) on the receiver; each block waits only for its own barrier.
+//! rw_mbar_pdl: the all-to-all exchange of rw_cluster_pdl signalled one way: remote stores, then a remote mbarrier
+//! arrive (release, cluster scope) on the receiver; each block waits only for its own barrier, no cluster.sync.
 //! The cluster barrier that makes sure every block has started (and has initialised its mbarrier) is arrived at
 //! kernel start and waited on just before the first remote access.
 __global__ void rw_mbar_pdl_kernel(const float* x, float* y) {
@@ -90,8 +92,8 @@ __global__ void rw_mbar_pdl_kernel(const float* x, float* y) {
   }
   __syncthreads();
   asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-  asm volatile("griddepcontrol.wait;" ::: "memory");
+  trigger_dependents();
+  grid_dependency_wait();
   float t = block_sum_of(x, red);
   asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");  // every block started, barriers initialised
   if (threadIdx.x < n) {
