@@ -180,17 +180,27 @@ class runner {
   }
 
   // ---- measurement -------------------------------------------------------------------------------------------------
+  //! The CUDA decode step's A/B switches (session_options of the same names); the defaults are the step as it runs.
+  struct knobs {
+    bool mega = false;
+    int weights_ahead = -1;
+    bool kv_ahead = true;
+    int decode_splits = -1;
+    bool attn_plan_follows = true;
+  };
   //! Decode speed of a mode: greedy generation of n_new tokens after the prompts; the first decode step is untimed
   //! (warm-up; it captures the CUDA Graph). The best of `repeats` runs (fresh session each) is kept.
   //! thr: the threshold rule's table (session_options::thresholds; empty: top-k at p).
   measurement measure(const model_t& m, const std::string& name, attn_kind attn, float p, const prompts_t& prompts,
                       int n_new, const sampling& s = {}, int repeats = 1, const std::vector<float>& thr = {},
-                      bool mega = false, int weights_ahead = -1, bool kv_ahead = true, int decode_splits = -1) {
+                      const knobs& k = {}) {
     session_options o;
-    o.mega = mega;
-    o.weights_ahead = weights_ahead;
-    o.kv_ahead = kv_ahead;
-    o.decode_splits = decode_splits;
+    o.mega = k.mega;
+    o.weights_ahead = k.weights_ahead;
+    o.kv_ahead = k.kv_ahead;
+    o.decode_splits = k.decode_splits;
+    o.attn_plan_follows = k.attn_plan_follows;
+    o.attn_splits = a_.attn_splits;
     o.attn = attn;
     o.max_batch = static_cast<int>(prompts.size());
     int longest = 0;
@@ -245,18 +255,14 @@ class runner {
     prompts_t prompts;
     int n_new;
     std::vector<float> thr = {};  // threshold rule (empty: top-k at p)
-    bool mega = false;            // session_options::mega (the one-kernel decode step)
-    int weights_ahead = -1;       // session_options::weights_ahead
-    bool kv_ahead = true;         // session_options::kv_ahead
-    int decode_splits = -1;       // session_options::decode_splits
+    knobs k = {};                 // the decode step's A/B switches
   };
   std::vector<measurement> measure_alternating(const std::vector<run_spec>& specs, int reps) {
     std::vector<measurement> best(specs.size());
     for (int rep = 0; rep < std::max(1, reps); ++rep)
       for (std::size_t i = 0; i < specs.size(); ++i) {
         const auto& s = specs[i];
-        auto r = measure(*s.m, s.name, s.attn, s.p, s.prompts, s.n_new, {}, 1, s.thr, s.mega, s.weights_ahead,
-                         s.kv_ahead, s.decode_splits);
+        auto r = measure(*s.m, s.name, s.attn, s.p, s.prompts, s.n_new, {}, 1, s.thr, s.k);
         if (rep == 0 || r.tok_s > best[i].tok_s) best[i] = std::move(r);
         best[i].repeats = rep + 1;
       }
@@ -360,7 +366,7 @@ class runner {
       auto r = measure(dense, "kv", attn_kind::contiguous, 0.f, prompts, n_new, s);
       show(r, tok_.decode(r.tokens[0]));
       if (a_.mega && be::is_cuda && a_.batch == 1) {
-        auto rm = measure(dense, "kv_mega", attn_kind::contiguous, 0.f, prompts, n_new, s, 1, {}, true);
+        auto rm = measure(dense, "kv_mega", attn_kind::contiguous, 0.f, prompts, n_new, s, 1, {}, {.mega = true});
         show(rm, tok_.decode(rm.tokens[0]));
       }
     }
@@ -476,21 +482,25 @@ class runner {
       int ahead = -1;
       bool kv_ahead = true;
       int splits = -1;
+      bool plan_follows = true;
     };
     std::vector<pcfg> cfgs = {{"kv", 0.f, true}, {"kv unfused", 0.f, false}};
     if (be::is_cuda) cfgs.push_back({"kv noahead", 0.f, true, {}, 0});  // the other dense GEMV kernel
     if (be::is_cuda) cfgs.push_back({"kv nokvahead", 0.f, true, {}, -1, false});  // attention waits before its copies
     if (be::is_cuda) cfgs.push_back({"kv libsplits", 0.f, true, {}, -1, true, 0});  // the library's K splits
+    if (be::is_cuda) cfgs.push_back({"kv fixedplan", 0.f, true, {}, -1, true, -1, false});  // attention plan: max_seq
     if (a_.p > 0) cfgs.push_back({"teal", a_.p, true});
     if (a_.p > 0 && a_.select == "threshold")  // TEAL's rule: no LayerNorm op, no top-k selection
       cfgs.push_back({"teal_thr", a_.p, true, calibrate_thresholds<Tag, T>(ctx_, dense, threshold_tokens(nullptr), a_.p)});
-    for (const auto& [name, p, fused, thr, ahead, kv_ahead, splits] : cfgs) {
+    for (const auto& [name, p, fused, thr, ahead, kv_ahead, splits, plan_follows] : cfgs) {
       session_options o;
       o.attn = attn_kind::contiguous, o.max_batch = a_.batch, o.max_seq = P + 2 * n + 8, o.p = p, o.fused = fused;
       o.thresholds = thr;
       o.weights_ahead = ahead;
       o.kv_ahead = kv_ahead;
       o.decode_splits = splits;
+      o.attn_plan_follows = plan_follows;
+      o.attn_splits = a_.attn_splits;
       double graph_s = 0;
       {
         session<Tag, T> s(ctx_, dense, o);

@@ -89,15 +89,17 @@ int runner<Tag, T>::bench() {
     std::vector<run_spec> specs;
     for (attn_kind a : {attn_kind::contiguous, attn_kind::paged}) specs.push_back({attn_name(a), &*dense, a, 0.f, prompts(1, P), n});
     if (gpu && a_.mega)  // the one-kernel decode step (mega_cuda.cuh), same prompts, in the same alternation
-      specs.push_back({"kv_mega", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, true});
+      specs.push_back({"kv_mega", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, {.mega = true}});
     if (gpu)  // the dense GEMVs on the other kernel (gemv_options::weights_ahead = 0): what the weights-ahead one gives
-      specs.push_back({"kv_noahead", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, false, 0});
+      specs.push_back({"kv_noahead", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, {.weights_ahead = 0}});
     if (gpu)  // the attention waiting for the qkv GEMV before its cache copies (attention_params::kv_ahead = false)
-      specs.push_back({"kv_nokvahead", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, false, -1, false});
+      specs.push_back({"kv_nokvahead", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, {.kv_ahead = false}});
     if (gpu)  // the layer GEMVs with the library's K splits (session_options::decode_splits = 0)
-      specs.push_back({"kv_libsplits", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, false, -1, true, 0});
+      specs.push_back({"kv_libsplits", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, {.decode_splits = 0}});
+    if (gpu)  // the attention's split-K planned for max_seq (session_options::attn_plan_follows = false)
+      specs.push_back({"kv_fixedplan", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, {.attn_plan_follows = false}});
     log("modes kv / paged" + std::string(gpu && a_.mega ? " / kv_mega" : "") +
-        std::string(gpu ? " / kv_noahead / kv_nokvahead / kv_libsplits" : "") +
+        std::string(gpu ? " / kv_noahead / kv_nokvahead / kv_libsplits / kv_fixedplan" : "") +
         ", new=" + std::to_string(n));
     for (auto& r : measure_alternating(specs, reps)) {
       auto j = r.json();

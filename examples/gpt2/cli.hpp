@@ -40,6 +40,7 @@ struct cli {
   std::string rotation = "model";  // LaRoSA: model (one Q) | layer (Q per layer + residual adapters)
   int batch = 1;
   int page_size = 16;
+  int attn_splits = 0;  // --attn-splits: attention_params::num_splits of the decode attention (0: the library's plan)
   float temperature = 0.f;
   int top_k = 0;
   float top_p = 1.f;
@@ -88,6 +89,7 @@ struct cli {
         "  --reps N                  benchmark: best of N alternating runs per configuration (default 3)\n"
         "  --batch B                 sequences decoded together (kv, paged)\n"
         "  --page-size N             paged KV tokens per block (default 16)\n"
+        "  --attn-splits N           CUDA decode attention split-K partitions (default 0: the library's plan)\n"
         "  --temperature T --top-k K --top-p P --sample-seed S   sampling (default greedy)\n");
   }
 
@@ -140,6 +142,7 @@ struct cli {
       else if (o == "--reps") a.reps = static_cast<int>(num(i));
       else if (o == "--batch") a.batch = static_cast<int>(num(i));
       else if (o == "--page-size") a.page_size = static_cast<int>(num(i));
+      else if (o == "--attn-splits") a.attn_splits = static_cast<int>(num(i));
       else if (o == "--temperature") a.temperature = static_cast<float>(num(i));
       else if (o == "--top-k") a.top_k = static_cast<int>(num(i));
       else if (o == "--top-p") a.top_p = static_cast<float>(num(i));
@@ -158,6 +161,7 @@ struct cli {
     if (a.new_tokens < 2) fail("cli", "--new-tokens must be >= 2");
     if (a.batch < 1) fail("cli", "--batch must be >= 1");
     if (a.page_size < 1 || a.page_size > 256) fail("cli", "--page-size must be in [1, 256]");
+    if (a.attn_splits < 0 || a.attn_splits > 1024) fail("cli", "--attn-splits must be in [0, 1024] (0: the library's plan)");
     const std::vector<std::string> modes = {"nocache", "kv", "paged", "teal", "larosa", "patch", "combined", "all"};
     bool ok = false;
     for (const auto& m : modes) ok |= m == a.mode;

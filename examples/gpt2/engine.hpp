@@ -37,7 +37,8 @@
 // 2 + n_layer * (4 GEMVs + attention) launches (+ the attention's split-K merge, the top-k selections of sparse
 // decode, and the LayerNorms of TEAL top-k; fused = false: the step with separate LayerNorm, GELU and KV-append ops).
 // The thresholds are kernel arguments (host scalars): the captured graph holds them, and set_thresholds() drops the
-// graph so that the next step captures the new values.
+// graphs so that the next step captures the new values. So is the attention's split-K bound (max_seq_len): it follows
+// the longest sequence in powers of two (kv_store::plan_bound), one captured graph per bound.
 // session_options::mega (CUDA, batch 1, contiguous KV, dense): the whole decode step — every layer and the LM head —
 // is one persistent kernel instead (mega_cuda.cuh, on row-major weight copies the session builds), then select +
 // advance: two launches per token.
@@ -235,6 +236,11 @@ struct session_options {
   //! the PDL wait (frugal::gemv_tile_ahead: GPT-2 124M yes, XL no), so no GEMV of the step reduces across blocks;
   //! else the library's choice. 0: the library's choice; > 0: pinned (the weights-ahead kernel stays on).
   int decode_splits = -1;
+  //! CUDA decode attention: the split-K plan follows the longest sequence of the step (kv_store::plan_bound: a
+  //! power of two >= 64, one captured graph per bound) instead of max_seq. false: planned for max_seq (A/B runs).
+  bool attn_plan_follows = true;
+  //! attention_params::num_splits of the decode attention (0: the library's plan; > 0 pinned, for A/B runs).
+  int attn_splits = 0;
 };
 
 template <class Tag, class T>
@@ -249,7 +255,7 @@ class session {
  public:
   session(ctx_t& c, const device_model<Tag, T>& m, session_options o)
       : c_(c), m_(m), o_(o), kv_(c, m.cfg, o.attn, o.attn == attn_kind::nocache ? 1 : o.max_batch, o.max_seq,
-                                  o.page_size, o.attn == attn_kind::contiguous ? o.reserve : 0) {
+                                  o.page_size, o.attn == attn_kind::contiguous ? o.reserve : 0, o.attn_splits) {
     const auto& cfg = m.cfg;
     check_thresholds("session", o.thresholds, cfg.n_layer);
     if (o.mega) {
@@ -318,10 +324,7 @@ class session {
   void set_thresholds(std::vector<float> t) {
     check_thresholds("session::set_thresholds", t, m_.cfg.n_layer);
     o_.thresholds = std::move(t);
-    if constexpr (be::is_cuda) {
-      be::destroy(graph_);
-      graph_ = {};
-    }
+    drop_graphs();
   }
 
   //! With session_options::count_kept: per layer and site (index 4 * layer + site, as thresholds), the fraction of
@@ -404,12 +407,12 @@ class session {
           kv_.reserve(c_, r, lens_h_[r] + 1);
           lens_h_[r] += 1;
         }
+        set_attention_plan();
         if constexpr (be::is_cuda) {
           if (o_.count_kept) {  // downloads inside the step: no capture
             decode_step();
           } else {
-            if (!graph_) graph_ = be::capture(c_, [&] { decode_step(); });
-            be::launch(c_, graph_);
+            be::launch(c_, step_graph());
           }
         } else {
           decode_step();
@@ -421,6 +424,12 @@ class session {
 
   void sync() { be::sync(c_); }
   int steps() const { return steps_; }
+  //! CUDA: the attention plan bounds of the decode steps captured so far, one graph each, in capture order.
+  std::vector<int> captured_bounds() const {
+    std::vector<int> b;
+    for (const auto& g : graphs_) b.push_back(g.first);
+    return b;
+  }
 
   //! Tokens chosen so far per row: the first from prefill, then one per decode step.
   std::vector<std::vector<std::int32_t>> generated() {
@@ -443,11 +452,41 @@ class session {
     return f;
   }
 
-  ~session() {
-    if constexpr (be::is_cuda) be::destroy(graph_);
-  }
+  ~session() { drop_graphs(); }
 
  private:
+  void drop_graphs() {
+    if constexpr (be::is_cuda)
+      for (auto& g : graphs_) be::destroy(g.second);
+    graphs_.clear();
+  }
+  //! The decode step's CUDA Graph for the current attention plan bound. Where it is missing, captures one graph per
+  //! bound from this one up to max_seq (as a server captures its shapes at start-up: no capture later in the run).
+  typename be::graph_t step_graph() {
+    const int now = kv_.plan_bound_now();
+    auto find = [&](int b) {
+      return std::find_if(graphs_.begin(), graphs_.end(), [&](const auto& g) { return g.first == b; });
+    };
+    if (find(now) == graphs_.end()) {
+      for (int b = now;; b = kv_.plan_bound(b + 1)) {
+        if (find(b) == graphs_.end()) {
+          kv_.set_plan_bound(b);
+          graphs_.push_back({b, be::capture(c_, [&] { decode_step(); })});
+        }
+        if (b >= o_.max_seq || !o_.attn_plan_follows) break;
+      }
+      kv_.set_plan_bound(now);
+    }
+    return find(now)->second;
+  }
+  //! The attention's split-K bound for the next step: the longest sequence it will hold (session_options::
+  //! attn_plan_follows), or max_seq.
+  void set_attention_plan() {
+    int longest = 1;
+    for (int l : lens_h_) longest = std::max(longest, l);
+    kv_.set_plan_bound(o_.attn_plan_follows ? kv_.plan_bound(longest) : o_.max_seq);
+  }
+
 #if defined(__CUDACC__)
   //! session_options::mega: one step_kernel launch (every layer and the LM head), then select + advance.
   void mega_step() {
@@ -530,6 +569,7 @@ class session {
     std::vector<std::pair<std::string, double>> acc;
     for (int i = 0; i < n; ++i) {
       for (int r = 0; r < b_; ++r) kv_.reserve(c_, r, ++lens_h_[r]);
+      set_attention_plan();
       prof.begin(c_);
       decode_step();
       for (const auto& [name, sec] : prof.end(c_)) {
@@ -752,7 +792,7 @@ class session {
   std::uint32_t* counter_ = nullptr;  // select_advance's completion counter (CUDA)
   buffer<Tag, std::byte> ws_;
   int splits_ = 0;  // session_options::decode_splits resolved (0: the library's choice)
-  typename be::graph_t graph_{};
+  std::vector<std::pair<int, typename be::graph_t>> graphs_;  // captured decode steps by attention plan bound
   typename be::profiler* prof_ = nullptr;
   std::shared_ptr<void> mega_;  // mega::weights_rm<T> (CUDA translation units only; void keeps the layout common)
 };

@@ -41,12 +41,16 @@ class kv_store {
   using ctx_t = typename be::context;
 
  public:
-  //! max_seq: the longest sequence of the run (paged pool: max_batch * ceil(max_seq / page) blocks; split-K plan);
-  //! reserve: tokens each sequence's contiguous storage holds (>= max_seq; 0: max_seq).
-  kv_store(ctx_t& c, const config& cfg, attn_kind kind, int max_batch, int max_seq, int page_size, int reserve = 0)
+  //! max_seq: the longest sequence of the run (paged pool: max_batch * ceil(max_seq / page) blocks; the largest
+  //! split-K plan); reserve: tokens each sequence's contiguous storage holds (>= max_seq; 0: max_seq); attn_splits:
+  //! attention_params::num_splits of the decode attention (0: the library's plan).
+  kv_store(ctx_t& c, const config& cfg, attn_kind kind, int max_batch, int max_seq, int page_size, int reserve = 0,
+           int attn_splits = 0)
       : kind_(kind), L_(cfg.n_layer), H_(cfg.n_head), D_(cfg.head_dim()), C_(cfg.n_embd), B_(max_batch),
         S_(max_seq), R_(std::max(reserve, max_seq)), page_(page_size) {
+    if (attn_splits < 0) fail("kv_store", "attn_splits (=", attn_splits, ") must be >= 0 (0: the library's plan)");
     params_.q_heads = H_;
+    params_.num_splits = attn_splits;
     if (kind == attn_kind::paged) {
       max_blocks_ = (S_ + page_ - 1) / page_;
       num_blocks_ = B_ * max_blocks_;
@@ -64,8 +68,14 @@ class kv_store {
     ints_ = buffer<Tag, std::int32_t>(c, static_cast<std::size_t>(B_) + 3 + S_);
     slots_ = ints_.data(), pre_ = slots_ + B_, pslots_ = pre_ + 3;
     params_.max_seq_len = S_;
-    std::size_t ws = 0;  // the split plan depends on the batch: take the largest need over 1..max_batch rows
-    for (int b = 1; b <= B_; ++b) ws = std::max(ws, frugal::decode_attention_workspace_bytes<T>(c.tag, b, H_, H_, D_, S_));
+    // The split plan depends on the batch and the bound: take the largest need over 1..max_batch rows and every bound
+    // plan_bound() can return.
+    std::size_t ws = 0;
+    for (int b = 1; b <= B_; ++b)
+      for (int bound = plan_bound(1);; bound = plan_bound(bound + 1)) {
+        ws = std::max(ws, frugal::decode_attention_workspace_bytes<T>(c.tag, b, H_, H_, D_, bound, attn_splits));
+        if (bound == S_) break;
+      }
     ws_ = buffer<Tag, std::byte>(c, ws);
     be::zero(c, ws_.data(), ws_.bytes());  // the attention workspace is zero-filled once (its split-K counters)
   }
@@ -76,6 +86,23 @@ class kv_store {
   }
 
   attn_kind kind() const { return kind_; }
+
+  //! The host-side bound the decode attention plans its split-K for when the longest sequence holds `longest`
+  //! tokens: `longest` rounded up to a power of two >= 64, at most max_seq. A plan made for max_seq splits a
+  //! 12-head batch-1 step into ceil(max_seq / 128) key ranges even while every sequence is short, and each split
+  //! range costs a merge; a CUDA Graph captures the bound, so the session keeps one graph per bound (at most
+  //! log2(max_seq / 64) + 1 of them).
+  int plan_bound(int longest) const {
+    int b = 64;
+    while (b < longest && b < S_) b *= 2;
+    return std::min(b, S_);
+  }
+  //! Sets the bound of the next decode steps (attention_params::max_seq_len, 1..max_seq).
+  void set_plan_bound(int bound) {
+    if (bound < 1 || bound > S_) fail("kv_store::set_plan_bound", "bound ", bound, " outside 1..", S_, " (max_seq)");
+    params_.max_seq_len = bound;
+  }
+  int plan_bound_now() const { return params_.max_seq_len; }
 
   //! Drops every sequence (the session starts a new batch).
   void reset(ctx_t&) {

@@ -53,13 +53,16 @@ std::vector<std::vector<std::int32_t>> run(typename backend<Tag>::context& c, co
 template <class Tag, class T>
 std::vector<float> forced_logits(typename backend<Tag>::context& c, const device_model<Tag, T>& m, attn_kind a,
                                  const std::vector<std::int32_t>& text, int prompt_len, float p = 0.f,
-                                 bool fused = true, int decode_splits = -1) {
+                                 bool fused = true, int decode_splits = -1, bool plan_follows = true,
+                                 int attn_splits = 0, std::vector<int>* bounds = nullptr) {
   session_options o;
   o.attn = a;
   o.max_seq = static_cast<int>(text.size()) + 2;
   o.p = p;
   o.fused = fused;
   o.decode_splits = decode_splits;
+  o.attn_plan_follows = plan_follows;
+  o.attn_splits = attn_splits;
   session<Tag, T> s(c, m, o);
   const std::vector<std::vector<std::int32_t>> pr = {std::vector<std::int32_t>(text.begin(), text.begin() + prompt_len)};
   const std::vector<std::vector<std::int32_t>> f = {std::vector<std::int32_t>(text.begin() + prompt_len, text.end())};
@@ -69,6 +72,7 @@ std::vector<float> forced_logits(typename backend<Tag>::context& c, const device
     s.start(pr, &f);
     s.decode(static_cast<int>(text.size()) - prompt_len);
   }
+  if (bounds) *bounds = s.captured_bounds();
   return s.logits();
 }
 
@@ -199,6 +203,30 @@ TEST_CASE_TEMPLATE("gpt2 cuda: the layer GEMVs' K splits (decode_splits auto / l
     const auto b = forced_logits<frugal::cuda_t, T>(c, dense, attn_kind::contiguous, text, 17, 0.f, true, sp);
     CHECK(rel_err(a, b) < (std::is_same_v<T, float> ? 1e-5 : 2e-2));  // other summation orders only
   }
+}
+
+// The attention's split-K bound follows the longest sequence (one graph per bound) or stays at max_seq: the same
+// logits up to the split boundaries' summation order, with the library's plan and with pinned splits, contiguous
+// and paged; the session captured one graph per bound it crossed.
+TEST_CASE_TEMPLATE("gpt2 cuda: the attention plan following the sequence length gives the same step", T, float,
+                   frugal::half) {
+  FRUGAL_REQUIRE_GPU();
+  backend<frugal::cuda_t>::context c;
+  auto dense = upload_model<frugal::cuda_t, T>(c, random_weights(cuda_config(), 15));
+  const bool tiny = frugal_test::tiny_tests();
+  const auto text = prompt(tiny ? 70 : 100, 9, dense.cfg.vocab_size);  // prompt 58: decode crosses the bound 64
+  const double tol = std::is_same_v<T, float> ? 1e-5 : 2e-2;
+  for (attn_kind a : {attn_kind::contiguous, attn_kind::paged})
+    for (int splits : {0, 3}) {
+      CAPTURE(attn_name(a));
+      CAPTURE(splits);
+      std::vector<int> bf, bx;
+      const auto follow = forced_logits<frugal::cuda_t, T>(c, dense, a, text, 58, 0.f, true, -1, true, splits, &bf);
+      const auto fixed = forced_logits<frugal::cuda_t, T>(c, dense, a, text, 58, 0.f, true, -1, false, splits, &bx);
+      CHECK(rel_err(follow, fixed) < tol);
+      CHECK(bf == std::vector<int>{64, static_cast<int>(text.size()) + 2});  // 128 capped at max_seq
+      CHECK(bx == std::vector<int>{static_cast<int>(text.size()) + 2});
+    }
 }
 
 namespace {

@@ -257,6 +257,46 @@ TEST_CASE("gpt2 session: bad input") {
   FRUGAL_CHECK_THROWS_WITH(s.start({{1}, {2}}), "batch of 2 prompts");
   s.start({{1, 2, 3}});
   FRUGAL_CHECK_THROWS_WITH(s.decode(20), "reached max_seq=16");
+  o.attn_splits = -1;
+  FRUGAL_CHECK_THROWS_WITH((session<frugal::cpu_t, float>(c, m, o)), "attn_splits (=-1) must be >= 0");
+  o.attn_splits = 0;
   o.mega = true;  // the one-kernel decode step is CUDA code
   FRUGAL_CHECK_THROWS_WITH((session<frugal::cpu_t, float>(c, m, o)), "mega (the one-kernel decode step) needs --device cuda");
+}
+
+TEST_CASE("gpt2 kv_store: the attention plan bound follows the longest sequence in powers of two, capped at max_seq") {
+  backend<frugal::cpu_t>::context c;
+  const auto cfg = small_config();
+  kv_store<frugal::cpu_t, float> kv(c, cfg, attn_kind::contiguous, 2, 90, 16);
+  CHECK(kv.plan_bound_now() == 90);  // before any step: planned for max_seq
+  CHECK(kv.plan_bound(1) == 64);
+  CHECK(kv.plan_bound(64) == 64);
+  CHECK(kv.plan_bound(65) == 90);  // 128 capped at max_seq
+  CHECK(kv.plan_bound(90) == 90);
+  kv_store<frugal::cpu_t, float> small(c, cfg, attn_kind::paged, 1, 40, 16);
+  CHECK(small.plan_bound(1) == 40);  // max_seq below the smallest bound
+  kv.set_plan_bound(64);
+  CHECK(kv.plan_bound_now() == 64);
+  FRUGAL_CHECK_THROWS_WITH(kv.set_plan_bound(0), "kv_store::set_plan_bound: bound 0 outside 1..90");
+  FRUGAL_CHECK_THROWS_WITH(kv.set_plan_bound(91), "bound 91 outside 1..90 (max_seq)");
+  CHECK(kv.plan_bound_now() == 64);  // unchanged by the failed calls
+}
+
+TEST_CASE("gpt2 cpu: the attention plan bound changes nothing on the CPU (same greedy tokens, no graphs)") {
+  backend<frugal::cpu_t>::context c;
+  auto m = upload_model<frugal::cpu_t, float>(c, random_weights(small_config(), 3));
+  std::vector<std::vector<std::int32_t>> out;
+  for (bool follows : {true, false}) {
+    session_options o;
+    o.max_seq = 90;
+    o.attn_plan_follows = follows;
+    session<frugal::cpu_t, float> s(c, m, o);
+    s.start({{5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
+              32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57,
+              58, 59, 60}});
+    s.decode(20);  // crosses the bound 64
+    CHECK(s.captured_bounds().empty());
+    out.push_back(s.generated()[0]);
+  }
+  CHECK(out[0] == out[1]);
 }
