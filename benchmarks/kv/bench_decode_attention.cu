@@ -241,6 +241,7 @@ void bench(benchmark::State& state, shape s, std::string variant) {
   p.q_heads = s.H;
   p.max_seq_len = s.T;
   p.num_splits = variant == "paged_nosplit" ? 1 : 0;
+  p.cluster_merge = variant != "paged_gmerge";  // the split-K merge through global memory (2..8 splits, sm_90)
   if (variant.rfind("paged_s", 0) == 0) p.num_splits = std::stoi(variant.substr(7));
   const std::size_t wsb =
       frugal::decode_attention_workspace_bytes<T>(frugal::cuda, s.B, s.H, s.KV, s.D, s.T, p.num_splits);
@@ -369,6 +370,7 @@ int main(int argc, char** argv) {
         std::vector<std::string> variants{"contiguous", "paged"};
         if (B == 1) {
           variants.push_back("paged_nosplit");
+          variants.push_back("paged_gmerge");
           for (int n : {4, 8, 16, 32, 64, 128})
             if (Tn / n >= 128 && c.H != 28) variants.push_back("paged_s" + std::to_string(n));
         }

@@ -187,6 +187,7 @@ class runner {
     bool kv_ahead = true;
     int decode_splits = -1;
     bool attn_plan_follows = true;
+    bool attn_cluster_merge = true;
   };
   //! Decode speed of a mode: greedy generation of n_new tokens after the prompts; the first decode step is untimed
   //! (warm-up; it captures the CUDA Graph). The best of `repeats` runs (fresh session each) is kept.
@@ -200,6 +201,7 @@ class runner {
     o.kv_ahead = k.kv_ahead;
     o.decode_splits = k.decode_splits;
     o.attn_plan_follows = k.attn_plan_follows;
+    o.attn_cluster_merge = k.attn_cluster_merge;
     o.attn_splits = a_.attn_splits;
     o.attn = attn;
     o.max_batch = static_cast<int>(prompts.size());
@@ -483,16 +485,18 @@ class runner {
       bool kv_ahead = true;
       int splits = -1;
       bool plan_follows = true;
+      bool cluster_merge = true;
     };
     std::vector<pcfg> cfgs = {{"kv", 0.f, true}, {"kv unfused", 0.f, false}};
     if (be::is_cuda) cfgs.push_back({"kv noahead", 0.f, true, {}, 0});  // the other dense GEMV kernel
     if (be::is_cuda) cfgs.push_back({"kv nokvahead", 0.f, true, {}, -1, false});  // attention waits before its copies
     if (be::is_cuda) cfgs.push_back({"kv libsplits", 0.f, true, {}, -1, true, 0});  // the library's K splits
     if (be::is_cuda) cfgs.push_back({"kv fixedplan", 0.f, true, {}, -1, true, -1, false});  // attention plan: max_seq
+    if (be::is_cuda) cfgs.push_back({"kv gmerge", 0.f, true, {}, -1, true, -1, true, false});  // no cluster merge
     if (a_.p > 0) cfgs.push_back({"teal", a_.p, true});
     if (a_.p > 0 && a_.select == "threshold")  // TEAL's rule: no LayerNorm op, no top-k selection
       cfgs.push_back({"teal_thr", a_.p, true, calibrate_thresholds<Tag, T>(ctx_, dense, threshold_tokens(nullptr), a_.p)});
-    for (const auto& [name, p, fused, thr, ahead, kv_ahead, splits, plan_follows] : cfgs) {
+    for (const auto& [name, p, fused, thr, ahead, kv_ahead, splits, plan_follows, cluster_merge] : cfgs) {
       session_options o;
       o.attn = attn_kind::contiguous, o.max_batch = a_.batch, o.max_seq = P + 2 * n + 8, o.p = p, o.fused = fused;
       o.thresholds = thr;
@@ -500,6 +504,7 @@ class runner {
       o.kv_ahead = kv_ahead;
       o.decode_splits = splits;
       o.attn_plan_follows = plan_follows;
+      o.attn_cluster_merge = cluster_merge;
       o.attn_splits = a_.attn_splits;
       double graph_s = 0;
       {

@@ -98,8 +98,10 @@ int runner<Tag, T>::bench() {
       specs.push_back({"kv_libsplits", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, {.decode_splits = 0}});
     if (gpu)  // the attention's split-K planned for max_seq (session_options::attn_plan_follows = false)
       specs.push_back({"kv_fixedplan", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, {.attn_plan_follows = false}});
+    if (gpu)  // the attention's splits merged through global memory (session_options::attn_cluster_merge = false)
+      specs.push_back({"kv_gmerge", &*dense, attn_kind::contiguous, 0.f, prompts(1, P), n, {}, {.attn_cluster_merge = false}});
     log("modes kv / paged" + std::string(gpu && a_.mega ? " / kv_mega" : "") +
-        std::string(gpu ? " / kv_noahead / kv_nokvahead / kv_libsplits / kv_fixedplan" : "") +
+        std::string(gpu ? " / kv_noahead / kv_nokvahead / kv_libsplits / kv_fixedplan / kv_gmerge" : "") +
         ", new=" + std::to_string(n));
     for (auto& r : measure_alternating(specs, reps)) {
       auto j = r.json();

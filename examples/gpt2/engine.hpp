@@ -241,6 +241,8 @@ struct session_options {
   bool attn_plan_follows = true;
   //! attention_params::num_splits of the decode attention (0: the library's plan; > 0 pinned, for A/B runs).
   int attn_splits = 0;
+  //! attention_params::cluster_merge (sm_90, 2..8 splits merged through a thread-block cluster); false: A/B runs.
+  bool attn_cluster_merge = true;
 };
 
 template <class Tag, class T>
@@ -255,7 +257,8 @@ class session {
  public:
   session(ctx_t& c, const device_model<Tag, T>& m, session_options o)
       : c_(c), m_(m), o_(o), kv_(c, m.cfg, o.attn, o.attn == attn_kind::nocache ? 1 : o.max_batch, o.max_seq,
-                                  o.page_size, o.attn == attn_kind::contiguous ? o.reserve : 0, o.attn_splits) {
+                                  o.page_size, o.attn == attn_kind::contiguous ? o.reserve : 0, o.attn_splits,
+                                  o.attn_cluster_merge) {
     const auto& cfg = m.cfg;
     check_thresholds("session", o.thresholds, cfg.n_layer);
     if (o.mega) {

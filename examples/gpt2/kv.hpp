@@ -43,14 +43,16 @@ class kv_store {
  public:
   //! max_seq: the longest sequence of the run (paged pool: max_batch * ceil(max_seq / page) blocks; the largest
   //! split-K plan); reserve: tokens each sequence's contiguous storage holds (>= max_seq; 0: max_seq); attn_splits:
-  //! attention_params::num_splits of the decode attention (0: the library's plan).
+  //! attention_params::num_splits of the decode attention (0: the library's plan); cluster_merge:
+  //! attention_params::cluster_merge.
   kv_store(ctx_t& c, const config& cfg, attn_kind kind, int max_batch, int max_seq, int page_size, int reserve = 0,
-           int attn_splits = 0)
+           int attn_splits = 0, bool cluster_merge = true)
       : kind_(kind), L_(cfg.n_layer), H_(cfg.n_head), D_(cfg.head_dim()), C_(cfg.n_embd), B_(max_batch),
         S_(max_seq), R_(std::max(reserve, max_seq)), page_(page_size) {
     if (attn_splits < 0) fail("kv_store", "attn_splits (=", attn_splits, ") must be >= 0 (0: the library's plan)");
     params_.q_heads = H_;
     params_.num_splits = attn_splits;
+    params_.cluster_merge = cluster_merge;
     if (kind == attn_kind::paged) {
       max_blocks_ = (S_ + page_ - 1) / page_;
       num_blocks_ = B_ * max_blocks_;

@@ -110,7 +110,7 @@ void check_decode_cuda(std::uint64_t seed, std::int32_t kv_heads, std::int32_t g
   ws.zero();  // split-K workspace: zero-filled once (merge counters)
   const frugal::workspace w{ws.data(), ws.size()};
   std::vector<T> nanfill(c.q.size(), frugal::from_float<T>(std::nanf("")));
-  device_buffer<T> out_p(nanfill), out_c(nanfill), out_d(nanfill);
+  device_buffer<T> out_p(nanfill), out_c(nanfill), out_d(nanfill), out_g(nanfill);
   const auto qv = matrix_view<const T>(d.q.data(), c.batch, cols);
   frugal::paged_decode_attention(frugal::cuda, qv, c.paged_view(d.paged.data()), d.tab(c),
                                  matrix_view<T>(out_p.data(), c.batch, cols), p, w);
@@ -120,12 +120,17 @@ void check_decode_cuda(std::uint64_t seed, std::int32_t kv_heads, std::int32_t g
   pd.max_seq_len = 0;  // plan from the table's capacity
   frugal::paged_decode_attention(frugal::cuda, qv, c.paged_view(d.paged.data()), d.tab(c),
                                  matrix_view<T>(out_d.data(), c.batch, cols), pd, w);
+  frugal::attention_params pg = p;
+  pg.cluster_merge = false;  // 2..8 splits on sm_90 merge through clusters by default: the global-memory merge too
+  frugal::paged_decode_attention(frugal::cuda, qv, c.paged_view(d.paged.data()), d.tab(c),
+                                 matrix_view<T>(out_g.data(), c.batch, cols), pg, w);
   device_sync();
   const auto gp = out_p.download(), gc = out_c.download();
   CHECK(same_bits(gp, gc));  // one kernel template, same plan: paging changes addresses only
   const auto ref = kv_test::naive_attention(c, c.q, kv_test::iota_rows(c.batch), c.lens, 1.0 / std::sqrt(double(D)));
   CHECK(kv_test::tol_ratio(gp, ref) <= 1.0);
   CHECK(kv_test::tol_ratio(out_d.download(), ref) <= 1.0);
+  CHECK(kv_test::tol_ratio(out_g.download(), ref) <= 1.0);
 }
 
 }  // namespace

@@ -127,6 +127,27 @@ void launch_pdl(const char* op, void (*kernel)(P...), dim3 grid, dim3 block, std
   cuda_check(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...), op, "cudaLaunchKernelEx");
 }
 
+//! launch_pdl with thread-block clusters of `cluster` blocks (sm_90; the grid a multiple of it).
+template <class... P, class... A>
+void launch_pdl_cluster(const char* op, void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem,
+                        cudaStream_t stream, dim3 cluster, A&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[2];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  attr[1].id = cudaLaunchAttributeClusterDimension;
+  attr[1].val.clusterDim.x = cluster.x;
+  attr[1].val.clusterDim.y = cluster.y;
+  attr[1].val.clusterDim.z = cluster.z;
+  cfg.attrs = attr;
+  cfg.numAttrs = 2;
+  cuda_check(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...), op, "cudaLaunchKernelEx (clusters)");
+}
+
 //! Streams launched into must not be capturing an illegal operation; this checks the launch only (no sync), so it
 //! is safe inside CUDA Graph capture.
 inline void check_launch(const char* op, const char* kernel) { cuda_check(cudaGetLastError(), op, kernel); }

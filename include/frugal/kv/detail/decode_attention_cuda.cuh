@@ -7,6 +7,7 @@
     "frugal/kv/detail/decode_attention_cuda.cuh is CUDA code: include it only from a translation unit compiled by nvcc."
 #endif
 
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -141,7 +142,9 @@ struct attn_cfg {
   static constexpr int LOADS = (TILE * NCHUNK + NT - 1) / NT;  // 16-byte copies per thread per tile, for K (and V)
   static constexpr int MERGE_BYTES = (NW * GMAX * D + 2 * NW * GMAX) * 4;
   static_assert(NCHUNK % CPL == 0 && LPR <= 32 && R >= 1 && NCHUNK * EPC == D && STAGES >= 2);
-  static_assert(SMEM <= 200 * 1024 && MERGE_BYTES <= SMEM, "attention stages do not fit shared memory");
+  static constexpr int CLUSTER_PART_BYTES = (GMAX * D + GMAX) * 4;  // attn_merge_cluster's partial, after the scratch
+  static_assert(SMEM <= 200 * 1024 && MERGE_BYTES + CLUSTER_PART_BYTES <= SMEM,
+                "attention stages do not fit shared memory");
 };
 
 template <class T, class Source>
@@ -169,6 +172,9 @@ struct attn_args {
   float* part_lse;  // [num_splits, rows, q_heads] log2-sum-exp2 of the scaled scores
   // [rows, kv_heads * hchunks] arrival counters of the in-kernel merge (zero between calls); null: merge kernel
   unsigned* counters;
+  // sm_90, 2..8 splits: the splits of a (row, kv head, head chunk) form one thread-block cluster and merge through
+  // distributed shared memory (attn_merge_cluster): no partials in global memory, no counters, no merge kernel
+  bool cluster;
   // Fused append (decode only; new_k null otherwise): row b's new token, at position lens[b] - 1, is read from
   // new_k/new_v [rows, new_ld] instead of the cache and written into the cache (cache_k/cache_v = src.k/src.v).
   const T* new_k;
@@ -420,6 +426,55 @@ __device__ __forceinline__ void attn_merge_last(const attn_args<CT, Source>& a, 
     __syncthreads();  // s_acc reused by the next round
   }
   FRUGAL_KV_TL(TL_MERGED, attn_gtime());
+}
+
+//! Split-K merge through the thread-block cluster (a.cluster: the num_splits CTAs of one (row, kv head, head chunk)
+//! are one cluster, rank = split): every CTA has left its partial (o normalised by its own sum, and the log2-sum-exp2)
+//! in its own shared memory at s_po / s_plse; after one cluster barrier, rank r combines output columns r, r + S, ...
+//! reading all S partials through DSMEM in split order (deterministic), and a second barrier keeps every CTA's shared
+//! memory alive until the others have read it. Costs two cluster barriers and a few DSMEM loads instead of the
+//! global-memory partials, fence, arrival counter and L2 round trips of attn_merge_last.
+template <class CT, int D, int GMAX, class Source>
+__device__ __forceinline__ void attn_merge_cluster(const attn_args<CT, Source>& a, std::int32_t row,
+                                                   std::int32_t qh0, std::int32_t ng, float* s_po, float* s_plse) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  namespace cg = cooperative_groups;
+  constexpr int NT = attn_cfg<CT, D, GMAX>::NT;
+  constexpr float NEG_INF = -__builtin_huge_valf();
+  cg::cluster_group cluster = cg::this_cluster();
+  cluster.sync();  // every split's partial is in its shared memory (release / acquire across the cluster)
+  const int S = a.num_splits, rank = static_cast<int>(cluster.block_rank());
+  for (int idx = rank + S * static_cast<int>(threadIdx.x); idx < ng * D; idx += S * NT) {
+    const int g = idx / D, d = idx - g * D;
+    float lse[8], o[8];
+    float mx = NEG_INF;
+#pragma unroll
+    for (int s = 0; s < 8; ++s) {
+      if (s < S) {
+        lse[s] = cluster.map_shared_rank(s_plse, s)[g];
+        o[s] = cluster.map_shared_rank(s_po, s)[idx];
+        mx = fmaxf(mx, lse[s]);
+      }
+    }
+    float L = 0.f, O = 0.f;
+    if (mx != NEG_INF) {
+#pragma unroll
+      for (int s = 0; s < 8; ++s) {
+        if (s < S) {
+          const float c = lse[s] != NEG_INF ? exp2f(lse[s] - mx) : 0.f;
+          L += c;
+          O = fmaf(c, o[s], O);
+        }
+      }
+    }
+    a.out[static_cast<std::int64_t>(row) * a.out_ld + static_cast<std::int64_t>(qh0 + g) * D + d] =
+        store_f<CT>(L > 0.f ? O / L : 0.f);
+  }
+  cluster.sync();  // nobody leaves while another CTA may still read its shared memory
+#else
+  (void)a, (void)row, (void)qh0, (void)ng, (void)s_po, (void)s_plse;
+  __trap();  // the host never asks for clusters from code compiled for < sm_90
+#endif
 }
 
 //! APPEND: the fused append of decode (a.new_k set); a separate instantiation so that plain decode pays nothing.
@@ -855,6 +910,9 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
     }
   }
   __syncthreads();
+  // cluster merge: this CTA's partial stays in shared memory, after the per-warp scratch
+  float* s_po = s_l + C::NW * GMAX;  // [GMAX][D]
+  float* s_plse = s_po + GMAX * D;   // [GMAX]
   for (int idx = tid; idx < ng * D; idx += NT) {
     const int g = idx / D, d = idx % D;
     float mx = NEG_INF;
@@ -873,6 +931,9 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
     const std::int32_t qh = qh0 + g;
     if (a.num_splits == 1) {
       a.out[static_cast<std::int64_t>(row) * a.out_ld + static_cast<std::int64_t>(qh) * D + d] = store_f<CT>(o);
+    } else if (a.cluster) {
+      s_po[idx] = o;
+      if (d == 0) s_plse[g] = L > 0.f ? mx + log2f(L) : NEG_INF;
     } else {
       const std::int64_t pr = (static_cast<std::int64_t>(split) * a.rows + row) * a.q_heads + qh;
       a.part_o[pr * D + d] = o;
@@ -883,7 +944,8 @@ __global__ void __launch_bounds__(128, attn_cfg<CT, D, GMAX>::MIN_CTAS)
   __syncthreads();
   FRUGAL_KV_TL(TL_PART, attn_gtime());
 #endif
-  if (a.num_splits > 1 && a.counters != nullptr) attn_merge_last<CT, D, GMAX>(a, row, qh0, ng, smem);
+  if (a.num_splits > 1 && a.cluster) attn_merge_cluster<CT, D, GMAX>(a, row, qh0, ng, s_po, s_plse);
+  else if (a.num_splits > 1 && a.counters != nullptr) attn_merge_last<CT, D, GMAX>(a, row, qh0, ng, smem);
 }
 
 //! out[row, qh, :] = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M), one CTA of 128 threads per (row, query head),
@@ -1078,11 +1140,23 @@ inline std::size_t attn_workspace_bytes(const attn_plan& p, std::int32_t rows, s
 }
 
 //! Launches the attention kernel; returns whether it merges the splits itself (otherwise the caller launches the
-//! merge kernel): with counters, when the merge's shared memory fits the stage buffers.
+//! merge kernel): through the cluster (a.cluster), or with counters when the merge's shared memory fits the stage buffers.
 template <class CT, int D, int GMAX, class Source, bool APPEND>
 bool attn_launch_k(const char* op, attn_args<CT, Source> a, std::int32_t kv_heads, cudaStream_t stream) {
   using C = attn_cfg<CT, D, GMAX>;
   if (a.num_splits <= 1 || attn_merge_smem(GMAX, a.num_splits) > C::SMEM) a.counters = nullptr;
+  if (a.cluster) {  // sm_90 code on an sm_90 device (checked once per instantiation; launch_pdl needs >= 9 too)
+    static const bool ok = [] {
+      cudaFuncAttributes fa{};
+      int dev = 0, major = 0;
+      return cudaGetDevice(&dev) == cudaSuccess &&
+             cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9 &&
+             cudaFuncGetAttributes(&fa, attention_kernel<CT, D, GMAX, Source, APPEND>) == cudaSuccess &&
+             fa.ptxVersion >= 90;
+    }();
+    a.cluster = ok;
+  }
+  if (a.cluster) a.counters = nullptr;
 #if FRUGAL_KV_ATTN_MERGE == 1
   if (a.counters)
     FRUGAL_CUDA_CHECK(
@@ -1095,9 +1169,13 @@ bool attn_launch_k(const char* op, attn_args<CT, Source> a, std::int32_t kv_head
   attn_smem_optin(attention_kernel<CT, D, GMAX, Source, APPEND>, C::SMEM);
   // sm_90: programmatic dependent launch, so the blocks are resident when the previous kernel finishes (the kernel
   // waits for it first thing: griddepcontrol.wait; with kv_ahead after its first cache copies).
-  launch_pdl(op, attention_kernel<CT, D, GMAX, Source, APPEND>, grid, dim3(C::NT), C::SMEM, stream, a);
+  if (a.cluster)
+    launch_pdl_cluster(op, attention_kernel<CT, D, GMAX, Source, APPEND>, grid, dim3(C::NT), C::SMEM, stream,
+                       dim3(1, 1, static_cast<unsigned>(a.num_splits)), a);
+  else
+    launch_pdl(op, attention_kernel<CT, D, GMAX, Source, APPEND>, grid, dim3(C::NT), C::SMEM, stream, a);
   check_launch(op, "attention_kernel");
-  return a.counters != nullptr;
+  return a.counters != nullptr || a.cluster;
 }
 
 template <class CT, int D, int GMAX, class Source>
@@ -1172,6 +1250,7 @@ void attention_cuda(cuda_t tag, const char* op, matrix_view<const T> q, matrix_v
   a.part_o = nullptr;
   a.part_lse = nullptr;
   a.counters = nullptr;
+  a.cluster = p.cluster_merge && plan.splits >= 2 && plan.splits <= 8 && q_indptr == nullptr;
   a.new_k = a.new_v = nullptr;
   a.new_k_ld = a.new_v_ld = 0;
   a.cache_k = a.cache_v = nullptr;
