@@ -368,9 +368,9 @@ int main(int argc, char** argv) {
         if (c.H == 28 && (B == 8 || Tn != 8192)) continue;
         const shape s{B, Tn, c.H, c.KV, c.D};
         std::vector<std::string> variants{"contiguous", "paged"};
+        if (B == 1 || Tn == 1024) variants.push_back("paged_gmerge");
         if (B == 1) {
           variants.push_back("paged_nosplit");
-          variants.push_back("paged_gmerge");
           for (int n : {4, 8, 16, 32, 64, 128})
             if (Tn / n >= 128 && c.H != 28) variants.push_back("paged_s" + std::to_string(n));
         }
