@@ -23,8 +23,8 @@
 // normalized partial (f32 o, log-sum-exp) to the workspace, and the last CTA of each (row, kv head) to finish (an
 // arrival counter in the workspace) combines all splits in a fixed order: deterministic, no merge launch (a merge
 // kernel remains for more than 4096 (row, kv head) pairs or when its scratch does not fit). On sm_90 with 2..8
-// splits the splits of a (row, kv head) are one thread-block cluster instead: partials stay in shared memory and are
-// combined through DSMEM (attention_params::cluster_merge). The paged and
+// splits and a grid of at most one CTA per SM the splits of a (row, kv head) are one thread-block cluster instead:
+// partials stay in shared memory and are combined through DSMEM (attention_params::cluster_merge). The paged and
 // contiguous variants differ only in the Source that maps (b, t) to an address (one block-table load per row and
 // tile for paging), so their difference is the cost of paging. Lengths and tables are read from device memory;
 // grid size depends only on host values (batch, max_seq_len): safe inside CUDA Graph capture, no allocation.
@@ -80,9 +80,10 @@ struct attention_params {
   //! previous kernel (the qkv projection) writes q/k/v. Results are bitwise those without it. Ignored on the CPU, by
   //! prefill, and without PDL (then nothing runs early).
   bool kv_ahead = false;
-  //! CUDA decode on sm_90 with 2..8 splits: the splits of a (row, kv head) run as one thread-block cluster and merge
-  //! through distributed shared memory (two cluster barriers) instead of partials in the workspace, an arrival
-  //! counter and the last CTA's L2 round trips. Same arithmetic and order; false: the global-memory merge (A/B runs).
+  //! CUDA decode on sm_90 with 2..8 splits and at most one CTA per SM (rows x kv heads x splits <= SMs: batch-1
+  //! decode): the splits of a (row, kv head) run as one thread-block cluster and merge through distributed shared
+  //! memory (two cluster barriers) instead of partials in the workspace, an arrival counter and the last CTA's L2
+  //! round trips. Same formula, split order fixed; false: the global-memory merge (A/B runs).
   bool cluster_merge = true;
 };
 

@@ -1250,7 +1250,16 @@ void attention_cuda(cuda_t tag, const char* op, matrix_view<const T> q, matrix_v
   a.part_o = nullptr;
   a.part_lse = nullptr;
   a.counters = nullptr;
-  a.cluster = p.cluster_merge && plan.splits >= 2 && plan.splits <= 8 && q_indptr == nullptr;
+  // Cluster merge only for a grid of at most one CTA per SM: there the merge's latency is what the launch waits for,
+  // and clusters place without queueing. Larger grids keep the counter merge: the seventh session measured clusters
+  // of a 4-CTA-per-SM kernel not fitting at once (a second wave: B = 8, T = 1024, 8 splits +18 %; B = 32, group 7,
+  // 4 splits +16 %; docs/kv.md).
+  if (p.cluster_merge && plan.splits >= 2 && plan.splits <= 8 && q_indptr == nullptr) {
+    int dev = 0, sms = 0;
+    FRUGAL_CUDA_CHECK(cudaGetDevice(&dev), op);
+    FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), op);
+    a.cluster = static_cast<std::int64_t>(rows) * kv_heads * ((group + 7) / 8) * plan.splits <= sms;
+  }
   a.new_k = a.new_v = nullptr;
   a.new_k_ld = a.new_v_ld = 0;
   a.cache_k = a.cache_v = nullptr;
