@@ -471,12 +471,18 @@ class session {
       return std::find_if(graphs_.begin(), graphs_.end(), [&](const auto& g) { return g.first == b; });
     };
     if (find(now) == graphs_.end()) {
-      for (int b = now;; b = kv_.plan_bound(b + 1)) {
-        if (find(b) == graphs_.end()) {
-          kv_.set_plan_bound(b);
-          graphs_.push_back({b, be::capture(c_, [&] { decode_step(); })});
+      try {
+        for (int b = now;; b = kv_.plan_bound(b + 1)) {
+          if (find(b) == graphs_.end()) {
+            kv_.set_plan_bound(b);
+            graphs_.reserve(graphs_.size() + 1);  // no throw between the capture and owning its graph
+            graphs_.push_back({b, be::capture(c_, [&] { decode_step(); })});
+          }
+          if (b >= o_.max_seq || !o_.attn_plan_follows) break;
         }
-        if (b >= o_.max_seq || !o_.attn_plan_follows) break;
+      } catch (...) {
+        kv_.set_plan_bound(now);  // the graphs captured so far stay valid
+        throw;
       }
       kv_.set_plan_bound(now);
     }

@@ -69,7 +69,10 @@ struct attention_params {
   std::int32_t q_heads = 0;      //!< query heads: a positive multiple of the cache's kv_heads
   float scale = 0.f;             //!< softmax scale; 0 means 1 / sqrt(head_dim)
   std::int32_t max_seq_len = 0;  //!< host-side bound on seq_lens that plans split-K; 0: the view's capacity. Longer
-                                 //!< sequences stay correct (the last split takes the rest), only slower.
+                                 //!< sequences stay correct (the last split takes the rest), only slower. A bound far
+                                 //!< above the current lengths splits short sequences for nothing: a decode loop
+                                 //!< should pass the longest current length rounded up (e.g. to a power of two; one
+                                 //!< CUDA Graph per bound), as examples/gpt2 does (1.04x per token on GPT-2 124M).
   std::int32_t num_splits = 0;   //!< split-K partitions (CUDA decode): 0 chooses from the SM count, 1 disables
   bool causal = true;            //!< prefill only: row i of a sequence's new tokens sees keys up to its position
   //! CUDA decode on sm_90, in a programmatic-dependent-launch chain (the previous kernel in the stream calls
