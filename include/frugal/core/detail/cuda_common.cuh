@@ -107,10 +107,11 @@ constexpr FRUGAL_HOST_DEVICE I ceil_div(I a, I b) {
 //! Launches kernel<<<grid, block, smem, stream>>>(args...) with programmatic dependent launch allowed on sm_90+
 //! devices (cudaLaunchKernelEx with cudaLaunchAttributeProgrammaticStreamSerialization): the kernel may be scheduled
 //! while the previous kernel in the stream still runs, so it must call grid_dependency_wait() before reading what
-//! that kernel writes. Plain launch on older devices. Errors: frugal::error naming `op`.
+//! that kernel writes. Plain launch on older devices. `cluster` other than 1 x 1 x 1: thread-block clusters of that
+//! shape (sm_90 only; the grid a multiple of it). Errors: frugal::error naming `op`.
 template <class... P, class... A>
-void launch_pdl(const char* op, void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream,
-                A&&... args) {
+void launch_pdl_cluster(const char* op, void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem,
+                        cudaStream_t stream, dim3 cluster, A&&... args) {
   int dev = 0, major = 0;
   cuda_check(cudaGetDevice(&dev), op, "cudaGetDevice");
   cuda_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), op, "cudaDeviceGetAttribute");
@@ -119,33 +120,30 @@ void launch_pdl(const char* op, void (*kernel)(P...), dim3 grid, dim3 block, std
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = major >= 9 ? 1 : 0;
+  cudaLaunchAttribute attr[2];
+  unsigned n = 0;
+  if (major >= 9) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n].val.programmaticStreamSerializationAllowed = 1;
+    ++n;
+  }
+  if (cluster.x * cluster.y * cluster.z > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = cluster.x;
+    attr[n].val.clusterDim.y = cluster.y;
+    attr[n].val.clusterDim.z = cluster.z;
+    ++n;
+  }
+  cfg.attrs = n ? attr : nullptr;
+  cfg.numAttrs = n;
   cuda_check(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...), op, "cudaLaunchKernelEx");
 }
 
-//! launch_pdl with thread-block clusters of `cluster` blocks (sm_90; the grid a multiple of it).
+//! launch_pdl_cluster without clusters.
 template <class... P, class... A>
-void launch_pdl_cluster(const char* op, void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem,
-                        cudaStream_t stream, dim3 cluster, A&&... args) {
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[2];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  attr[1].id = cudaLaunchAttributeClusterDimension;
-  attr[1].val.clusterDim.x = cluster.x;
-  attr[1].val.clusterDim.y = cluster.y;
-  attr[1].val.clusterDim.z = cluster.z;
-  cfg.attrs = attr;
-  cfg.numAttrs = 2;
-  cuda_check(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...), op, "cudaLaunchKernelEx (clusters)");
+void launch_pdl(const char* op, void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream,
+                A&&... args) {
+  launch_pdl_cluster(op, kernel, grid, block, smem, stream, dim3(1, 1, 1), std::forward<A>(args)...);
 }
 
 //! Streams launched into must not be capturing an illegal operation; this checks the launch only (no sync), so it
