@@ -1145,16 +1145,16 @@ template <class CT, int D, int GMAX, class Source, bool APPEND>
 bool attn_launch_k(const char* op, attn_args<CT, Source> a, std::int32_t kv_heads, cudaStream_t stream) {
   using C = attn_cfg<CT, D, GMAX>;
   if (a.num_splits <= 1 || attn_merge_smem(GMAX, a.num_splits) > C::SMEM) a.counters = nullptr;
-  if (a.cluster) {  // sm_90 code on an sm_90 device (checked once per instantiation; launch_pdl needs >= 9 too)
-    static const bool ok = [] {
+  if (a.cluster) {  // sm_90 code (checked once per instantiation) on an sm_90 device (checked per call)
+    static const bool sm90_code = [] {
       cudaFuncAttributes fa{};
-      int dev = 0, major = 0;
-      return cudaGetDevice(&dev) == cudaSuccess &&
-             cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9 &&
-             cudaFuncGetAttributes(&fa, attention_kernel<CT, D, GMAX, Source, APPEND>) == cudaSuccess &&
+      return cudaFuncGetAttributes(&fa, attention_kernel<CT, D, GMAX, Source, APPEND>) == cudaSuccess &&
              fa.ptxVersion >= 90;
     }();
-    a.cluster = ok;
+    int dev = 0, major = 0;
+    FRUGAL_CUDA_CHECK(cudaGetDevice(&dev), op);
+    FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), op);
+    a.cluster = sm90_code && major >= 9;
   }
   if (a.cluster) a.counters = nullptr;
 #if FRUGAL_KV_ATTN_MERGE == 1
