@@ -1033,6 +1033,7 @@ __global__ void __launch_bounds__(128)
 struct attn_plan {
   std::int32_t splits = 1;
   std::int32_t chunk = 1;  // keys per split
+  std::int32_t sms = 0;    // SMs of the device it was made for (attn_plan_cuda)
 };
 
 //! Split-K plan. Decode is memory-bound and every CTA of a launch streams the same number of keys. Auto: at most one
@@ -1121,7 +1122,9 @@ attn_plan attn_plan_cuda(std::int32_t rows, std::int32_t kv_heads, std::int32_t 
         fail("decode_attention", "head_dim (=", head_dim, ") is not supported on CUDA; supported: 64, 80, 96, 128");
     }
   }
-  return attn_make_plan(rows, kv_heads, group, max_len, resident, requested, sms);
+  attn_plan plan = attn_make_plan(rows, kv_heads, group, max_len, resident, requested, sms);
+  plan.sms = sms;
+  return plan;
 }
 
 //! Arrival counters of the in-kernel split-K merge: one per (row, kv head, head chunk), at the start of every split-K
@@ -1254,12 +1257,8 @@ void attention_cuda(cuda_t tag, const char* op, matrix_view<const T> q, matrix_v
   // and clusters place without queueing. Larger grids keep the counter merge: the seventh session measured clusters
   // of a 4-CTA-per-SM kernel not fitting at once (a second wave: B = 8, T = 1024, 8 splits +18 %; B = 32, group 7,
   // 4 splits +16 %; docs/kv.md).
-  if (p.cluster_merge && plan.splits >= 2 && plan.splits <= 8 && q_indptr == nullptr) {
-    int dev = 0, sms = 0;
-    FRUGAL_CUDA_CHECK(cudaGetDevice(&dev), op);
-    FRUGAL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), op);
-    a.cluster = static_cast<std::int64_t>(rows) * kv_heads * ((group + 7) / 8) * plan.splits <= sms;
-  }
+  a.cluster = p.cluster_merge && plan.splits >= 2 && plan.splits <= 8 && q_indptr == nullptr &&
+              static_cast<std::int64_t>(rows) * kv_heads * ((group + 7) / 8) * plan.splits <= plan.sms;
   a.new_k = a.new_v = nullptr;
   a.new_k_ld = a.new_v_ld = 0;
   a.cache_k = a.cache_v = nullptr;
