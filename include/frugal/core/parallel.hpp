@@ -131,19 +131,22 @@ class worker_pool {
     }
   }
 
+  // Called before the job's epoch is posted. A new worker is handed the epoch of now, not left to read it when its
+  // thread starts: a thread that starts late (after this job, or after the destructor's closing epoch) would take
+  // that later epoch as already seen and wait for a change that never comes, and the destructor's join would hang.
   void grow(int want) {
     want = std::min(want, max_workers);
+    const std::uint32_t now = epoch(state_.load(std::memory_order_relaxed));
     while (static_cast<int>(workers_.size()) < want) {
       try {
-        workers_.emplace_back([this] { work(); });
+        workers_.emplace_back([this, now] { work(now); });
       } catch (...) {  // no more threads: the caller and the existing workers run every chunk
         return;
       }
     }
   }
 
-  void work() {
-    std::uint64_t seen = epoch(state_.load(std::memory_order_acquire));
+  void work(std::uint32_t seen) {
     for (;;) {
       std::uint64_t s = state_.load(std::memory_order_acquire);
       const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us_);

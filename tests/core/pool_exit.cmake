@@ -1,0 +1,18 @@
+# cmake -DPROBE=<pool_exit_probe> -DRUNS=<n> -P pool_exit.cmake — runs the probe RUNS times (16 and 3 threads in turn);
+# fails when a run does not exit within 20 s (a worker of the pool missed the shutdown) or exits non-zero.
+if(NOT PROBE OR NOT RUNS)
+  message(FATAL_ERROR "pool_exit.cmake: pass -DPROBE=<path> -DRUNS=<n>")
+endif()
+foreach(i RANGE 1 ${RUNS})
+  math(EXPR odd "${i} % 2")
+  if(odd)
+    set(threads 16)
+  else()
+    set(threads 3)
+  endif()
+  execute_process(COMMAND ${PROBE} ${threads} RESULT_VARIABLE rc TIMEOUT 20)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "pool_exit_probe ${threads} (run ${i} of ${RUNS}) did not exit cleanly: ${rc}")
+  endif()
+endforeach()
+message(STATUS "pool_exit_probe: ${RUNS} runs exited cleanly")
