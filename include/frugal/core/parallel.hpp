@@ -13,8 +13,9 @@
 // are started on first use (as many as the largest num_threads() - 1 asked for, at most 255), take chunks by an
 // atomic claim on one 64-bit state word (epoch | chunks | claimed), spin for a short while after each job
 // (FRUGAL_POOL_SPIN_US, default 200 us; 0 = block at once) and then block on a condition variable (not
-// std::atomic<uint64_t>::wait: libstdc++ 12 emulates it for 64-bit words with a proxy counter, and a worker once
-// slept through the shutdown notify in a clean-clone CI run, hanging the process at exit). The calling thread
+// std::atomic<uint64_t>::wait: libstdc++ 12 emulates it for 64-bit words with a proxy counter). A worker is handed
+// the epoch current when it is created (see grow): two clean-clone CI runs hung at exit because a worker that
+// started late took the shutdown's epoch as already seen (tests/core/pool_exit_probe.cpp). The calling thread
 // claims chunks too, so a call finishes even while every worker is asleep or busy elsewhere. A call made while the
 // pool is running another call (from another thread, or nested inside a chunk) runs on threads created for it, as
 // before the pool — same chunks, same results.
