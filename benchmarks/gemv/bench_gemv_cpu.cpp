@@ -8,7 +8,11 @@
 //   list_s<S>     frugal::sparse_gemv with ascending index lists of the (1 - S%) largest |x|
 //   thresh_s<S>   frugal::sparse_gemv_threshold at the S% quantile of |x|
 //   topk_s<S>     frugal::sparse_gemv_topk, k = (1 - S%) K
-// Shapes: the LLaMA-sized ones of issue 3 (all sparsities) and GPT-2 124M / XL's (dense, s = 0.5).
+//   thresh_pca_s<S>, topk_pca_s<S>   the same on an input in PCA order, as LaRoSA's rotated activations: channel k
+//                 has standard deviation (1 + k)^-1/2 (a 1/k covariance spectrum), so the kept channels crowd the
+//                 front of K (at s = 50, ~62% of them in its first half) — where the kept list is cut among threads
+// Shapes: the LLaMA-sized ones of issue 3 (all sparsities) and GPT-2 124M / XL's (dense, s = 0.5, and the PCA-order
+// input on the shapes whose batch-1 call splits the kept channels among threads: N < 4096 x threads).
 // Threads: FRUGAL_BENCH_THREADS (default 2) for both frugal (cpu.with_threads) and OpenBLAS
 // (openblas_set_num_threads); OpenBLAS's threads sleep between calls (OPENBLAS_THREAD_TIMEOUT=4, see main).
 // Before every timed call a 96 MB buffer is read to evict the weights from the 32 MB
@@ -66,7 +70,7 @@ const weights& get(std::int64_t N, std::int64_t K) {
   return *g_w;
 }
 
-enum class variant { openblas, openblas_t, dense, list, thresh, topk };
+enum class variant { openblas, openblas_t, dense, list, thresh, topk, thresh_pca, topk_pca };
 
 void run(benchmark::State& state, variant v, std::int64_t N, std::int64_t K, int s_pct) {
   const auto& W = get(N, K);
@@ -77,6 +81,8 @@ void run(benchmark::State& state, variant v, std::int64_t N, std::int64_t K, int
   std::normal_distribution<float> nd(0.f, 1.f);
   std::vector<float> x(static_cast<std::size_t>(K)), y(static_cast<std::size_t>(N));
   for (auto& e : x) e = nd(rng);
+  if (v == variant::thresh_pca || v == variant::topk_pca)
+    for (std::int64_t k = 0; k < K; ++k) x[k] /= std::sqrt(static_cast<float>(1 + k));
   std::vector<float> a(static_cast<std::size_t>(K));
   for (std::int64_t k = 0; k < K; ++k) a[k] = std::fabs(x[k]);
   std::vector<float> srt = a;
@@ -112,8 +118,10 @@ void run(benchmark::State& state, variant v, std::int64_t N, std::int64_t K, int
         frugal::sparse_gemv(tag, frugal::sparse_rows<float>{idx.data(), val.data(), &nnz, 1, nnz, nnz}, wv, nullptr,
                             yv);
         break;
-      case variant::thresh: frugal::sparse_gemv_threshold(tag, xv, frugal::threshold{nullptr, thr}, wv, nullptr, yv); break;
+      case variant::thresh:
+      case variant::thresh_pca: frugal::sparse_gemv_threshold(tag, xv, frugal::threshold{nullptr, thr}, wv, nullptr, yv); break;
       case variant::topk:
+      case variant::topk_pca:
         frugal::sparse_gemv_topk(tag, xv, static_cast<int>(keep), wv, nullptr, yv, {},
                                  frugal::workspace{ws.data(), ws.size()});
         break;
@@ -139,9 +147,9 @@ void run(benchmark::State& state, variant v, std::int64_t N, std::int64_t K, int
 }
 
 void add(variant v, std::int64_t N, std::int64_t K, int s) {
-  static const char* names[] = {"openblas", "openblas_t", "dense", "list", "thresh", "topk"};
+  static const char* names[] = {"openblas", "openblas_t", "dense", "list", "thresh", "topk", "thresh_pca", "topk_pca"};
   std::string vn = names[static_cast<int>(v)];
-  if (v == variant::list || v == variant::thresh || v == variant::topk) vn += "_s" + std::to_string(s);
+  if (v != variant::openblas && v != variant::openblas_t && v != variant::dense) vn += "_s" + std::to_string(s);
   const std::string name = "gemv/cpu/f32/" + std::to_string(N) + "x" + std::to_string(K) + "/" + vn;
   benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { run(st, v, N, K, s); })
       ->Unit(benchmark::kMillisecond)
@@ -165,7 +173,7 @@ int main(int argc, char** argv) {
 #endif
   // LLaMA-sized shapes (issue 3): every sparsity, the list and top-k forms; the GEMVs of a GPT-2 decode step, 124M
   // (qkv, o_proj, fc, down) and XL (1558M): dense, threshold and top-k at s = 0.5.
-  const auto add_shape = [](std::int64_t N, std::int64_t K, bool all) {
+  const auto add_shape = [](std::int64_t N, std::int64_t K, bool all, bool pca) {
 #if defined(FRUGAL_HAVE_CBLAS)
     add(variant::openblas, N, K, 0);
     add(variant::openblas_t, N, K, 0);
@@ -175,13 +183,17 @@ int main(int argc, char** argv) {
       if (all || s == 50) add(variant::thresh, N, K, s);
     if (all) add(variant::list, N, K, 50);
     add(variant::topk, N, K, 50);
+    if (pca) {
+      add(variant::thresh_pca, N, K, 50);
+      add(variant::topk_pca, N, K, 50);
+    }
   };
   for (auto [N, K] : {std::pair<std::int64_t, std::int64_t>{4096, 4096}, {11008, 4096}, {4096, 11008}, {12288, 4096},
                       {14336, 4096}})
-    add_shape(N, K, true);
+    add_shape(N, K, true, N == 4096);
   for (auto [N, K] : {std::pair<std::int64_t, std::int64_t>{2304, 768}, {768, 768}, {3072, 768}, {768, 3072},
                       {4800, 1600}, {1600, 1600}, {6400, 1600}, {1600, 6400}})
-    add_shape(N, K, false);
+    add_shape(N, K, false, N * K >= (std::int64_t{1} << 20));
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

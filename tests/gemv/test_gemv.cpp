@@ -41,16 +41,27 @@ TEST_CASE_TEMPLATE("gemv cpu: every form, continuous data within the error bound
   grid_test<T>(false);
 }
 
-// Batch 1 with few columns per thread takes the channel-split path (each thread sums a range of K into its own
-// partial, added in thread order): exact on integer data for 1, 2 and 3 threads (uneven K ranges), every form, with
-// bias, accumulate and the fused prologue / epilogue.
-TEST_CASE_TEMPLATE("gemv cpu: batch 1, channel split across threads (K ranges), exact and equal for 1-3 threads", T,
-                   float, double, half, bfloat16) {
+// Batch 1 with few columns per thread takes the channel-split path (the kept channels are cut into equal counts,
+// each thread sums its share into its own partial, added in thread order): exact on integer data for 1, 2 and 3
+// threads, every form, with bias, accumulate and the fused prologue / epilogue; kept counts of 0, about 1, fewer than
+// the threads, and all K (lists: 0, 1, 2 and K entries).
+TEST_CASE_TEMPLATE("gemv cpu: batch 1, channel split across threads (kept channels), exact and equal for 1-3 threads",
+                   T, float, double, half, bfloat16) {
   for (form f : all_forms) {
     spec s{.b = 1, .K = 1300, .N = 1000, .f = f, .bias = true, .accumulate = true, .integer = true, .seed = 21};
     for (int threads : {1, 2, 3}) {
       CAPTURE(threads);
       CHECK(run_cpu<T>(s, frugal::cpu.with_threads(threads)) == 0);
+    }
+  }
+  for (double keep : {0.0, 0.0008, 0.0016, 1.0}) {
+    for (form f : {form::masked, form::list_sorted}) {
+      spec s{.b = 1, .K = 1300, .N = 1000, .f = f, .bias = true, .accumulate = true, .integer = true, .keep = keep,
+             .seed = 23};
+      for (int threads : {2, 3}) {
+        CAPTURE(threads);
+        CHECK(run_cpu<T>(s, frugal::cpu.with_threads(threads)) == 0);
+      }
     }
   }
   for (form f : {form::dense, form::threshold_rows}) {

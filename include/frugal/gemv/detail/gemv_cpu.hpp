@@ -1,8 +1,8 @@
 // frugal/gemv/detail/gemv_cpu.hpp — CPU implementation of every gemv form (also the tests' reference).
 //
 // y[b, N] = x[b, K] · W[K, N] (+ bias), W channel-major. Threads split N into contiguous column ranges
-// (detail::parallel_for; at batch 1 with short ranges they split the input channels instead, see gemv_cpu). Within
-// a range, columns go in blocks of `cols_for(rows)` (8192 / rows, at least 256) and batch rows in tiles of `rows`
+// (detail::parallel_for; at batch 1 with short ranges they split the kept input channels, see gemv_cpu). Within a
+// range, columns go in blocks of `cols_for(rows)` (8192 / rows, at least 256) and batch rows in tiles of `rows`
 // (16): an f32/f64 accumulator tile [rows, cols] stays in L1/L2 while the kept channels are staged `stage` (256) at a
 // time — ids and per-row values, computed from x by the keep rule — and consumed 8 (f32/f64) or 4 (f16/bf16) weight
 // rows per pass:
@@ -235,11 +235,9 @@ int gemv_cpu_stage_dense(const gemv_problem<T>& p, const gemv_cpu_norm<T>& nm, s
   return cnt;
 }
 
-//! Columns [c_begin, c_end) of y for every row, over the input channels [k_begin, k_end). With `partial` (batch 1
-//! only) the raw sums go to partial[c_begin .. c_end) instead of y (no bias, activation or accumulate).
+//! Columns [c_begin, c_end) of y for every row.
 template <class T>
-void gemv_cpu_columns(const gemv_problem<T>& p, const gemv_cpu_norm<T>& nm, std::int64_t c_begin, std::int64_t c_end,
-                      std::int64_t k_begin, std::int64_t k_end, gemv_acc_t<T>* partial = nullptr) {
+void gemv_cpu_columns(const gemv_problem<T>& p, const gemv_cpu_norm<T>& nm, std::int64_t c_begin, std::int64_t c_end) {
   using A = gemv_acc_t<T>;
   constexpr int S = gemv_cpu_cfg::stage, R = gemv_cpu_cfg::rows;
   const int tile_rows = p.mode == gemv_input::list ? 1 : static_cast<int>(std::min<std::int64_t>(R, p.b));
@@ -265,14 +263,10 @@ void gemv_cpu_columns(const gemv_problem<T>& p, const gemv_cpu_norm<T>& nm, std:
           gemv_cpu_block<T>(ids, vals, cnt, 1, p.w.data, p.w.ld, n0, n, acc, C);
         }
       } else {
-        for (std::int64_t c0 = k_begin; c0 < k_end; c0 += S) {
-          const int cnt = gemv_cpu_stage_dense(p, nm, r0, nr, c0, std::min<std::int64_t>(c0 + S, k_end), ids, vals);
+        for (std::int64_t c0 = 0; c0 < p.K; c0 += S) {
+          const int cnt = gemv_cpu_stage_dense(p, nm, r0, nr, c0, std::min<std::int64_t>(c0 + S, p.K), ids, vals);
           gemv_cpu_block<T>(ids, vals, cnt, nr, p.w.data, p.w.ld, n0, n, acc, C);
         }
-      }
-      if (partial) {
-        std::copy(acc, acc + n, partial + n0);
-        continue;
       }
       for (int r = 0; r < nr; ++r) {
         T* yr = p.y.row(r0 + r) + n0;
@@ -286,6 +280,25 @@ void gemv_cpu_columns(const gemv_problem<T>& p, const gemv_cpu_norm<T>& nm, std:
         }
       }
     }
+  }
+}
+
+//! Batch 1: out[0, N) = sum over the staged channels [0, cnt) of vals[i] · w[ids[i], :] (the raw sums, no bias or
+//! activation), column block by column block.
+template <class T>
+void gemv_cpu_kept_rows(const gemv_problem<T>& p, const std::int32_t* ids, const gemv_acc_t<T>* vals, std::int64_t cnt,
+                        gemv_acc_t<T>* out) {
+  using A = gemv_acc_t<T>;
+  constexpr int S = gemv_cpu_cfg::stage;
+  const int C = gemv_cpu_cfg::cols_for(1);
+  alignas(64) A acc[gemv_cpu_cfg::acc_max];
+  for (std::int64_t n0 = 0; n0 < p.N; n0 += C) {
+    const int n = static_cast<int>(std::min<std::int64_t>(C, p.N - n0));
+    std::fill(acc, acc + n, A(0));
+    for (std::int64_t e0 = 0; e0 < cnt; e0 += S)
+      gemv_cpu_block<T>(ids + e0, vals + e0, static_cast<int>(std::min<std::int64_t>(S, cnt - e0)), 1, p.w.data,
+                        p.w.ld, n0, n, acc, C);
+    std::copy(acc, acc + n, out + n0);
   }
 }
 
@@ -305,22 +318,34 @@ void gemv_cpu(cpu_t tag, const gemv_problem<T>& p) {
     nm.mean = stats.data();
     nm.rstd = stats.data() + p.b;
   }
-  // Batch 1 with short column ranges per thread (N < threads x 4096): the threads split the input channels instead
-  // of the columns, so each streams longer contiguous weight-row segments (N = 4096 on 2 threads: 16 KB instead of
-  // 8 KB per kept row; measured 4-12% faster there, and slower for N >= 11008, docs/gemv.md), into its own partial
-  // sums, added in thread order (deterministic for a given thread count).
+  // Batch 1 with short column ranges per thread (N < threads x 4096): the threads split the kept input channels
+  // instead of the columns, so each streams longer contiguous weight-row segments (N = 4096 on 2 threads: 16 KB
+  // instead of 8 KB per kept row; measured 4-12% faster there, and slower for N >= 11008, docs/gemv.md), into its
+  // own partial sums, added in thread order. The keep rule is applied to all K channels first and the kept list is
+  // cut into equal counts. (The cut was once K rounded to 256-channel stages: K = 768 on 2 threads gave 256 and 512
+  // channels; and the kept channels cluster — LaRoSA's rotated inputs are in PCA order, so top-k keeps ~57% of GPT-2
+  // XL's qkv / fc inputs in the first half of K. docs/gemv.md measures both cuts.) The cut depends only on the input
+  // and the thread count, so the result is deterministic for a given thread count.
   const int nt = tag.num_threads();
   const std::int64_t k_chunks = std::min<std::int64_t>(nt, p.K / gemv_cpu_cfg::stage);
-  if (p.b == 1 && p.mode != gemv_input::list && k_chunks > 1 && p.N < std::int64_t{4096} * nt &&
-      p.K * p.N >= (std::int64_t{1} << 20)) {
+  if (p.b == 1 && k_chunks > 1 && p.N < std::int64_t{4096} * nt && p.K * p.N >= (std::int64_t{1} << 20)) {
     using A = gemv_acc_t<T>;
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(p.K));
+    std::vector<A> vals(static_cast<std::size_t>(p.K));
+    std::int64_t kept = 0;
+    if (p.mode == gemv_input::list) {  // the list is the kept set (nnz <= K, checked by the caller)
+      for (; kept < p.list.nnz[0]; ++kept) {
+        ids[static_cast<std::size_t>(kept)] = p.list.indices[kept];
+        vals[static_cast<std::size_t>(kept)] = gemv_load(p.list.values[kept]);
+      }
+    } else {
+      kept = gemv_cpu_stage_dense(p, nm, 0, 1, 0, p.K, ids.data(), vals.data());
+    }
     std::vector<A> part(static_cast<std::size_t>(k_chunks * p.N));
     parallel_for(tag.with_threads(static_cast<int>(k_chunks)), k_chunks, 1, [&](std::int64_t t0, std::int64_t t1) {
-      for (std::int64_t t = t0; t < t1; ++t) {
-        const std::int64_t kb = p.K * t / k_chunks / gemv_cpu_cfg::stage * gemv_cpu_cfg::stage;
-        const std::int64_t ke = t + 1 == k_chunks ? p.K : p.K * (t + 1) / k_chunks / gemv_cpu_cfg::stage * gemv_cpu_cfg::stage;
-        gemv_cpu_columns(p, nm, 0, p.N, kb, ke, part.data() + t * p.N);
-      }
+      for (std::int64_t t = t0; t < t1; ++t)
+        gemv_cpu_kept_rows(p, ids.data() + kept * t / k_chunks, vals.data() + kept * t / k_chunks,
+                           kept * (t + 1) / k_chunks - kept * t / k_chunks, part.data() + t * p.N);
     });
     T* y = p.y.row(0);
     for (std::int64_t j = 0; j < p.N; ++j) {
@@ -334,7 +359,7 @@ void gemv_cpu(cpu_t tag, const gemv_problem<T>& p) {
     return;
   }
   parallel_for(tag, units, grain, [&](std::int64_t u0, std::int64_t u1) {
-    gemv_cpu_columns(p, nm, u0 * unit, std::min(p.N, u1 * unit), 0, p.K);
+    gemv_cpu_columns(p, nm, u0 * unit, std::min(p.N, u1 * unit));
   });
 }
 
